@@ -1,0 +1,1 @@
+"""The ``batchlane`` command line: one module per command group, each a thin wrapper over the library."""

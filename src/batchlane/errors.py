@@ -1,0 +1,111 @@
+"""One error hierarchy for the whole project.
+
+Each exception carries the HTTP status a server answers with, the AWS-style error code the control plane uses, and
+the exit code the CLI ends with. Clients get ``str(error)`` (one short line); tracebacks go to the log only.
+
+| class                  | HTTP | code                   | meaning                                            |
+|------------------------|------|------------------------|----------------------------------------------------|
+| BatchlaneError         | 500  | InternalFailure        | base class; an unexpected failure of our own       |
+| ValidationError        | 400  | ValidationException    | a request/spec/config field is invalid             |
+| BadInput               | 400  | BadInput               | a payload or record cannot be parsed               |
+| NotFound               | 404  | ResourceNotFound       | a model, job, object or queue does not exist       |
+| NotAcceptable          | 406  | NotAcceptable          | no supported type in the Accept header             |
+| Conflict               | 409  | ResourceInUse          | the name exists with another spec / bad transition |
+| PayloadTooLarge        | 413  | PayloadTooLarge        | a payload or record exceeds a configured limit     |
+| UnsupportedContentType | 415  | UnsupportedMediaType   | no codec for the Content-Type                      |
+| ModelError             | 500  | ModelError             | the model or user code raised while predicting     |
+| ModelLoadError         | 500  | ModelLoadError         | the model or user module cannot be loaded          |
+| ModelNotReady          | 503  | ServiceUnavailable     | the model is not loaded yet                        |
+| StorageError           | 500  | StorageError           | an object store operation failed                   |
+| InvocationError        | 502  | InvocationError        | calling the model container failed                 |
+| AuthError              | 403  | AccessDeniedException  | missing or invalid credentials / signature         |
+"""
+
+from __future__ import annotations
+
+
+class BatchlaneError(Exception):
+    """Base class. ``status`` is the HTTP status, ``code`` the AWS-style error code, ``exit_code`` the CLI's."""
+
+    status: int = 500
+    code: str = "InternalFailure"
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ValidationError(BatchlaneError):
+    status = 400
+    code = "ValidationException"
+    exit_code = 2
+
+
+class BadInput(BatchlaneError):
+    status = 400
+    code = "BadInput"
+
+
+class NotFound(BatchlaneError):
+    status = 404
+    code = "ResourceNotFound"
+
+
+class NotAcceptable(BatchlaneError):
+    status = 406
+    code = "NotAcceptable"
+
+
+class Conflict(BatchlaneError):
+    status = 409
+    code = "ResourceInUse"
+
+
+class PayloadTooLarge(BatchlaneError):
+    status = 413
+    code = "PayloadTooLarge"
+
+
+class UnsupportedContentType(BatchlaneError):
+    status = 415
+    code = "UnsupportedMediaType"
+
+
+class ModelError(BatchlaneError):
+    status = 500
+    code = "ModelError"
+
+
+class ModelLoadError(BatchlaneError):
+    status = 500
+    code = "ModelLoadError"
+
+
+class ModelNotReady(BatchlaneError):
+    status = 503
+    code = "ServiceUnavailable"
+
+
+class StorageError(BatchlaneError):
+    status = 500
+    code = "StorageError"
+
+
+class InvocationError(BatchlaneError):
+    status = 502
+    code = "InvocationError"
+
+
+class AuthError(BatchlaneError):
+    status = 403
+    code = "AccessDeniedException"
+
+
+def status_for(exc: BaseException) -> int:
+    """The HTTP status for any exception: ours carry one, anything else is a 500."""
+    return exc.status if isinstance(exc, BatchlaneError) else 500

@@ -1,0 +1,126 @@
+"""Every environment variable batchlane reads is named here, and read only when a settings object is built.
+
+Nothing reads ``os.environ`` at import time; callers pass ``env`` (defaulting to ``os.environ``) so tests can build
+settings from a plain dict.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The SageMaker container contract (CONTRACT §2, §3.3).
+SAGEMAKER_BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"
+SAGEMAKER_MAX_PAYLOAD_IN_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+SAGEMAKER_BATCH_STRATEGY = "SAGEMAKER_BATCH_STRATEGY"
+SAGEMAKER_MAX_CONCURRENT_TRANSFORMS = "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"
+SAGEMAKER_BATCH = "SAGEMAKER_BATCH"
+SAGEMAKER_PROGRAM = "SAGEMAKER_PROGRAM"
+SAGEMAKER_SUBMIT_DIRECTORY = "SAGEMAKER_SUBMIT_DIRECTORY"
+SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
+SAGEMAKER_MODEL_SERVER_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+SAGEMAKER_MODEL_SERVER_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
+SAGEMAKER_CONTAINER_LOG_LEVEL = "SAGEMAKER_CONTAINER_LOG_LEVEL"
+SAGEMAKER_BASE_DIR = "SAGEMAKER_BASE_DIR"
+SM_MODEL_DIR = "SM_MODEL_DIR"
+
+# batchlane's own knobs.
+BATCHLANE_HOME = "BATCHLANE_HOME"
+BATCHLANE_DB = "BATCHLANE_DB"
+BATCHLANE_MAX_LENGTH = "BATCHLANE_MAX_LENGTH"
+BATCHLANE_TOKEN_BUDGET = "BATCHLANE_TOKEN_BUDGET"
+BATCHLANE_DEVICE = "BATCHLANE_DEVICE"
+BATCHLANE_PRECISION = "BATCHLANE_PRECISION"
+BATCHLANE_TOP_K = "BATCHLANE_TOP_K"
+BATCHLANE_THREADS = "BATCHLANE_THREADS"
+BATCHLANE_MAX_RESPONSE_MB = "BATCHLANE_MAX_RESPONSE_MB"
+
+# AWS clients (boto3 reads most of these itself; we read them to build endpoints explicitly).
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+AWS_ENDPOINT_URL_S3 = "AWS_ENDPOINT_URL_S3"
+AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
+
+DEFAULT_PORT = 8080
+DEFAULT_MODEL_DIR = "/opt/ml/model"
+DEFAULT_MAX_PAYLOAD_MB = 6
+DEFAULT_ACCEPT = "application/json"
+
+
+def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        from batchlane.errors import ValidationError
+
+        raise ValidationError(f"environment variable {name} must be an integer, got {raw!r}", field=name) from None
+
+
+def home_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where batchlane keeps its state (job store, model registry, caches): ``$BATCHLANE_HOME`` or ``~/.batchlane``."""
+    env = os.environ if env is None else env
+    return Path(env.get(BATCHLANE_HOME) or Path.home() / ".batchlane").expanduser()
+
+
+def default_db_path(env: Mapping[str, str] | None = None) -> Path:
+    """The embedded SQLite store: ``$BATCHLANE_DB`` or ``<home>/batchlane.db``."""
+    env = os.environ if env is None else env
+    return Path(env[BATCHLANE_DB]).expanduser() if env.get(BATCHLANE_DB) else home_dir(env) / "batchlane.db"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Configuration of the inference container, from flags and the SageMaker environment."""
+
+    model_dir: Path = Path(DEFAULT_MODEL_DIR)
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    max_payload_mb: int = DEFAULT_MAX_PAYLOAD_MB
+    batch_strategy: str | None = None
+    max_concurrent_transforms: int | None = None
+    program: str = "inference.py"
+    default_accept: str = DEFAULT_ACCEPT
+    model_server_timeout: int = 60
+    max_length: int | None = None
+    token_budget: int | None = None
+    device: str | None = None
+    precision: str = "auto"
+    top_k: int = 1
+    threads: int | None = None
+    max_response_mb: int | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServeSettings:
+        """Build from ``env`` (default ``os.environ``); keyword ``overrides`` that are not None win (CLI flags)."""
+        env = os.environ if env is None else env
+        model_dir = env.get(SM_MODEL_DIR) or (
+            str(Path(env[SAGEMAKER_BASE_DIR]) / "model") if env.get(SAGEMAKER_BASE_DIR) else DEFAULT_MODEL_DIR
+        )
+        strategy = env.get(SAGEMAKER_BATCH_STRATEGY, "").strip() or None
+        values: dict[str, object] = {
+            "model_dir": Path(model_dir),
+            "port": _int(env, SAGEMAKER_BIND_TO_PORT, DEFAULT_PORT),
+            "max_payload_mb": _int(env, SAGEMAKER_MAX_PAYLOAD_IN_MB, DEFAULT_MAX_PAYLOAD_MB),
+            "batch_strategy": strategy,
+            "max_concurrent_transforms": _int(env, SAGEMAKER_MAX_CONCURRENT_TRANSFORMS, None),
+            "program": env.get(SAGEMAKER_PROGRAM, "").strip() or "inference.py",
+            "default_accept": env.get(SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, "").strip() or DEFAULT_ACCEPT,
+            "model_server_timeout": _int(env, SAGEMAKER_MODEL_SERVER_TIMEOUT, 60),
+            "max_length": _int(env, BATCHLANE_MAX_LENGTH, None),
+            "token_budget": _int(env, BATCHLANE_TOKEN_BUDGET, None),
+            "device": env.get(BATCHLANE_DEVICE, "").strip() or None,
+            "precision": env.get(BATCHLANE_PRECISION, "").strip() or "auto",
+            "top_k": _int(env, BATCHLANE_TOP_K, 1),
+            "threads": _int(env, BATCHLANE_THREADS, None),
+            "max_response_mb": _int(env, BATCHLANE_MAX_RESPONSE_MB, None),
+            "extra_env": dict(env),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values["model_dir"], str):
+            values["model_dir"] = Path(values["model_dir"])
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,108 @@
+"""Fixtures shared by every test layer: tiny real models, free loopback ports, moto's S3/SQS server.
+
+Tests use real components only: real model directories, real HTTP servers on 127.0.0.1, real SQLite files.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Keep torch from oversubscribing the 2 CI cores when several servers/tests run at once.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 60.0, status: int = 200) -> None:
+    """Poll ``url`` until it answers ``status``; raise TimeoutError with the last answer otherwise."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(url, timeout=2.0)
+            if answer.status_code == status:
+                return
+            last = f"HTTP {answer.status_code}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer {status} within {timeout}s (last: {last})")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT sequence classifier with labels billing/fraud/service."""
+    from batchlane.examples.tiny_models import build_tiny_classifier
+
+    return build_tiny_classifier(tmp_path_factory.mktemp("tiny-bert"), arch="bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_modernbert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ModernBERT sequence classifier (built from ModernBertConfig) with the same labels."""
+    from batchlane.examples.tiny_models import build_tiny_classifier
+
+    return build_tiny_classifier(tmp_path_factory.mktemp("tiny-modernbert"), arch="modernbert")
+
+
+@pytest.fixture(scope="session")
+def aws_env() -> Iterator[dict[str, str]]:
+    """Fake AWS credentials so boto3 never looks for real ones."""
+    values = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield values
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def moto_server(aws_env: dict[str, str]) -> Iterator[str]:
+    """moto's server (S3, SQS, SageMaker control plane) on a free loopback port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/moto-api/", timeout=30)
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def s3_bucket(moto_server: str) -> str:
+    """A fresh, empty bucket on the moto server; returns its name."""
+    import uuid
+
+    import boto3
+
+    name = f"bl-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
