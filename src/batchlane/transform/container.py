@@ -1,0 +1,188 @@
+"""The model container a transform job talks to: a `batchlane serve` subprocess, a user's own serving command,
+or an already running server at a URL.
+
+Start-up waits for ``GET /ping`` to answer 200 within a deadline (CONTRACT §5.10: a container that never becomes
+healthy fails the job quickly with the last status seen, instead of pinging for 30 minutes). A started process is
+tied to its parent (Linux ``PR_SET_PDEATHSIG``) so a runner killed with SIGKILL does not leave servers behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from batchlane.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+PING_TIMEOUT_S = 2.0  # per-ping timeout of the SageMaker platform (CONTRACT §2)
+STOP_GRACE_S = 10.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class ModelContainer:
+    """A model server for one job. Use as a context manager; ``url`` is valid after ``start()``.
+
+    Exactly one of ``model_dir`` (served by ``batchlane serve``), ``serve_command`` (argv; ``{port}`` is replaced
+    and ``SAGEMAKER_BIND_TO_PORT`` is set) or ``url`` (nothing is started) must be given.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_dir: str | Path | None = None,
+        serve_command: Sequence[str] | None = None,
+        url: str | None = None,
+        env: Mapping[str, str] | None = None,
+        startup_timeout_s: float = 120.0,
+        log_file: str | Path | None = None,
+        serve_args: Sequence[str] = (),
+    ) -> None:
+        if sum(x is not None for x in (model_dir, serve_command, url)) != 1:
+            raise ValueError("give exactly one of model_dir, serve_command or url")
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.serve_command = list(serve_command) if serve_command is not None else None
+        self.url = url.rstrip("/") if url else None
+        self.env = dict(env or {})
+        self.startup_timeout_s = startup_timeout_s
+        self.log_file = Path(log_file) if log_file else None
+        self.serve_args = list(serve_args)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_handle: IO[bytes] | None = None
+
+    def __enter__(self) -> ModelContainer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _command(self, port: int) -> list[str]:
+        if self.serve_command is not None:
+            return [part.replace("{port}", str(port)) for part in self.serve_command]
+        assert self.model_dir is not None
+        return [
+            sys.executable, "-m", "batchlane", "serve",
+            "--model-dir", str(self.model_dir), "--host", "127.0.0.1", "--port", str(port),
+            *self.serve_args,
+        ]  # fmt: skip
+
+    def start(self) -> str:
+        """Start the server if needed and wait until ``/ping`` answers 200; return the base URL."""
+        if (
+            self.url is not None
+            and self.process is None
+            and self.model_dir is None
+            and self.serve_command is None
+        ):
+            self._wait_healthy()
+            return self.url
+        port = free_port()
+        env = {**os.environ, **self.env, "SAGEMAKER_BIND_TO_PORT": str(port)}
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()
+        command = self._command(port)
+        log.info("starting model container: %s", " ".join(command))
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def _tail_log(self, lines: int = 5) -> str:
+        if self.log_file is None or not self.log_file.exists():
+            return ""
+        tail = self.log_file.read_bytes()[-4000:].decode("utf-8", "replace").strip().splitlines()[-lines:]
+        return " | ".join(line.strip() for line in tail)
+
+    def _wait_healthy(self) -> None:
+        import httpx
+
+        assert self.url is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        last = "no answer"
+        with httpx.Client(timeout=PING_TIMEOUT_S) as client:
+            while True:
+                if self.process is not None and self.process.poll() is not None:
+                    tail = self._tail_log()
+                    raise ModelLoadError(
+                        f"model container exited with code {self.process.returncode} before becoming healthy"
+                        + (f": {tail}" if tail else "")
+                    )
+                try:
+                    answer = client.get(f"{self.url}/ping")
+                    if answer.status_code == 200:
+                        return
+                    last = f"status {answer.status_code}"
+                except httpx.HTTPError as exc:
+                    last = type(exc).__name__
+                if time.monotonic() >= deadline:
+                    tail = self._tail_log()
+                    raise ModelLoadError(
+                        f"container failed health check within {self.startup_timeout_s:g} s: last {last}"
+                        + (f" (log: {tail})" if tail else "")
+                    )
+                time.sleep(0.1)
+
+    def execution_parameters(self) -> dict | None:
+        """The container's ``GET /execution-parameters`` answer, or None when it has none (any non-200)."""
+        import httpx
+
+        assert self.url is not None
+        try:
+            answer = httpx.get(f"{self.url}/execution-parameters", timeout=PING_TIMEOUT_S * 5)
+        except httpx.HTTPError:
+            return None
+        if answer.status_code != 200:
+            return None
+        try:
+            data = answer.json()
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def stop(self) -> None:
+        """SIGTERM the server (if we started it), SIGKILL after a grace period."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
