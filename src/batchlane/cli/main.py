@@ -41,6 +41,8 @@ def _root(
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per HTTP request drowns everything else; the job's own lines go to its log file.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 for _name in COMMAND_MODULES:

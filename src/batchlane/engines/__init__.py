@@ -1,0 +1,1 @@
+"""Where a transform job runs. ``local``: this machine (in-process, or a detached process)."""
