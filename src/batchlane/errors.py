@@ -109,3 +109,32 @@ class AuthError(BatchlaneError):
 def status_for(exc: BaseException) -> int:
     """The HTTP status for any exception: ours carry one, anything else is a 500."""
     return exc.status if isinstance(exc, BatchlaneError) else 500
+
+
+class StaleReceipt(Conflict):
+    """A delete/extend/dead-letter used a receipt whose lease is over (expired, released, or re-received).
+
+    The embedded queue fences leases (RELIABILITY §0.3): a zombie worker's ack must not touch a message another
+    worker now holds. The code is the one SQS uses for an unusable receipt handle.
+    """
+
+    code = "ReceiptHandleIsInvalid"
+
+
+class QueueError(BatchlaneError):
+    """The queue service failed or could not be reached (transient: retry later)."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
+class AlreadyExists(Conflict):
+    """A job or model with this name already exists; ``existing`` is its stored record (for idempotent callers).
+
+    Callers that create "if missing" compare ``existing`` with what they asked for: same spec is success, a
+    different spec is a real conflict (RELIABILITY §4 rows 13 and 21).
+    """
+
+    def __init__(self, message: str, *, existing: object = None, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.existing = existing

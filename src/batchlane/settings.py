@@ -36,11 +36,25 @@ BATCHLANE_PRECISION = "BATCHLANE_PRECISION"
 BATCHLANE_TOP_K = "BATCHLANE_TOP_K"
 BATCHLANE_THREADS = "BATCHLANE_THREADS"
 BATCHLANE_MAX_RESPONSE_MB = "BATCHLANE_MAX_RESPONSE_MB"
+# Training: the folder with the CFPB demo data (train.csv.gz, test.csv.gz) when not running from a checkout.
+BATCHLANE_DEMO_DATA = "BATCHLANE_DEMO_DATA"
+BATCHLANE_QUEUE = "BATCHLANE_QUEUE"  # default queue: a name (embedded), sqlite:///…, sqs://name or an SQS URL
+BATCHLANE_HOST = "BATCHLANE_HOST"
+BATCHLANE_MAX_BATCH_SIZE = "BATCHLANE_MAX_BATCH_SIZE"
 
 # AWS clients (boto3 reads most of these itself; we read them to build endpoints explicitly).
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_ENDPOINT_URL_S3 = "AWS_ENDPOINT_URL_S3"
 AWS_DEFAULT_REGION = "AWS_DEFAULT_REGION"
+AWS_REGION = "AWS_REGION"
+AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"
+
+# The region and account shown in the ARNs of local jobs and models (jobs/store.py).
+BATCHLANE_REGION = "BATCHLANE_REGION"
+BATCHLANE_ACCOUNT_ID = "BATCHLANE_ACCOUNT_ID"
+AWS_ENDPOINT_URL_SQS = "AWS_ENDPOINT_URL_SQS"
 
 DEFAULT_PORT = 8080
 DEFAULT_MODEL_DIR = "/opt/ml/model"
@@ -58,6 +72,24 @@ def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
         from batchlane.errors import ValidationError
 
         raise ValidationError(f"environment variable {name} must be an integer, got {raw!r}", field=name) from None
+
+
+# Files whose presence means "running inside a container" (Docker, Podman); there the server binds 0.0.0.0.
+CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
+
+
+def default_host(env: Mapping[str, str] | None = None) -> str:
+    """The serve bind address when ``--host`` is not given.
+
+    ``$BATCHLANE_HOST`` if set; else ``0.0.0.0`` inside a container (a Docker/Podman marker file exists, or the
+    platform set ``SAGEMAKER_BIND_TO_PORT``) so the platform can reach the port; else ``127.0.0.1``.
+    """
+    env = os.environ if env is None else env
+    if env.get(BATCHLANE_HOST, "").strip():
+        return env[BATCHLANE_HOST].strip()
+    if env.get(SAGEMAKER_BIND_TO_PORT, "").strip() or any(Path(m).exists() for m in CONTAINER_MARKERS):
+        return "0.0.0.0"
+    return "127.0.0.1"
 
 
 def home_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -92,6 +124,8 @@ class ServeSettings:
     top_k: int = 1
     threads: int | None = None
     max_response_mb: int | None = None
+    max_batch_size: int | None = None
+    submit_directory: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -118,6 +152,9 @@ class ServeSettings:
             "top_k": _int(env, BATCHLANE_TOP_K, 1),
             "threads": _int(env, BATCHLANE_THREADS, None),
             "max_response_mb": _int(env, BATCHLANE_MAX_RESPONSE_MB, None),
+            "max_batch_size": _int(env, BATCHLANE_MAX_BATCH_SIZE, None),
+            "submit_directory": env.get(SAGEMAKER_SUBMIT_DIRECTORY, "").strip() or None,
+            "host": default_host(env),
             "extra_env": dict(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -68,3 +68,5 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+if __name__ == "__main__":
+    main()

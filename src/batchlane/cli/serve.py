@@ -1,7 +1,87 @@
-"""`batchlane serve` (placeholder until its issue lands; registers nothing)."""
+"""`batchlane serve`: the SageMaker-compatible inference container (thin over ``batchlane.serving``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    @app.command("serve")
+    def serve(
+        model_dir: Path = typer.Option(
+            None,
+            "--model-dir",
+            help="Model folder or model.tar.gz (env SM_MODEL_DIR; default /opt/ml/model).",
+            show_default=False,
+        ),
+        host: str = typer.Option(
+            None,
+            "--host",
+            help="Bind address (env BATCHLANE_HOST; default 0.0.0.0 in a container, else 127.0.0.1).",
+            show_default=False,
+        ),
+        port: int = typer.Option(
+            None, "--port", help="Port (env SAGEMAKER_BIND_TO_PORT; default 8080).", show_default=False
+        ),
+        max_length: int = typer.Option(
+            None,
+            "--max-length",
+            help="Truncate texts to this many tokens (env BATCHLANE_MAX_LENGTH; default min(512, model limit)).",
+            show_default=False,
+        ),
+        token_budget: int = typer.Option(
+            None,
+            "--token-budget",
+            help="Padded tokens per forward pass (env BATCHLANE_TOKEN_BUDGET; default 8192 CPU, 65536 GPU).",
+            show_default=False,
+        ),
+        max_batch_size: int = typer.Option(
+            None,
+            "--max-batch-size",
+            help="Most texts per forward pass (env BATCHLANE_MAX_BATCH_SIZE; default 128 CPU, 1024 GPU).",
+            show_default=False,
+        ),
+        device: str = typer.Option(
+            None,
+            "--device",
+            help="auto, cpu, cuda or cuda:N (env BATCHLANE_DEVICE; default auto: cuda when present).",
+            show_default=False,
+        ),
+        precision: str = typer.Option(
+            None,
+            "--precision",
+            help="auto, fp32, bf16 or fp16 (env BATCHLANE_PRECISION; auto: bf16 on GPU, fp32 on CPU).",
+            show_default=False,
+        ),
+        top_k: int = typer.Option(
+            None,
+            "--top-k",
+            help="Labels returned per record; >1 gives a ranked list (env BATCHLANE_TOP_K; default 1).",
+            show_default=False,
+        ),
+        threads: int = typer.Option(
+            None,
+            "--threads",
+            help="CPU threads for the model (env BATCHLANE_THREADS; default torch's choice).",
+            show_default=False,
+        ),
+    ) -> None:
+        """Serve a model with the SageMaker container contract: GET /ping, GET /execution-parameters, POST /invocations."""
+        from batchlane.serving.server import run_server
+        from batchlane.settings import ServeSettings
+
+        settings = ServeSettings.from_env(
+            model_dir=model_dir,
+            host=host,
+            port=port,
+            max_length=max_length,
+            token_budget=token_budget,
+            max_batch_size=max_batch_size,
+            device=device,
+            precision=precision,
+            top_k=top_k,
+            threads=threads,
+        )
+        run_server(settings)

@@ -15,7 +15,7 @@ def build_tokenizer():
     """The uncased WordPiece tokenizer of all-MiniLM-L6-v2 (vocab shipped in this package)."""
     from transformers import BertTokenizerFast
 
-    return BertTokenizerFast(vocab_file=str(TOKENIZER_VOCAB), do_lower_case=True, model_max_length=512)
+    return BertTokenizerFast(vocab=str(TOKENIZER_VOCAB), do_lower_case=True, model_max_length=512)
 
 
 def build_tiny_classifier(

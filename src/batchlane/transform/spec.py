@@ -1,0 +1,667 @@
+"""The ``CreateTransformJob`` request (AWS field names, every create-time rule), batchlane's ``JobOptions``, and the
+one place where effective values are resolved.
+
+``validate_request(data)`` accepts exactly the dict a user would pass to boto3's ``create_transform_job(**data)``
+and raises ``batchlane.errors.ValidationError`` in AWS's wording, naming the field path (PascalCase as in the
+request, e.g. ``TransformInput.SplitType``; AWS itself writes ``transformInput.splitType``)::
+
+    1 validation error detected: Value 'Lines' at 'TransformInput.SplitType' failed to satisfy constraint:
+    Member must satisfy enum value set: [None, Line, RecordIO, TFRecord]
+
+Rules beyond the API shapes (CONTRACT §1.1), decided here:
+
+* URIs (``S3Uri``, ``S3OutputPath``, ``DestinationS3Uri``, ``JobOptions.consolidate``): ``s3://bucket/key``, the
+  documented ``https://`` S3 forms (virtual-hosted ``https://b.s3[.region].amazonaws.com/k`` and path-style
+  ``https://s3[.region].amazonaws.com/b/k``; ``canonical_uri`` rewrites them to ``s3://``), ``file:///abs/path``
+  and plain local paths. Any other ``http(s)://`` URL or scheme is refused (SSRF, RELIABILITY §4 row 8), as are
+  ``..`` segments (also percent-encoded), NUL and more than 1024 characters (row 7).
+* ``TransformResources.InstanceType``: any ``ml.<family>.<size>`` name (AWS's enum of ~116 values changes too often
+  to pin) or ``local`` / ``local_gpu`` (the SDK's local-mode names) for on-prem runs. Locally it only labels the
+  job. ``ModelName`` must be non-empty (the API allows 0 characters, but a model must be named).
+* ``S3DataType``: ``S3Prefix`` and ``ManifestFile`` only (``AugmentedManifestFile`` and ``Converse`` are refused).
+* DataProcessing: filters are parsed at create time (``jsonpath.parse``), unions of ranges included. Types must be
+  ``text/csv``, ``application/json`` or ``application/jsonlines`` where used: ``InputFilter`` needs ContentType;
+  ``OutputFilter`` needs Accept; ``JoinSource=Input`` needs both, and of the same family (CSV with CSV, JSON with
+  JSON/JSON Lines: joining a CSV row with a JSON result has no defined shape). CSV filters must be index paths
+  (a CSV row is an array; ``$.id`` could never match). Per-record processing needs
+  ``SplitType=Line`` (a whole ``application/json`` object, ``SplitType=None``, is also one record). CSV joins need
+  AssembleWith ``Line``; an unset AssembleWith is accepted because it resolves to Line (see ``resolve``).
+* Tags: at most 50, unique keys, none starting with ``aws:`` (reserved).
+* ``MaxConcurrentTransforms × MaxPayloadInMB ≤ 100`` is checked when both are in the request; values from
+  ``/execution-parameters`` are only range-checked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from batchlane import content_types
+from batchlane.errors import ValidationError
+from batchlane.transform import jsonpath
+
+DEFAULT_MAX_CONCURRENT_TRANSFORMS = 1
+DEFAULT_MAX_PAYLOAD_MB = 6
+DEFAULT_BATCH_STRATEGY = "MultiRecord"
+DEFAULT_INVOCATIONS_TIMEOUT_S = 600
+DEFAULT_INVOCATIONS_MAX_RETRIES = 3
+MAX_PAYLOAD_PRODUCT = 100
+MB = 1024 * 1024
+
+DATA_PROCESSING_TYPES = (content_types.CSV, content_types.JSON, content_types.JSONLINES)
+INSTANCE_TYPE_PATTERN = r"ml\.[a-z0-9-]+\.[a-z0-9-]+|local|local_gpu"
+
+_S3_VIRTUAL = re.compile(
+    r"https://(?P<bucket>[a-z0-9][a-z0-9.-]*[a-z0-9])\.s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?(?:/(?P<key>.*))?"
+)
+_S3_PATH = re.compile(
+    r"https://s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?/(?P<bucket>[^/]+)(?:/(?P<key>.*))?"
+)
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
+_TAG_PUNCT = set("_.:/=+-@")
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("aws_constraint", "{message}", {"message": message})
+
+
+def _text(min_len: int = 0, max_len: int | None = None, pattern: str | None = None) -> AfterValidator:
+    compiled = re.compile(pattern) if pattern else None
+
+    def check(value: str) -> str:
+        if len(value) < min_len:
+            raise _fail(f"Member must have length greater than or equal to {min_len}")
+        if max_len is not None and len(value) > max_len:
+            raise _fail(f"Member must have length less than or equal to {max_len}")
+        if compiled is not None and not compiled.fullmatch(value):
+            raise _fail(f"Member must satisfy regular expression pattern: {pattern}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _tag_text(max_len: int, min_len: int) -> AfterValidator:
+    def check(value: str) -> str:
+        if not min_len <= len(value) <= max_len:
+            raise _fail(f"Member must have length between {min_len} and {max_len}")
+        for char in value:
+            if char not in _TAG_PUNCT and unicodedata.category(char)[0] not in "LZN":
+                raise _fail(r"Member must satisfy regular expression pattern: ([\p{L}\p{Z}\p{N}_.:/=+\-@]*)")
+        return value
+
+    return AfterValidator(check)
+
+
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """``(scheme, location, key)``: ``("s3", bucket, key)`` or ``("file", "", path)``. https S3 URLs become s3.
+
+    Raises ``ValueError`` with a one-line reason for anything ``validate_request`` refuses.
+    """
+    if not uri:
+        raise ValueError("must not be empty")
+    if len(uri) > 1024:
+        raise ValueError("must have at most 1024 characters")
+    if "\x00" in uri:
+        raise ValueError("must not contain NUL characters")
+    scheme, sep, rest = uri.partition("://")
+    scheme = scheme.lower() if sep else ""
+    if scheme == "s3":
+        bucket, _, key = rest.partition("/")
+        location = ("s3", bucket, key)
+    elif scheme == "https":
+        match = _S3_VIRTUAL.fullmatch(uri) or _S3_PATH.fullmatch(uri)
+        if not match:
+            raise ValueError("https URLs must be S3 object URLs (https://BUCKET.s3.REGION.amazonaws.com/KEY)")
+        location = ("s3", match["bucket"], unquote(match["key"] or ""))
+    elif scheme == "file":
+        host, _, path = rest.partition("/")
+        if host not in ("", "localhost"):
+            raise ValueError("file URIs must not name a host (use file:///absolute/path)")
+        location = ("file", "", unquote("/" + path))
+    elif sep:
+        raise ValueError(f"unsupported scheme {scheme!r}; use s3://, file:// or a local path")
+    else:
+        location = ("file", "", uri)
+    if location[0] == "s3" and not _BUCKET.fullmatch(location[1]):
+        raise ValueError(f"{location[1]!r} is not a valid S3 bucket name")
+    segments = re.split(r"[/\\]", location[2])
+    if any(segment == ".." or unquote(segment) == ".." for segment in segments):
+        raise ValueError("must not contain '..' path segments")
+    return location
+
+
+def canonical_uri(uri: str) -> str:
+    """The URI the object stores understand: https S3 forms become ``s3://bucket/key``; others are unchanged."""
+    scheme, location, key = split_uri(uri)
+    if scheme == "s3" and not uri.startswith("s3://"):
+        return f"s3://{location}/{key}"
+    return uri
+
+
+def _check_uri(value: str) -> str:
+    try:
+        split_uri(value)
+    except ValueError as exc:
+        raise _fail(f"Member must be an s3:// or file:// URI or a local path: {exc}") from None
+    return value
+
+
+def _check_filter(value: str) -> str:
+    try:
+        jsonpath.parse(value)
+    except ValidationError as exc:
+        raise _fail(str(exc)) from None
+    return value
+
+
+Uri = Annotated[str, AfterValidator(_check_uri)]
+KmsKey = Annotated[str, _text(0, 2048, r"[a-zA-Z0-9:/_-]*")]
+ExperimentEntityName = Annotated[str, _text(1, 120, r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,119}")]
+JsonPathExpr = Annotated[str, AfterValidator(_check_filter)]
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelClientConfig(_Shape):
+    InvocationsTimeoutInSeconds: int | None = Field(None, ge=1, le=3600)
+    InvocationsMaxRetries: int | None = Field(None, ge=0, le=3)
+
+
+class TransformS3DataSource(_Shape):
+    S3DataType: Literal["ManifestFile", "S3Prefix", "AugmentedManifestFile", "Converse"]
+    S3Uri: Uri
+
+    @model_validator(mode="after")
+    def _transform_types(self) -> TransformS3DataSource:
+        if self.S3DataType in ("AugmentedManifestFile", "Converse"):
+            raise _rule(
+                f"{self.S3DataType} is not supported by transform jobs; use S3Prefix or ManifestFile",
+                "S3DataType",
+                self.S3DataType,
+            )
+        return self
+
+
+class TransformDataSource(_Shape):
+    S3DataSource: TransformS3DataSource
+
+
+class TransformInput(_Shape):
+    DataSource: TransformDataSource
+    ContentType: Annotated[str, _text(0, 256)] | None = None
+    CompressionType: Literal["None", "Gzip"] | None = None
+    SplitType: Literal["None", "Line", "RecordIO", "TFRecord"] | None = None
+
+
+class TransformOutput(_Shape):
+    S3OutputPath: Uri
+    Accept: Annotated[str, _text(0, 256)] | None = None
+    AssembleWith: Literal["None", "Line"] | None = None
+    KmsKeyId: KmsKey | None = None
+
+
+class TransformResources(_Shape):
+    InstanceType: Annotated[str, _text(1, 64, INSTANCE_TYPE_PATTERN)]
+    InstanceCount: int = Field(ge=1)
+    VolumeKmsKeyId: KmsKey | None = None
+    TransformAmiVersion: Annotated[str, _text(1, 63, r"[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*")] | None = None
+
+
+class BatchDataCaptureConfig(_Shape):
+    DestinationS3Uri: Uri
+    KmsKeyId: KmsKey | None = None
+    GenerateInferenceId: bool | None = None
+
+
+class DataProcessing(_Shape):
+    InputFilter: JsonPathExpr | None = None
+    OutputFilter: JsonPathExpr | None = None
+    JoinSource: Literal["Input", "None"] | None = None
+
+
+class Tag(_Shape):
+    Key: Annotated[str, _tag_text(128, 1)]
+    Value: Annotated[str, _tag_text(256, 0)]
+
+
+class ExperimentConfig(_Shape):
+    ExperimentName: ExperimentEntityName | None = None
+    TrialName: ExperimentEntityName | None = None
+    TrialComponentDisplayName: ExperimentEntityName | None = None
+    RunName: ExperimentEntityName | None = None
+
+
+def _check_environment(env: dict[str, str]) -> dict[str, str]:
+    for key, value in env.items():
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]{0,1023}", key):
+            raise _rule(
+                "Member key must satisfy regular expression pattern: [a-zA-Z_][a-zA-Z0-9_]{0,1023}", key, key
+            )
+        if len(value) > 10240:
+            raise _rule("Member must have length less than or equal to 10240", key, value)
+    return env
+
+
+def _rule(message: str, path: str, value: Any) -> PydanticCustomError:
+    """A cross-field rule violation naming ``path`` (relative to the model that raises it)."""
+    return PydanticCustomError("aws_rule", "{message}", {"message": message, "field": path, "value": value})
+
+
+class CreateTransformJobRequest(_Shape):
+    """The request, field for field as in the API (attribute names are the AWS names). Unset optional fields stay
+    ``None`` so ``to_dict`` returns what was sent; use ``resolve`` for effective values."""
+
+    TransformJobName: Annotated[str, _text(1, 63, r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")]
+    ModelName: Annotated[str, _text(1, 63, r"[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?")]
+    MaxConcurrentTransforms: int | None = Field(None, ge=0)
+    ModelClientConfig: Annotated[ModelClientConfig | None, Field(default=None)]
+    MaxPayloadInMB: int | None = Field(None, ge=0, le=100)
+    BatchStrategy: Literal["MultiRecord", "SingleRecord"] | None = None
+    Environment: (
+        Annotated[dict[str, str], Field(max_length=16), AfterValidator(_check_environment)] | None
+    ) = None
+    TransformInput: TransformInput
+    TransformOutput: TransformOutput
+    DataCaptureConfig: BatchDataCaptureConfig | None = None
+    TransformResources: TransformResources
+    DataProcessing: Annotated[DataProcessing | None, Field(default=None)]
+    Tags: Annotated[list[Tag], Field(max_length=50)] | None = None
+    ExperimentConfig: Annotated[ExperimentConfig | None, Field(default=None)]
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> CreateTransformJobRequest:
+        mct, payload = self.MaxConcurrentTransforms, self.MaxPayloadInMB
+        if mct is not None and payload is not None and mct * payload > MAX_PAYLOAD_PRODUCT:
+            raise _rule(
+                f"MaxConcurrentTransforms x MaxPayloadInMB must be <= {MAX_PAYLOAD_PRODUCT} "
+                f"(got {mct} x {payload} = {mct * payload})",
+                "MaxPayloadInMB",
+                payload,
+            )
+        keys = [tag.Key for tag in self.Tags or ()]
+        for i, key in enumerate(keys):
+            if key.lower().startswith("aws:"):
+                raise _rule("tag keys starting with 'aws:' are reserved", f"Tags[{i}].Key", key)
+            if key in keys[:i]:
+                raise _rule("tag keys must be unique", f"Tags[{i}].Key", key)
+        _check_data_processing(self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The request as sent (unset and ``None`` fields left out): for storage and DescribeTransformJob."""
+        return self.model_dump(exclude_unset=True, exclude_none=True)
+
+
+def _check_data_processing(request: CreateTransformJobRequest) -> None:
+    dp = request.DataProcessing or DataProcessing()
+    filters_input = not jsonpath.parse(dp.InputFilter or "$").is_identity
+    filters_output = not jsonpath.parse(dp.OutputFilter or "$").is_identity
+    join = dp.JoinSource == "Input"
+    if not (filters_input or filters_output or join):
+        return
+    tin, tout = request.TransformInput, request.TransformOutput
+    content_type = content_types.normalize(tin.ContentType)
+    accept = content_types.normalize(tout.Accept)
+    allowed = ", ".join(DATA_PROCESSING_TYPES)
+    reason = "JoinSource=Input" if join else "InputFilter" if filters_input else "OutputFilter"
+    if (filters_input or join) and content_type not in DATA_PROCESSING_TYPES:
+        raise _rule(f"{reason} needs ContentType {allowed}", "TransformInput.ContentType", tin.ContentType)
+    if (filters_output or join) and accept not in DATA_PROCESSING_TYPES:
+        reason = "JoinSource=Input" if join else "OutputFilter"
+        raise _rule(f"{reason} needs Accept {allowed}", "TransformOutput.Accept", tout.Accept)
+    if join and (content_type == content_types.CSV) != (accept == content_types.CSV):
+        raise _rule(
+            "JoinSource=Input needs Accept of the same family as ContentType (CSV with CSV, JSON with "
+            "JSON or JSON Lines)",
+            "TransformOutput.Accept",
+            tout.Accept,
+        )
+    record_type = content_type if (filters_input or join) else accept
+    split = tin.SplitType or "None"
+    if split != "Line" and not (split == "None" and record_type == content_types.JSON):
+        raise _rule(
+            f"DataProcessing processes records one by one: {record_type} needs SplitType=Line",
+            "TransformInput.SplitType",
+            tin.SplitType,
+        )
+    for name, expr, media, used in (
+        ("InputFilter", dp.InputFilter, content_type, filters_input),
+        ("OutputFilter", dp.OutputFilter, accept, filters_output),
+    ):
+        if used and media == content_types.CSV and jsonpath.parse(expr or "$").uses_names:
+            raise _rule(
+                "text/csv records are arrays of fields: use index paths such as $[0], $[1:] or $[0,-1]",
+                f"DataProcessing.{name}",
+                expr,
+            )
+    if join and content_type == content_types.CSV and tout.AssembleWith == "None":
+        raise _rule(
+            "JoinSource=Input with text/csv needs AssembleWith=Line",
+            "TransformOutput.AssembleWith",
+            tout.AssembleWith,
+        )
+
+
+class JobOptions(BaseModel):
+    """batchlane's own options (not part of the AWS request). See docs/transform.md.
+
+    * ``csv_header`` (CONTRACT §5.1): ``"none"`` = the reference (a header is just the first record); ``"skip"`` =
+      line 1 of each file is not sent, and is written first to the output when JoinSource=Input (see
+      ``DataProcessor.output_header``); ``"repeat"`` = line 1 is prepended to every mini-batch payload and is not a
+      record. Needs ContentType text/csv and SplitType=Line.
+    * ``on_record_error``: ``"fail"`` = the reference (a bad record fails its file); ``"error-row"`` = an error row
+      takes the record's place (``assemble.error_row``); ``"skip"`` = the record is left out and counted.
+    * ``consolidate``: a JSON Lines file (URI or path) that also receives every result tagged with its input key and
+      record index (``assemble.consolidated_line``).
+    * ``startup_timeout_s``: how long the model container has to answer ``/ping`` with 200.
+    * ``max_error_ratio``: with error-row/skip, fail the file once more than this share of its records failed.
+    * ``output_layout``: reserved; only ``"mirror"`` (CONTRACT §1.8 key mapping) exists.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    csv_header: Literal["none", "skip", "repeat"] = "none"
+    on_record_error: Literal["fail", "error-row", "skip"] = "fail"
+    consolidate: Uri | None = None
+    startup_timeout_s: float = Field(120.0, gt=0, le=86400)
+    max_error_ratio: float | None = Field(None, ge=0, le=1)
+    output_layout: Literal["mirror"] = "mirror"
+
+
+@dataclass(frozen=True)
+class EffectiveParams:
+    """Every value the runner needs, defaults applied. ``sources`` says where the three execution parameters came
+    from (``"request"``, ``"container"`` or ``"default"``). ``accept`` is None when the request sets none (no header
+    is sent); ``result_type`` is what responses are parsed as (Accept, else ContentType)."""
+
+    max_concurrent_transforms: int
+    max_payload_mb: int
+    batch_strategy: str
+    invocations_timeout_s: int
+    invocations_max_retries: int
+    split_type: str
+    compression_type: str
+    content_type: str | None
+    accept: str | None
+    assemble_with: str
+    input_filter: str
+    output_filter: str
+    join_source: str
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def max_payload_bytes(self) -> int | None:
+        """The payload limit in bytes (MiB × 2**20); None for MaxPayloadInMB=0 (unlimited, chunked)."""
+        return self.max_payload_mb * MB or None
+
+    @property
+    def result_type(self) -> str:
+        return content_types.normalize(self.accept or self.content_type)
+
+    def log_line(self) -> str:
+        """The platform's ``[sagemaker logs]`` line: ``MaxConcurrentTransforms=1, MaxPayloadInMB=6, ...``."""
+        strategy = "MULTI_RECORD" if self.batch_strategy == "MultiRecord" else "SINGLE_RECORD"
+        return (
+            f"MaxConcurrentTransforms={self.max_concurrent_transforms}, MaxPayloadInMB={self.max_payload_mb}, "
+            f"BatchStrategy={strategy}"
+        )
+
+
+def normalize_batch_strategy(value: Any) -> str:
+    """``MultiRecord``/``MULTI_RECORD``/``multi_record`` → ``"MultiRecord"`` (same for Single); ``ValueError`` else."""
+    if isinstance(value, str):
+        folded = value.replace("_", "").replace("-", "").lower()
+        if folded == "multirecord":
+            return "MultiRecord"
+        if folded == "singlerecord":
+            return "SingleRecord"
+    raise ValueError(f"BatchStrategy must be MultiRecord or SingleRecord, got {value!r}")
+
+
+def parse_execution_parameters(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate a container's ``GET /execution-parameters`` answer; unknown keys are ignored.
+
+    Returns the known keys that are set, normalised: ``MaxConcurrentTransforms`` (≥1; 0 counts as unset),
+    ``MaxPayloadInMB`` (0–100), ``BatchStrategy`` (either spelling). Invalid values raise ``ValidationError`` naming
+    the key, so a job fails at start with a clear reason instead of guessing.
+    """
+    out: dict[str, Any] = {}
+    for key, low, high in (("MaxConcurrentTransforms", 0, None), ("MaxPayloadInMB", 0, 100)):
+        raw = (data or {}).get(key)
+        if raw is None:
+            continue
+        if isinstance(raw, str) and raw.strip().isdigit():
+            raw = int(raw)
+        if (
+            isinstance(raw, bool)
+            or not isinstance(raw, int)
+            or raw < low
+            or (high is not None and raw > high)
+        ):
+            limit = f"{low}..{high}" if high is not None else f">= {low}"
+            raise ValidationError(
+                f"/execution-parameters {key} must be an integer {limit}, got {raw!r}",
+                field=f"execution-parameters.{key}",
+            )
+        if key != "MaxConcurrentTransforms" or raw > 0:
+            out[key] = raw
+    if (data or {}).get("BatchStrategy") is not None:
+        try:
+            out["BatchStrategy"] = normalize_batch_strategy(data["BatchStrategy"])  # type: ignore[index]
+        except ValueError as exc:
+            raise ValidationError(
+                f"/execution-parameters {exc}", field="execution-parameters.BatchStrategy"
+            ) from None
+    return out
+
+
+def resolve(
+    request: CreateTransformJobRequest, execution_parameters: Mapping[str, Any] | None = None
+) -> EffectiveParams:
+    """Effective values: request, then the container's ``/execution-parameters`` (raw JSON object, either
+    BatchStrategy spelling), then the defaults MCT=1, MaxPayloadInMB=6, MultiRecord, timeout 600 s, 3 retries.
+
+    ``MaxConcurrentTransforms=0`` in the request counts as unset (API doc); ``MaxPayloadInMB=0`` means unlimited.
+    AssembleWith, when unset, is ``Line`` for SplitType=Line and ``None`` otherwise (CONTRACT §5.3; the reference
+    default is None). Filters default to ``$``, JoinSource to ``None``.
+    """
+    container = parse_execution_parameters(execution_parameters)
+    sources: dict[str, str] = {}
+
+    def pick(name: str, requested: Any, default: Any) -> Any:
+        for source, value in (
+            ("request", requested),
+            ("container", container.get(name)),
+            ("default", default),
+        ):
+            if value is not None:
+                sources[name] = source
+                return value
+        raise AssertionError(name)  # unreachable: the default is never None
+
+    mct = pick(
+        "MaxConcurrentTransforms", request.MaxConcurrentTransforms or None, DEFAULT_MAX_CONCURRENT_TRANSFORMS
+    )
+    payload = pick("MaxPayloadInMB", request.MaxPayloadInMB, DEFAULT_MAX_PAYLOAD_MB)
+    strategy = pick("BatchStrategy", request.BatchStrategy, DEFAULT_BATCH_STRATEGY)
+    client = request.ModelClientConfig or ModelClientConfig()
+    tin, tout = request.TransformInput, request.TransformOutput
+    dp = request.DataProcessing or DataProcessing()
+    split = tin.SplitType or "None"
+    return EffectiveParams(
+        max_concurrent_transforms=mct,
+        max_payload_mb=payload,
+        batch_strategy=strategy,
+        invocations_timeout_s=client.InvocationsTimeoutInSeconds or DEFAULT_INVOCATIONS_TIMEOUT_S,
+        invocations_max_retries=(
+            DEFAULT_INVOCATIONS_MAX_RETRIES
+            if client.InvocationsMaxRetries is None
+            else client.InvocationsMaxRetries
+        ),
+        split_type=split,
+        compression_type=tin.CompressionType or "None",
+        content_type=tin.ContentType,
+        accept=tout.Accept,
+        assemble_with=tout.AssembleWith or ("Line" if split == "Line" else "None"),
+        input_filter=dp.InputFilter or "$",
+        output_filter=dp.OutputFilter or "$",
+        join_source=dp.JoinSource or "None",
+        sources=sources,
+    )
+
+
+def container_environment(
+    request: CreateTransformJobRequest, model_environment: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The model container's environment (CONTRACT §1.6): the model's, then the job's ``Environment`` over it, then
+    ``SAGEMAKER_BATCH=true`` and, only for values set in the request, ``SAGEMAKER_MAX_PAYLOAD_IN_MB``,
+    ``SAGEMAKER_BATCH_STRATEGY`` (``SINGLE_RECORD``/``MULTI_RECORD``) and ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``."""
+    env = {**(model_environment or {}), **(request.Environment or {}), "SAGEMAKER_BATCH": "true"}
+    if request.MaxPayloadInMB is not None:
+        env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(request.MaxPayloadInMB)
+    if request.BatchStrategy is not None:
+        env["SAGEMAKER_BATCH_STRATEGY"] = (
+            "MULTI_RECORD" if request.BatchStrategy == "MultiRecord" else "SINGLE_RECORD"
+        )
+    if request.MaxConcurrentTransforms:
+        env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(request.MaxConcurrentTransforms)
+    return env
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _find_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] | None = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part) if model else None
+        model = _find_model(info.annotation) if info else None
+    return list(model.model_fields) if model else []
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+    return "'" + (text if len(text) <= 200 else text[:200] + "...") + "'"
+
+
+def _constraint(error: Mapping[str, Any], root: type[BaseModel]) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind in ("aws_constraint", "aws_rule"):
+        return ctx["message"]
+    if kind == "missing":
+        return "Member must not be null"
+    if kind == "extra_forbidden":
+        return "Unknown field; must be one of: " + ", ".join(_fields_at(root, tuple(error["loc"][:-1])))
+    if kind == "literal_error":
+        values = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return f"Member must satisfy enum value set: [{', '.join(values)}]"
+    bounds = {
+        "greater_than_equal": ("value greater than or equal to", "ge"),
+        "greater_than": ("value greater than", "gt"),
+        "less_than_equal": ("value less than or equal to", "le"),
+        "less_than": ("value less than", "lt"),
+        "too_long": ("length less than or equal to", "max_length"),
+        "too_short": ("length greater than or equal to", "min_length"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"Member must have {words} {ctx.get(key)}"
+    for prefix, noun in (
+        ("int", "an integer"),
+        ("float", "a number"),
+        ("string", "a string"),
+        ("bool", "a boolean"),
+        ("list", "a list"),
+        ("dict", "an object"),
+        ("model", "an object"),
+    ):
+        if kind.startswith(prefix):
+            return f"Member must be {noun}"
+    return str(error.get("msg", kind))
+
+
+def _to_validation_error(exc: pydantic.ValidationError, root: type[BaseModel]) -> ValidationError:
+    items: list[tuple[str, str]] = []
+    for error in exc.errors():
+        ctx = error.get("ctx") or {}
+        parts = [*error["loc"], *([ctx["field"]] if ctx.get("field") else [])]
+        path = ""
+        for part in parts:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        value = (
+            ctx["value"] if "value" in ctx else (None if error["type"] == "missing" else error.get("input"))
+        )
+        items.append(
+            (
+                path or "request",
+                f"Value {_show(value)} at '{path or 'request'}' failed to satisfy "
+                f"constraint: {_constraint(error, root)}",
+            )
+        )
+    count = len(items)
+    message = f"{count} validation error{'s' if count != 1 else ''} detected: " + "; ".join(
+        m for _, m in items
+    )
+    return ValidationError(message, field=items[0][0])
+
+
+def validate_request(data: Mapping[str, Any] | CreateTransformJobRequest) -> CreateTransformJobRequest:
+    """Validate the boto3-shaped request dict; ``ValidationError`` (AWS wording, every problem, ``field`` = the first
+    field path) on any violation of the shapes or the rules in this module's docstring."""
+    if isinstance(data, CreateTransformJobRequest):
+        return data
+    try:
+        return CreateTransformJobRequest.model_validate(dict(data) if isinstance(data, Mapping) else data)
+    except pydantic.ValidationError as exc:
+        raise _to_validation_error(exc, CreateTransformJobRequest) from None
+
+
+def validate_options(
+    data: Mapping[str, Any] | JobOptions | None = None, request: CreateTransformJobRequest | None = None
+) -> JobOptions:
+    """Validate ``JobOptions`` (``None`` = all defaults) and, given the request, their cross-checks: a csv_header
+    mode needs ContentType text/csv and SplitType=Line; max_error_ratio needs on_record_error error-row or skip."""
+    try:
+        options = data if isinstance(data, JobOptions) else JobOptions.model_validate(dict(data or {}))
+    except pydantic.ValidationError as exc:
+        raise _to_validation_error(exc, JobOptions) from None
+    problem: tuple[str, Any, str] | None = None
+    if request is not None and options.csv_header != "none":
+        tin = request.TransformInput
+        if content_types.normalize(tin.ContentType) != content_types.CSV or tin.SplitType != "Line":
+            problem = ("csv_header", options.csv_header, "needs ContentType text/csv and SplitType=Line")
+    if options.max_error_ratio is not None and options.on_record_error == "fail":
+        problem = ("max_error_ratio", options.max_error_ratio, "needs on_record_error error-row or skip")
+    if problem:
+        name, value, text = problem
+        raise ValidationError(
+            f"1 validation error detected: Value {_show(value)} at '{name}' failed to satisfy constraint: {text}",
+            field=name,
+        )
+    return options
