@@ -15,7 +15,7 @@ import typer
 from batchlane import __version__
 from batchlane.errors import BatchlaneError
 
-COMMAND_MODULES = ("serve", "package", "train", "demo", "models", "transform", "jobs", "queue", "worker")
+COMMAND_MODULES = ("serve", "package", "train", "demo", "models", "transform", "jobs", "queue", "worker", "server")
 
 app = typer.Typer(
     name="batchlane",
