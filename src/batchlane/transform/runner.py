@@ -521,8 +521,9 @@ class _FileContext:
             answer = await self.invoker.invoke(
                 batch.body, content_type=self.params.content_type, accept=self.params.accept
             )
-            chunks = self.processor.handle(batch.records, answer.body)
-            consolidated = self._consolidated(batch.records, chunks, answer.body) if self.consolidate else []
+            outputs = self.processor.handle(batch.records, answer.body)
+            chunks = [self.assembler.add(chunk) for chunk in outputs]
+            consolidated = self._consolidated(batch.records, outputs, answer.body) if self.consolidate else []
             return _BatchResult(chunks, len(batch.records), 0, consolidated)
         except (InvocationFailed, BadInput) as exc:
             if not self.isolate or (isinstance(exc, InvocationFailed) and exc.kind == "connection"):
