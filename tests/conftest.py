@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests never touch the user's ~/.batchlane (job store, queue, caches): one throwaway home per test session.
+os.environ["BATCHLANE_HOME"] = tempfile.mkdtemp(prefix="batchlane-test-home-")
+os.environ.pop("BATCHLANE_DB", None)
+os.environ.pop("BATCHLANE_QUEUE", None)
 
 
 def free_port() -> int:
