@@ -56,6 +56,30 @@ BATCHLANE_REGION = "BATCHLANE_REGION"
 BATCHLANE_ACCOUNT_ID = "BATCHLANE_ACCOUNT_ID"
 AWS_ENDPOINT_URL_SQS = "AWS_ENDPOINT_URL_SQS"
 
+# The default handler's runtime (docs/performance.md): torch or onnx, optional int8 quantisation (onnx), the ONNX
+# export cache (default <home>/onnx), and real-time dynamic batching (set = on; milliseconds to wait for a fuller batch).
+BATCHLANE_RUNTIME = "BATCHLANE_RUNTIME"
+BATCHLANE_QUANTIZE = "BATCHLANE_QUANTIZE"
+BATCHLANE_ONNX_CACHE = "BATCHLANE_ONNX_CACHE"
+BATCHLANE_MAX_BATCH_DELAY_MS = "BATCHLANE_MAX_BATCH_DELAY_MS"
+
+# The control plane (`batchlane server`): the key pair (or a credentials file) requests must be signed with.
+BATCHLANE_ACCESS_KEY_ID = "BATCHLANE_ACCESS_KEY_ID"
+BATCHLANE_SECRET_ACCESS_KEY = "BATCHLANE_SECRET_ACCESS_KEY"
+BATCHLANE_CREDENTIALS_FILE = "BATCHLANE_CREDENTIALS_FILE"
+
+# Automation: the queue worker and the Lambda handler (docs/automation.md).
+BATCHLANE_MODEL_NAME = "BATCHLANE_MODEL_NAME"  # the default model when a message names none
+BATCHLANE_MODEL_DATA_URL = "BATCHLANE_MODEL_DATA_URL"  # its model data: created if missing
+BATCHLANE_MODEL_IMAGE = "BATCHLANE_MODEL_IMAGE"  # its container image (SageMaker; informational locally)
+BATCHLANE_EXECUTION_ROLE_ARN = "BATCHLANE_EXECUTION_ROLE_ARN"  # SageMaker CreateModel's ExecutionRoleArn
+BATCHLANE_DLQ_URL = "BATCHLANE_DLQ_URL"  # where the Lambda handler parks permanent failures with their reason
+BATCHLANE_DEFAULT_CONTENT_TYPE = "BATCHLANE_DEFAULT_CONTENT_TYPE"
+BATCHLANE_DEFAULT_SPLIT_TYPE = "BATCHLANE_DEFAULT_SPLIT_TYPE"
+BATCHLANE_DEFAULT_ACCEPT = "BATCHLANE_DEFAULT_ACCEPT"
+BATCHLANE_DEFAULT_STRATEGY = "BATCHLANE_DEFAULT_STRATEGY"
+AWS_ENDPOINT_URL_SAGEMAKER = "AWS_ENDPOINT_URL_SAGEMAKER"
+
 DEFAULT_PORT = 8080
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_MAX_PAYLOAD_MB = 6

@@ -1,0 +1,180 @@
+"""``JobExecutor``: the server's own workers, which run the transform jobs created through the API.
+
+Design: a fixed pool of ``workers`` long-lived threads, each running one job at a time in-process with the local
+engine (``engines.local.run``: the job's runner claims a lease in the job store, starts a ``batchlane serve`` model
+container as a child process, and drives the job to a terminal state). Threads rather than detached processes
+because the pool bounds how many model servers run at once, a stop request reaches the runner through the store's
+status within a third of ``lease_s``, and the threads are long-lived, which matters because a model container is
+tied to the *thread* that started it (``PR_SET_PDEATHSIG``): it dies with the server instead of leaking.
+
+A scanner thread keeps the pool honest: at start it queues every job that no runner holds (``resumable_jobs``:
+never claimed, released, or lease expired: the orphans of a crashed server, or jobs created by another process),
+then rescans every ``scan_interval_s``. A job that was never claimed is left alone for ``unclaimed_grace_s`` after
+its creation, so a CLI or queue worker that creates a job and runs it itself is not raced for it. A runner that
+crashes (an exception, not a job failure) gives its lease back; the job is retried on the next scan, and after
+``max_attempts`` claims it is marked Failed with the error, so a deterministic crash cannot loop forever.
+
+Server shutdown does not wait for running jobs: the threads are daemons, the model containers get SIGTERM with the
+process, and the jobs' leases expire; the next server start (or ``batchlane jobs resume``) resumes them from their
+last committed file.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from batchlane.errors import Conflict, NotFound
+from batchlane.jobs.state import JobStatus
+from batchlane.jobs.store import JobRecord, JobStore, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+RunJob = Callable[..., JobRecord]
+
+
+def _run_with_local_engine(store: JobStore, name: str, **kwargs: Any) -> JobRecord:
+    from batchlane.engines import local
+
+    return local.run(store, name, **kwargs)
+
+
+class JobExecutor:
+    """Runs InProgress jobs of ``store`` on ``workers`` threads; ``submit(name)`` queues one (idempotent)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        workers: int = 2,
+        lease_s: float = 30.0,
+        scan_interval_s: float = 10.0,
+        unclaimed_grace_s: float = 30.0,
+        max_attempts: int = MAX_ATTEMPTS,
+        run_job: RunJob = _run_with_local_engine,
+    ) -> None:
+        self.store = store
+        self.workers = workers
+        self.lease_s = lease_s
+        self.scan_interval_s = scan_interval_s
+        self.unclaimed_grace_s = unclaimed_grace_s
+        self.max_attempts = max_attempts
+        self._run_job = run_job
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._busy: set[str] = set()  # lower-cased names queued or running
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __repr__(self) -> str:
+        return f"JobExecutor(workers={self.workers}, running={sorted(self._running)})"
+
+    @property
+    def running(self) -> list[str]:
+        with self._lock:
+            return sorted(self._running)
+
+    def start(self) -> None:
+        """Start the worker threads and the scanner (which queues orphaned jobs at once)."""
+        if self.workers == 0 or self._threads:
+            return
+        for index in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"batchlane-job-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        scanner = threading.Thread(target=self._scan_loop, name="batchlane-job-scanner", daemon=True)
+        scanner.start()
+        self._threads.append(scanner)
+
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """Stop taking jobs. Running jobs are not waited for (see the module docstring)."""
+        self._stopping.set()
+        for _ in range(self.workers):
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=timeout_s / max(1, len(self._threads)))
+
+    def submit(self, name: str) -> bool:
+        """Queue job ``name`` unless it is already queued or running here; True if queued now."""
+        if self.workers == 0 or self._stopping.is_set():
+            return False
+        key = name.lower()
+        with self._lock:
+            if key in self._busy:
+                return False
+            self._busy.add(key)
+        self._queue.put(name)
+        return True
+
+    def scan(self, *, grace: bool = True) -> list[str]:
+        """Queue every job no runner holds; returns the names queued now."""
+        queued = []
+        cutoff = utcnow() - timedelta(seconds=self.unclaimed_grace_s)
+        for record in self.store.resumable_jobs():
+            fresh = record.owner is None and record.attempts == 0 and record.creation_time > cutoff
+            if grace and fresh:
+                continue
+            if self.submit(record.name):
+                queued.append(record.name)
+        if queued:
+            log.info("queued %d job(s) no runner holds: %s", len(queued), ", ".join(queued))
+        return queued
+
+    def _scan_loop(self) -> None:
+        grace = False  # at start, every unheld job is an orphan of a previous run
+        while not self._stopping.is_set():
+            try:
+                self.scan(grace=grace)
+            except Exception:  # a busy or broken store must not end the scanner; the next pass retries
+                log.exception("scanning for jobs to run failed")
+            grace = True
+            self._stopping.wait(self.scan_interval_s)
+
+    def _work(self) -> None:
+        while True:
+            name = self._queue.get()
+            if name is None or self._stopping.is_set():
+                return
+            with self._lock:
+                self._running.add(name.lower())
+            try:
+                self._run(name)
+            finally:
+                with self._lock:
+                    self._running.discard(name.lower())
+                    self._busy.discard(name.lower())
+
+    def _run(self, name: str) -> None:
+        from batchlane.transform.runner import runner_id
+
+        owner = runner_id()
+        try:
+            record = self._run_job(self.store, name, lease_s=self.lease_s, owner=owner)
+            log.info("job %s: %s", name, record.status.value)
+        except NotFound:
+            log.warning("job %s vanished before it could run", name)
+        except Exception as exc:
+            log.exception("job %s: the runner crashed", name)
+            self._after_crash(name, owner, exc)
+
+    def _after_crash(self, name: str, owner: str, exc: Exception) -> None:
+        try:
+            record = self.store.get_job(name)
+            if record.is_terminal or record.owner not in (None, owner):
+                return
+            if record.attempts >= self.max_attempts:
+                reason = f"InternalError: the job runner crashed {record.attempts} times; last error: {exc}"
+                self.store.transition(name, JobStatus.FAILED, failure_reason=reason, owner=record.owner)
+                log.error("job %s: gave up after %d attempts", name, record.attempts)
+            elif record.owner == owner:
+                self.store.release(name, owner)  # the next scan retries it
+        except (Conflict, NotFound):
+            pass
+        except Exception:
+            log.exception("job %s: could not record the runner crash", name)
