@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchlane.transform.invoke import InvocationFailed, Invoker, backoff_delays, is_retryable
+from batchlane.transform.invoke import InvocationFailed, Invoker
 from tests.conftest import free_port, wait_for_http
 
 SCRIPT: dict[str, list] = {}
@@ -127,24 +127,3 @@ def test_unlimited_payload_is_streamed_chunked(server: str) -> None:
     result = run(server, [("ok",)], body=body, chunked=True)
     assert SEEN[0]["chunked"] is True
     assert result.body == body.upper()
-
-
-@pytest.mark.parametrize(
-    ("kind", "status", "expected"),
-    [
-        ("server", 500, True),
-        ("timeout", None, True),
-        ("connection", None, True),
-        ("client", 429, True),
-        ("client", 408, True),
-        ("client", 400, False),
-        ("client", 413, False),
-        ("client", 415, False),
-    ],
-)
-def test_retry_table(kind: str, status: int | None, expected: bool) -> None:
-    assert is_retryable(kind, status) is expected
-
-
-def test_backoff_is_exponential_and_capped() -> None:
-    assert backoff_delays(4, base=0.5, cap=3) == [0.5, 1.0, 2.0, 3]

@@ -68,7 +68,15 @@ def describe(name: Annotated[str, typer.Argument(help="TransformJobName.")], db:
 @jobs_app.command("stop")
 def stop(name: Annotated[str, typer.Argument(help="TransformJobName.")], db: DbOption = None) -> None:
     """Ask a running job to stop (InProgress → Stopping → Stopped). Files already committed are kept."""
-    record = open_job_store(db).request_stop(name)
+    from batchlane.engines import local
+    from batchlane.jobs.state import JobStatus
+
+    store = open_job_store(db)
+    record = store.request_stop(name)
+    if record.status is JobStatus.STOPPING:
+        # A job whose runner died (or that no runner picked up yet) would stay Stopping forever: take it over and
+        # finish the stop here. A live runner keeps its lease, so this returns at once and that runner stops it.
+        record = local.run(store, name)
     typer.echo(f"{record.name}: {record.status.value}")
 
 

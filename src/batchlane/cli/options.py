@@ -20,11 +20,13 @@ DbOption = Annotated[
 
 
 def open_job_store(db: Path | None):
-    """The JobStore at ``db`` or the default location."""
-    from batchlane.jobs.store import JobStore
-    from batchlane.settings import default_db_path
+    """The JobStore at ``db`` or the default location (ARN region/account from the environment)."""
+    import os
 
-    return JobStore(db or default_db_path())
+    from batchlane.jobs.store import JobStore
+    from batchlane.settings import BATCHLANE_DB
+
+    return JobStore.from_env({**os.environ, BATCHLANE_DB: str(db)} if db else None)
 
 
 def parse_env_pairs(pairs: list[str] | None, option: str = "--env") -> dict[str, str]:

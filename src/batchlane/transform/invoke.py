@@ -3,8 +3,8 @@
 Failures are classified (CONTRACT §5.17): a client error (4xx), a server error (5xx), a timeout, or a connection
 failure. Messages follow the platform's log wording (``ClientError: 400``, ``Bad HTTP status received from
 algorithm: 500``, ``Unable to get response from algorithm``) followed by the container's own short message.
-Only what can succeed on retry is retried: timeouts, connection failures, 5xx, 408 and 429 (CONTRACT §6 decision;
-see docs/transform.md).
+Only what can succeed on retry is retried (``plan.RetryPolicy``: timeouts, connection failures, 5xx, 408 and 429;
+CONTRACT §6 decision, see docs/transform.md).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from batchlane.errors import InvocationError
+from batchlane.transform.plan import RetryPolicy
 
-RETRYABLE_STATUSES = frozenset({408, 429})
 CHUNK = 1 << 20
 
 
@@ -43,19 +43,7 @@ class InvocationFailed(InvocationError):
 
     @property
     def retryable(self) -> bool:
-        return is_retryable(self.kind, self.http_status)
-
-
-def is_retryable(kind: str, status: int | None) -> bool:
-    """Whether a failure of this kind may succeed when the same request is sent again."""
-    if kind in ("timeout", "connection", "server"):
-        return True
-    return kind == "client" and status in RETRYABLE_STATUSES
-
-
-def backoff_delays(retries: int, base: float = 0.2, cap: float = 5.0) -> list[float]:
-    """Exponential backoff before each retry: base, 2·base, 4·base … capped (deterministic, no jitter)."""
-    return [min(cap, base * (2**attempt)) for attempt in range(retries)]
+        return RetryPolicy.is_retryable(self.http_status, self.kind)
 
 
 def _excerpt(body: bytes, limit: int = 300) -> str:
@@ -89,7 +77,9 @@ class Invoker:
         self.url = base_url.rstrip("/") + "/invocations"
         self.timeout_s = timeout_s
         self.max_retries = max_retries
-        self.retry_delays = list(retry_delays) if retry_delays is not None else backoff_delays(max_retries)
+        self.retry_delays = (
+            list(retry_delays) if retry_delays is not None else RetryPolicy(max_retries=max_retries).delays()
+        )
         self.chunked = chunked  # MaxPayloadInMB=0: stream the body with chunked transfer encoding
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import socket
+import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from batchlane.errors import BadInput, BatchlaneError, PayloadTooLarge
+from batchlane.errors import BadInput, BatchlaneError, ModelLoadError, NotFound, PayloadTooLarge
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import FileCheckpoint, JobRecord, JobStore
 from batchlane.models import ModelSpec
@@ -55,11 +58,20 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_S = 30.0
 PROGRESS_FLUSH_S = 0.5
+STOP_POLL_S = 0.5
+# With max_error_ratio, a file is failed early only once this many of its records have been answered (the first
+# bad record of a file would otherwise be "100% failed"); the whole file's ratio is always checked at its end.
+MIN_RATIO_SAMPLE = 100
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 class FileFailed(BatchlaneError):
-    """One input file cannot be transformed; the job goes on with the next file and ends Failed."""
+    """One input file cannot be transformed; the job goes on with the next file and ends Failed. ``kind`` is the
+    ``InvocationFailed.kind`` when a request failed (``"connection"``, ``"timeout"``, ...), else None."""
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class Interrupted(Exception):
@@ -152,12 +164,17 @@ class JobRunner:
         return False
 
     def _heartbeat(self) -> None:
-        interval = max(0.2, self.lease_s / 3)
-        while not self._done.wait(interval):
+        # The lease is renewed every third of its length; a stop request is looked for more often (a read), so
+        # `batchlane jobs stop` takes effect within about a second whatever the lease length.
+        renew_every = max(0.2, self.lease_s / 3)
+        next_renew = time.monotonic() + renew_every
+        while not self._done.wait(min(STOP_POLL_S, renew_every)):
             try:
-                if not self.store.renew(self.name, self.owner, self.lease_s):
-                    self._lost.set()
-                    return
+                if time.monotonic() >= next_renew:
+                    if not self.store.renew(self.name, self.owner, self.lease_s):
+                        self._lost.set()
+                        return
+                    next_renew = time.monotonic() + renew_every
                 if self.store.get_job(self.name).status is JobStatus.STOPPING:
                     self._stop.set()
             except Exception:  # a busy database must not kill the heartbeat; the next beat retries
@@ -196,7 +213,8 @@ class JobRunner:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         self.job_log.addHandler(handler)
         self.job_log.setLevel(logging.INFO)
-        self.job_log.propagate = False  # the job's lines belong to its log (`batchlane jobs logs`), not the console
+        # The job's lines belong to its log (`batchlane jobs logs`), not the console.
+        self.job_log.propagate = False
         return handler
 
     def _finish(self, status: JobStatus, reason: str | None = None) -> JobRecord:
@@ -229,7 +247,9 @@ class JobRunner:
                     params = resolve(request, self._execution_parameters(request, container))
                     self.job_log.info("[sagemaker logs]: %s", params.log_line())
                     asyncio.run(
-                        self._run_files(container.url or "", params, options, in_store, out_store, pending)
+                        self._run_files(
+                            container.url or "", params, options, in_store, out_store, pending, container
+                        )
                     )
             except Interrupted as exc:
                 self.job_log.info("[batchlane]: interrupted: %s", exc)
@@ -275,10 +295,15 @@ class JobRunner:
 
     @staticmethod
     def _clean_temps(store: ObjectStore, prefix: str) -> None:
+        """Remove what a dead runner of this job left half-written. Only under the output *folder*: every output key
+        is ``<prefix>/...`` (``plan.output_key_for``), and a raw prefix such as ``out`` would also reach the in-flight
+        temp files (or multipart uploads) of another job writing to ``out2/`` or to a sibling folder."""
         remove = getattr(store, "remove_stale_temps", None)
-        if remove is not None:
-            with contextlib.suppress(Exception):
-                remove(prefix, older_than_s=0)
+        if remove is None:
+            return
+        folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        with contextlib.suppress(Exception):
+            remove(folder, older_than_s=0)
 
     def _container(
         self, request: CreateTransformJobRequest, options: JobOptions, model: ModelSpec
@@ -312,6 +337,7 @@ class JobRunner:
         in_store: ObjectStore,
         out_store: ObjectStore,
         files: list[FileCheckpoint],
+        container: ModelContainer | None = None,
     ) -> None:
         processor = DataProcessor.from_params(params)
         assembler = Assembler(params.assemble_with, params.result_type)
@@ -328,12 +354,15 @@ class JobRunner:
                 context = _FileContext(self, checkpoint, params, options, processor, assembler, invoker)
                 try:
                     outcome = await context.run(in_store, out_store)
-                except (FileFailed, BadInput, PayloadTooLarge, InvocationFailed) as exc:
+                except (FileFailed, BadInput, PayloadTooLarge, InvocationFailed, NotFound) as exc:
+                    # NotFound: the object vanished after the job was planned (e.g. before a resume).
                     self.job_log.info("%s: %s", in_store.url_for(checkpoint.input_key), exc)
                     self.store.mark_file(
                         self.name, checkpoint.input_key, FileState.FAILED, error=str(exc), owner=self.owner
                     )
                     self.on_progress("file", {"key": checkpoint.input_key, "state": "failed"})
+                    if getattr(exc, "kind", None) == "connection":
+                        _fail_if_exited(container, in_store.url_for(checkpoint.input_key), self.name)
                     continue
                 self.store.mark_file(
                     self.name,
@@ -354,10 +383,11 @@ class JobRunner:
             await invoker.aclose()
 
     def _consolidate_part(self, checkpoint: FileCheckpoint) -> Path:
+        # A stable digest (not hash(), which differs per process): a resumed job must find the parts of the files
+        # an earlier runner committed.
         folder = self.store.log_path(self.name).parent / f"{self.name}.consolidate"
-        return (
-            folder / f"{abs(hash(checkpoint.input_key)) & 0xFFFFFFFF:08x}-{len(checkpoint.input_key)}.jsonl"
-        )
+        digest = hashlib.sha256(checkpoint.input_key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        return folder / f"{digest}.jsonl"
 
     def _write_consolidated(self, uri: str, files: list[FileCheckpoint]) -> None:
         store, key = open_store(uri, field="consolidate")
@@ -394,6 +424,7 @@ class _FileContext:
         self.consolidate = bool(options.consolidate)
         self._unflushed = {"records": 0, "failed": 0, "bytes": 0}
         self._last_flush = 0.0
+        self._last_error: str | None = None
 
     async def run(self, in_store: ObjectStore, out_store: ObjectStore) -> _FileOutcome:
         key = self.checkpoint.input_key
@@ -473,6 +504,7 @@ class _FileContext:
                     self._write(await in_flight.popleft(), out, part)
             while in_flight:
                 self._write(await in_flight.popleft(), out, part)
+            self._check_error_ratio(final=True)
         finally:
             for task in in_flight:
                 task.cancel()
@@ -486,14 +518,22 @@ class _FileContext:
         self.outcome.failed += result.failed
         self._unflushed["records"] += result.ok
         self._unflushed["failed"] += result.failed
+        self._last_error = result.error or self._last_error
+        self._check_error_ratio(final=False)
+        self._flush_progress()
+
+    def _check_error_ratio(self, *, final: bool) -> None:
+        """``FileFailed`` when more than ``max_error_ratio`` of the file's records failed: at the end of the file,
+        or earlier once ``MIN_RATIO_SAMPLE`` records have been answered."""
         ratio = self.options.max_error_ratio
         total = self.outcome.records + self.outcome.failed
-        if ratio is not None and total and self.outcome.failed / total > ratio:
+        if ratio is None or not total or (not final and total < MIN_RATIO_SAMPLE):
+            return
+        if self.outcome.failed / total > ratio:
             raise FileFailed(
                 f"{self.outcome.failed} of {total} records failed, more than max_error_ratio={ratio:g}"
-                + (f"; last error: {result.error}" if result.error else "")
+                + (f"; last error: {self._last_error}" if self._last_error else "")
             )
-        self._flush_progress()
 
     def _flush_progress(self, force: bool = False) -> None:
         loop_time = asyncio.get_event_loop().time() if not force else float("inf")
@@ -527,7 +567,8 @@ class _FileContext:
             return _BatchResult(chunks, len(batch.records), 0, consolidated)
         except (InvocationFailed, BadInput) as exc:
             if not self.isolate or (isinstance(exc, InvocationFailed) and exc.kind == "connection"):
-                raise FileFailed(f"{exc} ({batch.where()})") from None
+                kind = exc.kind if isinstance(exc, InvocationFailed) else None
+                raise FileFailed(f"{exc} ({batch.where()})", kind=kind) from None
             if len(batch.records) == 1:
                 return self._record_error(batch.records[0], str(exc))
             middle = len(batch.records) // 2
@@ -573,6 +614,24 @@ class _FileContext:
             )
             for record, output in zip(records, outputs, strict=False)
         ]
+
+
+def _fail_if_exited(container: ModelContainer | None, url: str, name: str) -> None:
+    """After a connection failure, end the job if the model server we started has died: every later request would
+    fail to connect, and each file would fail only after its retries. The file in progress is already marked failed."""
+    process = container.process if container is not None else None
+    if process is None:
+        return
+    try:
+        # The connection can drop a moment before the process is reaped.
+        code = process.wait(timeout=0.5)
+    except subprocess.TimeoutExpired:
+        return
+    if code is not None:
+        raise ModelLoadError(
+            f"the model container exited with code {code} while transforming {url}; "
+            f"see `batchlane jobs logs {name} --container`"
+        )
 
 
 def run_job(store: JobStore, name: str, **kwargs: Any) -> JobRecord:

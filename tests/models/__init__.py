@@ -1,0 +1,135 @@
+"""Test models for transform jobs and the helpers the runner/CLI tests share.
+
+``echo/`` is a model folder whose ``code/inference.py`` answers one result per record without torch (see its
+docstring for the content types and the trigger words ``poison``, ``badrequest``, ``flaky``, ``slow``, ``half``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+ECHO_DIR = Path(__file__).parent / "echo"
+# The echo model needs no GPU probe: BATCHLANE_DEVICE=cpu keeps torch out of the container's start-up.
+ECHO_ENV = {"BATCHLANE_DEVICE": "cpu"}
+TEMP_SUFFIX = ".batchlane-tmp"
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("batchlane")
+CLI = (
+    [str(CONSOLE_SCRIPT)]
+    if CONSOLE_SCRIPT.exists()
+    else [sys.executable, "-c", "from batchlane.cli.main import main; main()"]
+)
+
+
+def transform_request(
+    name: str,
+    input_uri: str,
+    output_uri: str,
+    *,
+    model: str = "echo",
+    content_type: str | None = "text/plain",
+    split_type: str | None = "Line",
+    data_type: str = "S3Prefix",
+    compression: str | None = None,
+    accept: str | None = None,
+    assemble_with: str | None = None,
+    **top: Any,
+) -> dict[str, Any]:
+    """A CreateTransformJob request, shaped exactly as boto3's ``create_transform_job(**request)`` takes it."""
+    transform_input: dict[str, Any] = {
+        "DataSource": {"S3DataSource": {"S3DataType": data_type, "S3Uri": input_uri}}
+    }
+    for key, value in (
+        ("ContentType", content_type),
+        ("SplitType", split_type),
+        ("CompressionType", compression),
+    ):
+        if value is not None:
+            transform_input[key] = value
+    transform_output: dict[str, Any] = {"S3OutputPath": output_uri}
+    for key, value in (("Accept", accept), ("AssembleWith", assemble_with)):
+        if value is not None:
+            transform_output[key] = value
+    return {
+        "TransformJobName": name,
+        "ModelName": model,
+        "TransformInput": transform_input,
+        "TransformOutput": transform_output,
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        **top,
+    }
+
+
+def register_echo(store: Any, name: str = "echo", **env: str) -> None:
+    """Register the echo model in ``store``'s registry (model Environment = ``ECHO_ENV`` + ``env``)."""
+    from batchlane.models import ModelRegistry, ModelSpec
+
+    spec = ModelSpec(name=name, model_data=str(ECHO_DIR), environment={**ECHO_ENV, **env})
+    ModelRegistry(store).create(spec, exist_ok=True)
+
+
+def run_job(
+    store: Any, request: Mapping[str, Any], options: Mapping[str, Any] | None = None, **runner: Any
+) -> Any:
+    """Submit ``request`` to the local engine and run it here to its end; returns the final ``JobRecord``."""
+    from batchlane.engines import local
+
+    record = local.submit(store, request, {"startup_timeout_s": 60, **(options or {})})
+    return local.run(store, record.name, **runner)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (temp files included) as relative POSIX path → bytes."""
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def temp_files(folder: Path) -> list[Path]:
+    """The object store's temp files (a half-written output) under ``folder``."""
+    return [path for path in folder.rglob(f"*{TEMP_SUFFIX}")]
+
+
+def job_log(store: Any, name: str) -> str:
+    """The job's log (what ``batchlane jobs logs NAME`` prints)."""
+    return store.log_path(name).read_text(encoding="utf-8")
+
+
+def echo_calls(log_file: Path) -> list[dict[str, Any]]:
+    """The echo model's call log: one dict per ``/invocations`` call, in arrival order."""
+    if not log_file.exists():
+        return []
+    return [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy; ``TimeoutError`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout} s")
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment for ``batchlane`` subprocesses: no inherited SAGEMAKER_/BATCHLANE_ settings, one thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "SM_", "BATCHLANE_"))}
+    env.update(
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        BATCHLANE_HOME=str(home),
+        BATCHLANE_DB=str(home / "jobs.db"),
+    )
+    env.update(extra)
+    return env
