@@ -34,252 +34,33 @@ Decisions:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import json
 import os
 import re
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from batchlane import settings
-from batchlane.errors import AlreadyExists, Conflict, NotFound, StorageError, ValidationError
-from batchlane.jobs.state import (
-    ACTIVE,
-    FileState,
-    JobStatus,
-    check_file_transition,
-    check_job_name,
-    check_transition,
-)
+from batchlane.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from batchlane.jobs.checkpoints import CheckpointTable
+from batchlane.jobs.db import MAX_FAILURE_REASON, Database, _dt, _json, _reason, _ts, spec_hash, utcnow
+from batchlane.jobs.records import FileCheckpoint, JobRecord, ModelRow
+from batchlane.jobs.state import ACTIVE, FileState, JobStatus, check_job_name, check_transition
 
-SCHEMA_VERSION = 1
-MAX_FAILURE_REASON = 1024
-MAX_NEXT_TOKEN = 8192
-
-_SCHEMA_V1 = [
-    """CREATE TABLE jobs (
-        name TEXT PRIMARY KEY COLLATE NOCASE,
-        arn TEXT NOT NULL,
-        status TEXT NOT NULL,
-        failure_reason TEXT,
-        request TEXT NOT NULL,
-        options TEXT NOT NULL,
-        spec_hash TEXT NOT NULL,
-        creation_time TEXT NOT NULL,
-        start_time TEXT,
-        end_time TEXT,
-        last_modified_time TEXT NOT NULL,
-        files_total INTEGER NOT NULL DEFAULT 0,
-        files_done INTEGER NOT NULL DEFAULT 0,
-        files_failed INTEGER NOT NULL DEFAULT 0,
-        records_done INTEGER NOT NULL DEFAULT 0,
-        records_failed INTEGER NOT NULL DEFAULT 0,
-        bytes_total INTEGER NOT NULL DEFAULT 0,
-        bytes_done INTEGER NOT NULL DEFAULT 0,
-        owner TEXT,
-        lease_expires TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0
-    )""",
-    "CREATE INDEX jobs_by_creation ON jobs (creation_time, name)",
-    "CREATE INDEX jobs_by_status ON jobs (status, name)",
-    """CREATE TABLE job_files (
-        job TEXT NOT NULL COLLATE NOCASE REFERENCES jobs (name) ON DELETE CASCADE,
-        input_key TEXT NOT NULL,
-        output_key TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        state TEXT NOT NULL,
-        records INTEGER NOT NULL DEFAULT 0,
-        records_failed INTEGER NOT NULL DEFAULT 0,
-        bytes_done INTEGER NOT NULL DEFAULT 0,
-        error TEXT,
-        updated TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        PRIMARY KEY (job, input_key)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX job_files_by_seq ON job_files (job, seq)",
-    """CREATE TABLE models (
-        name TEXT PRIMARY KEY COLLATE NOCASE,
-        arn TEXT NOT NULL,
-        spec TEXT NOT NULL,
-        spec_hash TEXT NOT NULL,
-        creation_time TEXT NOT NULL
-    )""",
-    "CREATE INDEX models_by_creation ON models (creation_time, name)",
+__all__ = [
+    "MAX_FAILURE_REASON",
+    "FileCheckpoint",
+    "JobRecord",
+    "JobStore",
+    "ModelRow",
+    "spec_hash",
+    "utcnow",
 ]
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1}
 
 
-def utcnow() -> datetime:
-    """The current time as an aware UTC datetime."""
-    return datetime.now(UTC)
-
-
-def _ts(value: datetime) -> str:
-    # isoformat always pads the year to four digits, so the text sorts like the time it encodes.
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="microseconds") + "Z"
-
-
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value.removesuffix("Z")).replace(tzinfo=UTC)
-
-
-def _json(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{what} must be JSON-serialisable: {exc}") from None
-
-
-def spec_hash(*parts: Any) -> str:
-    """SHA-256 of the canonical JSON of ``parts`` (sorted keys): equal for specs that differ only in key order."""
-    try:
-        canonical = json.dumps(
-            list(parts), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"spec must be JSON-serialisable: {exc}") from None
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _reason(text: str) -> str:
-    return text if len(text) <= MAX_FAILURE_REASON else text[: MAX_FAILURE_REASON - 3] + "..."
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """One transform job as stored. ``request`` is the CreateTransformJob request, ``options`` batchlane's extras."""
-
-    name: str
-    arn: str
-    status: JobStatus
-    failure_reason: str | None
-    request: dict[str, Any]
-    options: dict[str, Any]
-    spec_hash: str
-    creation_time: datetime
-    start_time: datetime | None
-    end_time: datetime | None
-    last_modified_time: datetime
-    files_total: int
-    files_done: int
-    files_failed: int
-    records_done: int
-    records_failed: int
-    bytes_total: int
-    bytes_done: int
-    owner: str | None
-    lease_expires: datetime | None
-    attempts: int
-
-    @property
-    def model_name(self) -> str | None:
-        return self.request.get("ModelName")
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status.is_terminal
-
-    def lease_active(self, now: datetime | None = None) -> bool:
-        """Whether some runner holds an unexpired lease on the job."""
-        return self.lease_expires is not None and self.lease_expires > (now or utcnow())
-
-    @classmethod
-    def _from_row(cls, row: sqlite3.Row) -> JobRecord:
-        return cls(
-            name=row["name"],
-            arn=row["arn"],
-            status=JobStatus(row["status"]),
-            failure_reason=row["failure_reason"],
-            request=json.loads(row["request"]),
-            options=json.loads(row["options"]),
-            spec_hash=row["spec_hash"],
-            creation_time=_dt(row["creation_time"]),  # type: ignore[arg-type]
-            start_time=_dt(row["start_time"]),
-            end_time=_dt(row["end_time"]),
-            last_modified_time=_dt(row["last_modified_time"]),  # type: ignore[arg-type]
-            files_total=row["files_total"],
-            files_done=row["files_done"],
-            files_failed=row["files_failed"],
-            records_done=row["records_done"],
-            records_failed=row["records_failed"],
-            bytes_total=row["bytes_total"],
-            bytes_done=row["bytes_done"],
-            owner=row["owner"],
-            lease_expires=_dt(row["lease_expires"]),
-            attempts=row["attempts"],
-        )
-
-
-@dataclass(frozen=True)
-class FileCheckpoint:
-    """The checkpoint of one input file of a job."""
-
-    input_key: str
-    output_key: str
-    size: int
-    state: FileState
-    records: int
-    records_failed: int
-    bytes_done: int
-    error: str | None
-    updated: datetime
-
-    @classmethod
-    def _from_row(cls, row: sqlite3.Row) -> FileCheckpoint:
-        return cls(
-            input_key=row["input_key"],
-            output_key=row["output_key"],
-            size=row["size"],
-            state=FileState(row["state"]),
-            records=row["records"],
-            records_failed=row["records_failed"],
-            bytes_done=row["bytes_done"],
-            error=row["error"],
-            updated=_dt(row["updated"]),  # type: ignore[arg-type]
-        )
-
-
-@dataclass(frozen=True)
-class ModelRow:
-    """One registered model as stored; ``spec`` is the ModelSpec as JSON (see ``batchlane.models``)."""
-
-    name: str
-    arn: str
-    spec: dict[str, Any]
-    spec_hash: str
-    creation_time: datetime
-
-    @classmethod
-    def _from_row(cls, row: sqlite3.Row) -> ModelRow:
-        return cls(
-            name=row["name"],
-            arn=row["arn"],
-            spec=json.loads(row["spec"]),
-            spec_hash=row["spec_hash"],
-            creation_time=_dt(row["creation_time"]),  # type: ignore[arg-type]
-        )
-
-
-def _plan_fields(plan: Any) -> tuple[str, str, int]:
-    """(input_key, output_key, size) from a FilePlan-like object, a mapping or a tuple."""
-    if isinstance(plan, Mapping):
-        return str(plan["input_key"]), str(plan["output_key"]), int(plan.get("size", 0))
-    if isinstance(plan, tuple):
-        return str(plan[0]), str(plan[1]), int(plan[2]) if len(plan) > 2 else 0
-    return str(plan.input_key), str(plan.output_key), int(getattr(plan, "size", 0) or 0)
-
-
-class JobStore:
+class JobStore(Database, CheckpointTable):
     """Jobs, file checkpoints and models in the SQLite file at ``path`` (created with its folder if missing).
 
     ``region`` and ``account`` go into ARNs; ``clock`` (default: UTC now) makes times testable.
@@ -298,17 +79,9 @@ class JobStore:
             raise ValidationError(f"region {region!r} is not a valid AWS region name")
         if not re.fullmatch(r"\d{12}", account):
             raise ValidationError(f"account {account!r} must be 12 digits")
-        self.path = Path(path).expanduser().absolute()
-        self.folder = self.path.parent
         self.region = region
         self.account = account
-        self._busy_ms = int(busy_timeout_s * 1000)
-        self._clock = clock or utcnow
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._migrate()
+        super().__init__(path, busy_timeout_s=busy_timeout_s, clock=clock)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **kwargs: Any) -> JobStore:
@@ -328,80 +101,6 @@ class JobStore:
 
     def __repr__(self) -> str:
         return f"JobStore({str(self.path)!r})"
-
-    def _conn(self) -> sqlite3.Connection:
-        held = getattr(self._local, "held", None)
-        # A connection must never cross a fork: the child opens its own.
-        if held is not None and held[0] == os.getpid():
-            return held[1]
-        try:
-            conn = sqlite3.connect(
-                self.path, timeout=self._busy_ms / 1000, isolation_level=None, check_same_thread=False
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open job store {self.path}: {exc}") from exc
-        self._local.held = (os.getpid(), conn)
-        with self._lock:
-            self._connections.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; BEGIN IMMEDIATE takes the write lock up front so read-then-write cannot race."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StorageError(f"job store {self.path} is busy: {exc}") from exc
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback(conn)
-            raise StorageError(f"job store {self.path}: {exc}") from exc
-        except BaseException:
-            self._rollback(conn)
-            raise
-
-    @staticmethod
-    def _rollback(conn: sqlite3.Connection) -> None:
-        # SQLite may already have rolled back by itself (e.g. after SQLITE_FULL); don't mask the original error.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-
-    def close(self) -> None:
-        """Close every connection this store opened (in any thread)."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
-
-    def _migrate(self) -> None:
-        with self._write() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            current = row[0] if row else 0
-            if current > SCHEMA_VERSION:
-                raise StorageError(
-                    f"job store {self.path} has schema version {current}; this batchlane knows up to "
-                    f"{SCHEMA_VERSION} (upgrade batchlane)"
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[version]:
-                    conn.execute(statement)
-            if row is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif current != SCHEMA_VERSION:
-                conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-
-    def _now(self, now: datetime | None = None) -> datetime:
-        return now if now is not None else self._clock()
 
     def job_arn(self, name: str) -> str:
         return f"arn:aws:sagemaker:{self.region}:{self.account}:transform-job/{name.lower()}"
@@ -664,173 +363,9 @@ class JobStore:
                 found.append(record)
         return found
 
-    def add_files(self, name: str, plans: Iterable[Any], *, owner: str | None = None) -> int:
-        """Register the job's input files (objects with ``input_key``, ``output_key``, ``size``; mappings or tuples
-        work too) as pending, in order. Idempotent: a file already registered with the same output key and size is
-        skipped; a different one is a ``Conflict`` (the plan changed under a running job). Returns how many were new."""
-        items = [_plan_fields(plan) for plan in plans]
-        now = _ts(self._now())
-        with self._write() as conn:
-            row = self._job_row(conn, name)
-            self._check_active(row)
-            self._check_owner(row, owner)
-            known = {
-                r["input_key"]: (r["output_key"], r["size"])
-                for r in conn.execute(
-                    "SELECT input_key, output_key, size FROM job_files WHERE job = ?", (name,)
-                )
-            }
-            seq = len(known)
-            added = 0
-            for input_key, output_key, size in items:
-                if input_key in known:
-                    if known[input_key] != (output_key, size):
-                        raise Conflict(
-                            f"transform job {name}: input {input_key!r} is already planned as "
-                            f"{known[input_key][0]!r} ({known[input_key][1]} bytes), not {output_key!r} ({size} bytes)"
-                        )
-                    continue
-                conn.execute(
-                    "INSERT INTO job_files (job, input_key, output_key, size, state, updated, seq)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (row["name"], input_key, output_key, size, FileState.PENDING.value, now, seq),
-                )
-                known[input_key] = (output_key, size)
-                seq += 1
-                added += 1
-            self._recount(conn, name)
-            return added
-
-    def files(self, name: str, state: FileState | str | None = None) -> list[FileCheckpoint]:
-        """The job's file checkpoints in plan order, optionally only those in ``state``."""
-        conn = self._conn()
-        self._job_row(conn, name)
-        if state is None:
-            rows = conn.execute("SELECT * FROM job_files WHERE job = ? ORDER BY seq", (name,))
-        else:
-            rows = conn.execute(
-                "SELECT * FROM job_files WHERE job = ? AND state = ? ORDER BY seq",
-                (name, FileState(state).value),
-            )
-        return [FileCheckpoint._from_row(row) for row in rows]
-
-    def mark_file(
-        self,
-        name: str,
-        input_key: str,
-        state: FileState | str,
-        *,
-        records: int | None = None,
-        records_failed: int | None = None,
-        error: str | None = None,
-        owner: str | None = None,
-    ) -> FileCheckpoint:
-        """Move one file to ``state`` and update the job's counters in the same transaction.
-
-        Marking a file with the state it already has is a no-op (so a retried commit is harmless). ``records`` /
-        ``records_failed``, when given, replace the file's counts (else those accumulated by ``add_progress`` stay).
-        ``done`` counts the whole file's bytes; back to ``pending`` (a retry of a failed file) zeroes its progress.
-        """
-        target = FileState(state)
-        now = _ts(self._now())
-        with self._write() as conn:
-            job = self._job_row(conn, name)
-            self._check_active(job)
-            self._check_owner(job, owner)
-            row = self._file_row(conn, name, input_key)
-            current = FileState(row["state"])
-            if current is target:
-                return FileCheckpoint._from_row(row)
-            check_file_transition(current, target, key=input_key)
-            new_records = row["records"] if records is None else records
-            new_failed = row["records_failed"] if records_failed is None else records_failed
-            new_bytes = row["bytes_done"]
-            new_error = None
-            if target is FileState.DONE:
-                new_bytes = row["size"]
-            elif target is FileState.FAILED:
-                new_error = _reason(error or "failed")
-            else:
-                new_records = new_failed = new_bytes = 0
-            conn.execute(
-                "UPDATE job_files SET state = ?, records = ?, records_failed = ?, bytes_done = ?, error = ?,"
-                " updated = ? WHERE job = ? AND input_key = ?",
-                (target.value, new_records, new_failed, new_bytes, new_error, now, name, input_key),
-            )
-            conn.execute(
-                "UPDATE jobs SET files_done = files_done + ?, files_failed = files_failed + ?,"
-                " records_done = records_done + ?, records_failed = records_failed + ?, bytes_done = bytes_done + ?"
-                " WHERE name = ?",
-                (
-                    (target is FileState.DONE) - (current is FileState.DONE),
-                    (target is FileState.FAILED) - (current is FileState.FAILED),
-                    new_records - row["records"],
-                    new_failed - row["records_failed"],
-                    new_bytes - row["bytes_done"],
-                    name,
-                ),
-            )
-            return FileCheckpoint._from_row(self._file_row(conn, name, input_key))
-
-    def add_progress(
-        self,
-        name: str,
-        input_key: str,
-        *,
-        records: int = 0,
-        records_failed: int = 0,
-        bytes_read: int = 0,
-        owner: str | None = None,
-    ) -> None:
-        """Add to a pending file's record/byte progress and its job's counters in one transaction.
-
-        Each call is a write; call it per mini-batch or less often, not per record.
-        """
-        with self._write() as conn:
-            job = self._job_row(conn, name)
-            self._check_active(job)
-            self._check_owner(job, owner)
-            row = self._file_row(conn, name, input_key)
-            if row["state"] != FileState.PENDING.value:
-                raise Conflict(
-                    f"input file {input_key!r} of transform job {name} is {row['state']}, not pending"
-                )
-            conn.execute(
-                "UPDATE job_files SET records = records + ?, records_failed = records_failed + ?,"
-                " bytes_done = bytes_done + ? WHERE job = ? AND input_key = ?",
-                (records, records_failed, bytes_read, name, input_key),
-            )
-            conn.execute(
-                "UPDATE jobs SET records_done = records_done + ?, records_failed = records_failed + ?,"
-                " bytes_done = bytes_done + ? WHERE name = ?",
-                (records, records_failed, bytes_read, name),
-            )
-
-    def _file_row(self, conn: sqlite3.Connection, name: str, input_key: str) -> sqlite3.Row:
-        row = conn.execute(
-            "SELECT * FROM job_files WHERE job = ? AND input_key = ?", (name, input_key)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"transform job {name} has no input file {input_key!r}")
-        return row
-
     def _check_active(self, row: sqlite3.Row) -> None:
         if JobStatus(row["status"]) not in ACTIVE:
             raise Conflict(f"transform job {row['name']} is {row['status']}; its files can no longer change")
-
-    def _recount(self, conn: sqlite3.Connection, name: str) -> None:
-        conn.execute(
-            """UPDATE jobs SET
-                files_total = (SELECT COUNT(*) FROM job_files WHERE job = :n),
-                bytes_total = (SELECT COALESCE(SUM(size), 0) FROM job_files WHERE job = :n),
-                files_done = (SELECT COUNT(*) FROM job_files WHERE job = :n AND state = 'done'),
-                files_failed = (SELECT COUNT(*) FROM job_files WHERE job = :n AND state = 'failed'),
-                records_done = (SELECT COALESCE(SUM(records), 0) FROM job_files WHERE job = :n),
-                records_failed = (SELECT COALESCE(SUM(records_failed), 0) FROM job_files WHERE job = :n),
-                bytes_done = (SELECT COALESCE(SUM(bytes_done), 0) FROM job_files WHERE job = :n)
-            WHERE name = :n""",
-            {"n": name},
-        )
 
     def create_model(self, name: str, spec: Mapping[str, Any], digest: str) -> ModelRow:
         """Insert a model row; ``AlreadyExists`` carrying the existing row if the name is taken."""
@@ -886,81 +421,3 @@ class JobStore:
         with self._write() as conn:
             if conn.execute("DELETE FROM models WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f'Could not find model "{self.model_arn(name)}".', field="ModelName")
-
-    @staticmethod
-    def _name_filter(name_contains: str | None, where: list[str], params: list[Any]) -> None:
-        if name_contains is None:
-            return
-        if not re.fullmatch(r"[a-zA-Z0-9\-]{1,63}", name_contains):
-            raise ValidationError(
-                f"NameContains {name_contains!r} must be 1-63 letters, digits or hyphens",
-                field="NameContains",
-            )
-        where.append("instr(lower(name), lower(?)) > 0")
-        params.append(name_contains)
-
-    def _page(
-        self,
-        table: str,
-        where: list[str],
-        params: list[Any],
-        columns: Mapping[str, str],
-        sort_by: str,
-        sort_order: str,
-        max_results: int,
-        next_token: str | None,
-    ) -> tuple[list[sqlite3.Row], str | None]:
-        if sort_by not in columns:
-            raise ValidationError(
-                f"SortBy must be one of {', '.join(columns)}, got {sort_by!r}", field="SortBy"
-            )
-        if sort_order not in ("Ascending", "Descending"):
-            raise ValidationError(
-                f"SortOrder must be Ascending or Descending, got {sort_order!r}", field="SortOrder"
-            )
-        if isinstance(max_results, bool) or not isinstance(max_results, int) or not 1 <= max_results <= 100:
-            raise ValidationError(
-                f"MaxResults must be an integer from 1 to 100, got {max_results!r}", field="MaxResults"
-            )
-        keys = [columns[sort_by]] + (["name"] if columns[sort_by] != "name" else [])
-        scope = spec_hash(table, where, params, sort_by, sort_order)[:16]
-        if next_token is not None:
-            after = _decode_token(next_token, scope, len(keys))
-            op = ">" if sort_order == "Ascending" else "<"
-            where = [*where, f"({', '.join(keys)}) {op} ({', '.join('?' * len(keys))})"]
-            params = [*params, *after]
-        direction = "ASC" if sort_order == "Ascending" else "DESC"
-        sql = f"SELECT * FROM {table}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY " + ", ".join(f"{key} {direction}" for key in keys) + " LIMIT ?"
-        rows = self._conn().execute(sql, (*params, max_results + 1)).fetchall()
-        if len(rows) <= max_results:
-            return rows, None
-        rows = rows[:max_results]
-        return rows, _encode_token(scope, [rows[-1][key] for key in keys])
-
-
-def _encode_token(scope: str, position: list[Any]) -> str:
-    raw = json.dumps({"v": 1, "s": scope, "k": position}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str, scope: str, width: int) -> list[Any]:
-    def invalid(why: str) -> ValidationError:
-        return ValidationError(f'Invalid pagination token because "{why}".', field="NextToken")
-
-    if not isinstance(token, str) or not token or len(token) > MAX_NEXT_TOKEN:
-        raise invalid("it is empty or too long")
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
-        raise invalid("it is not a token this service issued") from None
-    if not isinstance(data, dict) or data.get("v") != 1 or not isinstance(data.get("k"), list):
-        raise invalid("it is not a token this service issued")
-    if data.get("s") != scope:
-        raise invalid("it was issued for a request with other filters or sorting")
-    position = data["k"]
-    if len(position) != width or not all(isinstance(value, str) for value in position):
-        raise invalid("it is not a token this service issued")
-    return position
