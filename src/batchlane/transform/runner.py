@@ -83,7 +83,7 @@ def runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _owner_is_dead(owner: str | None) -> bool:
+def owner_is_dead(owner: str | None) -> bool:
     """True when ``owner`` is a runner of this host whose process no longer exists (e.g. it was SIGKILLed)."""
     if not owner:
         return False
@@ -158,7 +158,7 @@ class JobRunner:
         if self.store.claim(self.name, self.owner, self.lease_s):
             return True
         record = self.store.get_job(self.name)
-        if _owner_is_dead(record.owner) and self.store.release(self.name, record.owner or ""):
+        if owner_is_dead(record.owner) and self.store.release(self.name, record.owner or ""):
             log.info("job %s: runner %s is gone; taking the job over", self.name, record.owner)
             return self.store.claim(self.name, self.owner, self.lease_s)
         return False

@@ -1,0 +1,388 @@
+"""The Lambda function of the seed's design: SQS event source mapping → validate → model → SageMaker transform job.
+
+``handler(event, context)`` takes an SQS batch (``FunctionResponseTypes=["ReportBatchItemFailures"]``, see
+``template.yaml``) and, for each record, does what the queue worker does with the local engine, against the
+SageMaker API instead (RELIABILITY §0, §1.2):
+
+* ``parse_message`` (plus: both paths must be ``s3://`` and the instance type an ``ml.*`` one: SageMaker runs it);
+* the model: the message's ``model_name`` must exist; the configured default (``BATCHLANE_MODEL_NAME``) is created
+  if missing (``BATCHLANE_MODEL_IMAGE``, ``BATCHLANE_MODEL_DATA_URL``, ``BATCHLANE_EXECUTION_ROLE_ARN``) and, if it
+  exists, must have that image, model data and role: a drifted model is a conflict, never silently reused;
+* the job, named by ``job_name_for_attempt`` (never a clock): ``DescribeTransformJob`` first (moto, unlike SageMaker,
+  accepts a duplicate name and replaces the job), the input prefix checked only for a new job, then
+  ``CreateTransformJob``; ``ResourceInUse`` (a concurrent duplicate) and an existing job are success when every
+  field we send matches, a conflict otherwise.
+
+Outcomes per record: started or already there → success (SQS deletes it); transient (throttling, limits, network,
+SageMaker 5xx) → listed in ``batchItemFailures``, so only that record is redelivered; permanent (validation,
+conflict, missing model or input) → sent to ``BATCHLANE_DLQ_URL`` with the reason in message attributes (as
+``SqsQueue.dead_letter`` does, so ``batchlane queue dlq list`` shows it) and reported as success. Without a
+``BATCHLANE_DLQ_URL``, or when that send fails, a permanent failure is logged and reported as a failure: the queue's
+redrive policy parks it after ``maxReceiveCount`` receives, so nothing is dropped. The handler never raises (a raised
+exception would fail the whole batch).
+
+Not covered here (docs/automation.md): a job that fails *after* it started is visible in SageMaker
+(DescribeTransformJob, ``FailureReason``), and nothing re-queues it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchlane import settings
+from batchlane.errors import BatchlaneError, Conflict, NotFound, ValidationError
+from batchlane.queue.launcher import RequestDefaults, attempt_of, build_request, job_name_for_attempt
+from batchlane.queue.message import (
+    MODEL_NAME_RE,
+    TransformMessage,
+    check_input_exists,
+    is_permanent,
+    parse_message,
+    split_path,
+)
+from batchlane.queue.sqs import (
+    ATTR_ATTEMPTS,
+    ATTR_ORIGINAL_ID,
+    ATTR_REASON,
+    ATTR_SENT_AT,
+    ATTR_SOURCE,
+    MAX_REASON_CHARS,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIG_VARIABLES = (
+    settings.BATCHLANE_MODEL_NAME,
+    settings.BATCHLANE_MODEL_IMAGE,
+    settings.BATCHLANE_MODEL_DATA_URL,
+    settings.BATCHLANE_EXECUTION_ROLE_ARN,
+    settings.BATCHLANE_DLQ_URL,
+    settings.BATCHLANE_DEFAULT_CONTENT_TYPE,
+    settings.BATCHLANE_DEFAULT_SPLIT_TYPE,
+    settings.BATCHLANE_DEFAULT_ACCEPT,
+    settings.BATCHLANE_DEFAULT_STRATEGY,
+    settings.AWS_ENDPOINT_URL_SAGEMAKER,
+    settings.AWS_ENDPOINT_URL_SQS,
+    settings.AWS_ENDPOINT_URL_S3,
+    settings.AWS_ENDPOINT_URL,
+    settings.AWS_REGION,
+    settings.AWS_DEFAULT_REGION,
+)
+_ALREADY_EXISTS_HINTS = ("already exist", "must be unique")
+
+
+class SageMakerError(BatchlaneError):
+    """SageMaker refused or could not be reached for a reason that may pass (throttling, limits, network)."""
+
+
+@dataclass(frozen=True)
+class LambdaConfig:
+    """The function's settings, from its environment (names in ``batchlane.settings``)."""
+
+    model_name: str | None = None
+    model_image: str | None = None
+    model_data_url: str | None = None
+    role_arn: str | None = None
+    dlq_url: str | None = None
+    defaults: RequestDefaults = field(default_factory=RequestDefaults)
+
+    def __post_init__(self) -> None:
+        if self.model_name is not None and (
+            len(self.model_name) > 63 or not MODEL_NAME_RE.match(self.model_name)
+        ):
+            raise ValidationError(
+                f"{settings.BATCHLANE_MODEL_NAME}={self.model_name!r} is not a SageMaker model name",
+                field=settings.BATCHLANE_MODEL_NAME,
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LambdaConfig:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            return env.get(name, "").strip() or None
+
+        return cls(
+            model_name=get(settings.BATCHLANE_MODEL_NAME),
+            model_image=get(settings.BATCHLANE_MODEL_IMAGE),
+            model_data_url=get(settings.BATCHLANE_MODEL_DATA_URL),
+            role_arn=get(settings.BATCHLANE_EXECUTION_ROLE_ARN),
+            dlq_url=get(settings.BATCHLANE_DLQ_URL),
+            defaults=RequestDefaults.from_env(env),
+        )
+
+    def wanted_model(self, *, complete: bool = True) -> dict[str, Any]:
+        """The default model as configured, in CreateModel's shape (without ModelName). ``complete``: for a create,
+        so image and model data must be set (ValidationError naming what is not); else only what is set."""
+        missing = [
+            name
+            for name, value in (
+                (settings.BATCHLANE_MODEL_IMAGE, self.model_image),
+                (settings.BATCHLANE_MODEL_DATA_URL, self.model_data_url),
+            )
+            if not value
+        ]
+        if complete and missing:
+            raise ValidationError(
+                f"model {self.model_name} does not exist and the function cannot create it: set "
+                + " and ".join(missing),
+                field="model_name",
+            )
+        container = {"Image": self.model_image, "ModelDataUrl": self.model_data_url}
+        wanted: dict[str, Any] = {"PrimaryContainer": {k: v for k, v in container.items() if v}}
+        if self.role_arn:
+            wanted["ExecutionRoleArn"] = self.role_arn
+        return wanted
+
+
+def sagemaker_client(env: Mapping[str, str] | None = None) -> Any:
+    """A boto3 SageMaker client: ``$AWS_ENDPOINT_URL_SAGEMAKER``, else ``$AWS_ENDPOINT_URL``, else AWS."""
+    import boto3
+    from botocore.config import Config
+
+    env = os.environ if env is None else env
+    endpoint = env.get(settings.AWS_ENDPOINT_URL_SAGEMAKER) or env.get(settings.AWS_ENDPOINT_URL) or None
+    region = env.get(settings.AWS_REGION) or env.get(settings.AWS_DEFAULT_REGION) or "us-east-1"
+    config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
+    return boto3.session.Session(region_name=region).client("sagemaker", endpoint_url=endpoint, config=config)
+
+
+def _differences(wanted: Mapping[str, Any], actual: Mapping[str, Any], path: str = "") -> list[str]:
+    """Fields of ``wanted`` whose value differs in ``actual`` (fields SageMaker adds, such as defaults, are fine)."""
+    found = []
+    for key, value in wanted.items():
+        other = actual.get(key)
+        if isinstance(value, Mapping) and isinstance(other, Mapping):
+            found += _differences(value, other, f"{path}{key}.")
+        elif value != other:
+            found.append(f"{path}{key} ({other!r} → {value!r})")
+    return found
+
+
+class SageMakerLauncher:
+    """Starts one SageMaker transform job per valid message; ``handle(event)`` is the Lambda's work."""
+
+    def __init__(
+        self,
+        config: LambdaConfig,
+        *,
+        sagemaker: Any = None,
+        sqs: Any = None,
+        env: Mapping[str, str] | None = None,
+        check_inputs: bool = True,
+    ) -> None:
+        self.config = config
+        self.env = os.environ if env is None else env
+        self.sagemaker = sagemaker if sagemaker is not None else sagemaker_client(self.env)
+        self._sqs = sqs
+        self.check_inputs = check_inputs
+
+    @property
+    def sqs(self) -> Any:
+        if self._sqs is None:
+            from batchlane.queue.sqs import sqs_client
+
+            self._sqs = sqs_client(self.env, queue_url=self.config.dlq_url)
+        return self._sqs
+
+    # -- the batch -------------------------------------------------------------------------------------------
+    def handle(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
+        """Process every record; the response names the records SQS should deliver again."""
+        failures: list[str] = []
+        for record in event.get("Records") or []:
+            message_id = record.get("messageId")
+            if not message_id:
+                log.error("record without a messageId cannot be acknowledged or reported: %r", record)
+                continue
+            try:
+                job = self.launch(record.get("body") or "", _message_attributes(record))
+            except Exception as exc:
+                reason = str(exc) or type(exc).__name__
+                if is_permanent(exc):
+                    parked = self._park(record, reason)
+                    _report(message_id, "dead_lettered" if parked else "permanent_error", reason=reason)
+                    if not parked:
+                        failures.append(message_id)
+                else:
+                    if not isinstance(exc, BatchlaneError):
+                        log.exception("message %s: unexpected error", message_id)
+                    _report(message_id, "retry", reason=reason)
+                    failures.append(message_id)
+                continue
+            _report(message_id, "started", job=job)
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
+
+    def launch(self, body: str, attributes: Mapping[str, str] | None = None) -> str:
+        """Validate one message and make sure its job exists; returns the job name. Raises with a reason."""
+        message = parse_message(body)
+        self._check_for_sagemaker(message)
+        name = job_name_for_attempt(message, attempt_of(attributes))
+        model_name = self._ensure_model(message.model_name)
+        request = build_request(message, job_name=name, model_name=model_name, defaults=self.config.defaults)
+        existing = self._describe("describe_transform_job", TransformJobName=name)
+        if existing is None:
+            if self.check_inputs:
+                check_input_exists(message.input_path, self.env)
+            try:
+                self._call("create_transform_job", **request)
+                return name
+            except Conflict:  # a concurrent duplicate created it first
+                existing = self._describe("describe_transform_job", TransformJobName=name)
+                if existing is None:
+                    raise
+        differences = _differences({k: v for k, v in request.items() if k != "TransformJobName"}, existing)
+        if differences:
+            raise Conflict(
+                f"transform job {name} already exists with a different spec: {'; '.join(differences)}",
+                field="TransformJobName",
+            )
+        return name
+
+    @staticmethod
+    def _check_for_sagemaker(message: TransformMessage) -> None:
+        for field_name in ("input_path", "output_path"):
+            scheme = split_path(getattr(message, field_name), field_name)[0]
+            if scheme != "s3":
+                raise ValidationError(
+                    f"{field_name}: SageMaker reads and writes only s3:// URIs, got {getattr(message, field_name)!r}",
+                    field=field_name,
+                )
+        if not message.instance_type.startswith("ml."):
+            raise ValidationError(
+                f"instance_type: SageMaker needs an ml.* instance type, got {message.instance_type!r}",
+                field="instance_type",
+            )
+
+    def _ensure_model(self, requested: str | None) -> str:
+        default = self.config.model_name
+        name = requested or default
+        if name is None:
+            raise ValidationError(
+                f"the message has no model_name and the function has no {settings.BATCHLANE_MODEL_NAME}",
+                field="model_name",
+            )
+        existing = self._describe("describe_model", ModelName=name)
+        if name != default:
+            if existing is None:
+                raise NotFound(f"model {name} does not exist in SageMaker", field="model_name")
+            return name
+        if existing is None:
+            try:
+                self._call("create_model", ModelName=name, **self.config.wanted_model())
+                return name
+            except Conflict:  # another invocation created it first: compare with that one
+                existing = self._describe("describe_model", ModelName=name)
+                if existing is None:
+                    raise
+        differences = _differences(self.config.wanted_model(complete=False), existing)
+        if differences:
+            raise Conflict(
+                f"model {name} already exists with a different spec: {'; '.join(differences)}",
+                field="model_name",
+            )
+        return name
+
+    # -- SageMaker calls ---------------------------------------------------------------------------------------
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        """Call SageMaker; errors become ValidationError/Conflict/NotFound (permanent) or SageMakerError."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.sagemaker, operation)(**params)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code, text = error.get("Code", ""), error.get("Message", "")
+            what = f"SageMaker {operation}: {code}: {text}"
+            if code == "ResourceInUse" or (
+                code == "ValidationException" and any(h in text.lower() for h in _ALREADY_EXISTS_HINTS)
+            ):
+                raise Conflict(what) from exc
+            if code in ("ResourceNotFound", "ResourceNotFoundException"):
+                raise NotFound(what) from exc
+            if code == "ValidationException":
+                raise ValidationError(what) from exc
+            raise SageMakerError(what) from exc
+        except BotoCoreError as exc:
+            raise SageMakerError(f"SageMaker {operation}: {exc}") from exc
+
+    def _describe(self, operation: str, **params: Any) -> dict[str, Any] | None:
+        """A Describe* answer, or None when the resource does not exist (SageMaker says ValidationException)."""
+        try:
+            return self._call(operation, **params)
+        except (ValidationError, NotFound) as exc:
+            if "could not find" in str(exc).lower() or isinstance(exc, NotFound):
+                return None
+            raise
+
+    # -- parking permanent failures ----------------------------------------------------------------------------
+    def _park(self, record: Mapping[str, Any], reason: str) -> bool:
+        """Send the record to the dead-letter queue with its reason; False when that is not possible."""
+        if not self.config.dlq_url:
+            log.error(
+                "message %s: permanent error and no %s to park it in; reporting it as failed so the queue's "
+                "redrive policy parks it: %s",
+                record.get("messageId"),
+                settings.BATCHLANE_DLQ_URL,
+                reason,
+            )
+            return False
+        system = record.get("attributes") or {}
+        sent_ms = system.get("SentTimestamp")
+        attributes = {
+            ATTR_REASON: reason[:MAX_REASON_CHARS],
+            ATTR_ATTEMPTS: str(system.get("ApproximateReceiveCount", "1")),
+            ATTR_SOURCE: str(record.get("eventSourceARN", "")).rsplit(":", 1)[-1] or "unknown",
+            ATTR_SENT_AT: str(int(sent_ms) / 1000) if str(sent_ms or "").isdigit() else "0",
+            ATTR_ORIGINAL_ID: str(record.get("messageId")),
+        }
+        try:
+            self.sqs.send_message(
+                QueueUrl=self.config.dlq_url,
+                MessageBody=record.get("body") or "(empty body)",
+                MessageAttributes={
+                    k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+                },
+            )
+        except Exception:
+            log.exception("message %s: could not send it to the dead-letter queue", record.get("messageId"))
+            return False
+        return True
+
+
+def _message_attributes(record: Mapping[str, Any]) -> dict[str, str]:
+    """String message attributes of an SQS event record (``messageAttributes.NAME.stringValue``)."""
+    raw = record.get("messageAttributes") or {}
+    return {k: v["stringValue"] for k, v in raw.items() if isinstance(v, Mapping) and "stringValue" in v}
+
+
+def _report(message_id: str, outcome: str, **fields: Any) -> None:
+    """One JSON line per record (CloudWatch Logs Insights can filter on ``outcome``)."""
+    log.info(json.dumps({"messageId": message_id, "outcome": outcome, **fields}))
+
+
+_launchers: dict[tuple[str | None, ...], SageMakerLauncher] = {}
+_launchers_lock = threading.Lock()
+
+
+def handler(event: Mapping[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    """The Lambda entry point (``batchlane.aws.lambda_handler.handler``); clients are reused across invocations."""
+    key = tuple(os.environ.get(name) for name in CONFIG_VARIABLES)
+    try:
+        with _launchers_lock:
+            launcher = _launchers.get(key)
+            if launcher is None:
+                launcher = SageMakerLauncher(LambdaConfig.from_env(), env=dict(os.environ))
+                _launchers.clear()
+                _launchers[key] = launcher
+    except Exception:
+        # A misconfigured function: every record is retried (and parked by the redrive policy) until it is fixed.
+        log.exception("the function is misconfigured; failing the whole batch")
+        ids = [r.get("messageId") for r in event.get("Records") or [] if r.get("messageId")]
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in ids]}
+    return launcher.handle(event)
