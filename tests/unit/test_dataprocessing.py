@@ -21,8 +21,9 @@ from batchlane.transform.dataprocessing import (
     serialize_record,
     split_response,
 )
+from batchlane.transform.params import resolve
 from batchlane.transform.plan import pack
-from batchlane.transform.spec import resolve, validate_request
+from batchlane.transform.spec import validate_request
 from batchlane.transform.split import Record, iter_records
 
 CSV, JSON, JSONL = "text/csv", "application/json", "application/jsonlines"

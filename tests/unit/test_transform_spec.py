@@ -8,13 +8,11 @@ from typing import Any
 import pytest
 
 from batchlane.errors import ValidationError
+from batchlane.transform.params import container_environment, parse_execution_parameters, resolve
 from batchlane.transform.spec import (
     CreateTransformJobRequest,
     JobOptions,
     canonical_uri,
-    container_environment,
-    parse_execution_parameters,
-    resolve,
     validate_options,
     validate_request,
 )

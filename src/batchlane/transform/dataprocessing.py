@@ -36,7 +36,7 @@ from batchlane.transform import jsonpath
 from batchlane.transform.split import Record
 
 if TYPE_CHECKING:
-    from batchlane.transform.spec import EffectiveParams
+    from batchlane.transform.params import EffectiveParams
 
 JSON_TYPES = frozenset({content_types.JSON, content_types.JSONLINES})
 

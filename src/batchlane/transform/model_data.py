@@ -46,7 +46,9 @@ def materialize_model(model_data: str, cache_dir: str | Path) -> Path:
             for info in objects:
                 local = (staging / "model" / info.key[len(prefix) :]).resolve()
                 if not local.is_relative_to((staging / "model").resolve()):
-                    raise ValidationError(f"model file key {info.key!r} escapes the model folder", field="model_data")
+                    raise ValidationError(
+                        f"model file key {info.key!r} escapes the model folder", field="model_data"
+                    )
                 local.parent.mkdir(parents=True, exist_ok=True)
                 with store.open(info.key) as source, open(local, "wb") as sink:
                     shutil.copyfileobj(source, sink, 1 << 20)

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from batchlane.errors import PayloadTooLarge, ValidationError
-from batchlane.transform.spec import normalize_batch_strategy, split_uri
+from batchlane.transform.params import normalize_batch_strategy
+from batchlane.transform.spec import split_uri
 from batchlane.transform.split import Record, frame, normalize_split_type
 
 
