@@ -13,7 +13,9 @@ from batchlane.cli.main import app
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+def _commands(
+    group: click.Group, prefix: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], click.Command]]:
     found = []
     for name, command in sorted(group.commands.items()):
         path = (*prefix, name)
@@ -37,7 +39,9 @@ def test_command_and_options_have_help(path: tuple[str, ...], command: click.Com
     assert (command.help or command.short_help or "").strip(), f"batchlane {' '.join(path)} has no help text"
     for param in command.params:
         if isinstance(param, click.Option) and not param.hidden:
-            assert (param.help or "").strip(), f"batchlane {' '.join(path)} option {param.opts[0]} has no help"
+            assert (param.help or "").strip(), (
+                f"batchlane {' '.join(path)} option {param.opts[0]} has no help"
+            )
 
 
 @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
