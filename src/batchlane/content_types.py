@@ -11,7 +11,9 @@ OCTET = "application/octet-stream"
 ANY = "*/*"
 
 # Spellings seen in the wild for JSON Lines; all normalise to JSONLINES.
-JSONLINES_ALIASES = frozenset({JSONLINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson"})
+JSONLINES_ALIASES = frozenset(
+    {JSONLINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson"}
+)
 
 
 def normalize(content_type: str | None) -> str:

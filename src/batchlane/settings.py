@@ -95,7 +95,9 @@ def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
     except ValueError:
         from batchlane.errors import ValidationError
 
-        raise ValidationError(f"environment variable {name} must be an integer, got {raw!r}", field=name) from None
+        raise ValidationError(
+            f"environment variable {name} must be an integer, got {raw!r}", field=name
+        ) from None
 
 
 # Files whose presence means "running inside a container" (Docker, Podman); there the server binds 0.0.0.0.

@@ -37,7 +37,9 @@ async def invocations(request: Request) -> Response:
         await asyncio.sleep(step[1])
         return Response(body, media_type="text/plain")
     if kind == "status":
-        return JSONResponse({"code": step[1], "type": "X", "message": f"scripted {step[1]}"}, status_code=step[1])
+        return JSONResponse(
+            {"code": step[1], "type": "X", "message": f"scripted {step[1]}"}, status_code=step[1]
+        )
     return Response(body.upper(), media_type="application/jsonlines")
 
 

@@ -15,7 +15,18 @@ import typer
 from batchlane import __version__
 from batchlane.errors import BatchlaneError
 
-COMMAND_MODULES = ("serve", "package", "train", "demo", "models", "transform", "jobs", "queue", "worker", "server")
+COMMAND_MODULES = (
+    "serve",
+    "package",
+    "train",
+    "demo",
+    "models",
+    "transform",
+    "jobs",
+    "queue",
+    "worker",
+    "server",
+)
 
 app = typer.Typer(
     name="batchlane",
@@ -34,7 +45,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
     log_level: str = typer.Option("INFO", "--log-level", envvar="BATCHLANE_LOG_LEVEL", help="Logging level."),
 ) -> None:
     logging.basicConfig(
@@ -68,5 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
 if __name__ == "__main__":
     main()
