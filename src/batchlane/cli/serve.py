@@ -40,7 +40,15 @@ def register(app: typer.Typer) -> None:
         max_batch_size: int = typer.Option(
             None,
             "--max-batch-size",
-            help="Most texts per forward pass (env BATCHLANE_MAX_BATCH_SIZE; default 128 CPU, 1024 GPU).",
+            help="Most texts per forward pass, also with dynamic batching (env BATCHLANE_MAX_BATCH_SIZE; "
+            "default 128 CPU, 1024 GPU).",
+            show_default=False,
+        ),
+        max_batch_delay_ms: float = typer.Option(
+            None,
+            "--max-batch-delay-ms",
+            help="Turn on dynamic batching: merge concurrent requests into shared forward passes, waiting at most "
+            "this long for a batch to fill; 0 = take what is queued (env BATCHLANE_MAX_BATCH_DELAY_MS; default off).",
             show_default=False,
         ),
         device: str = typer.Option(
@@ -52,7 +60,8 @@ def register(app: typer.Typer) -> None:
         precision: str = typer.Option(
             None,
             "--precision",
-            help="auto, fp32, bf16 or fp16 (env BATCHLANE_PRECISION; auto: bf16 on GPU, fp32 on CPU).",
+            help="auto, fp32, bf16 or fp16 (env BATCHLANE_PRECISION; auto: bf16 on a GPU and on CPUs with AMX or "
+            "AVX512-BF16, else fp32).",
             show_default=False,
         ),
         top_k: int = typer.Option(
@@ -64,15 +73,41 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(
             None,
             "--threads",
-            help="CPU threads for the model (env BATCHLANE_THREADS; default torch's choice).",
+            help="CPU threads for the model (env BATCHLANE_THREADS; default OMP_NUM_THREADS, else the physical cores).",
+            show_default=False,
+        ),
+        runtime: str = typer.Option(
+            None,
+            "--runtime",
+            help="torch or onnx: ONNX Runtime on the CPU, exported once and cached (env BATCHLANE_RUNTIME; "
+            "default torch).",
+            show_default=False,
+        ),
+        quantize: str = typer.Option(
+            None,
+            "--quantize",
+            help="int8: dynamic int8 quantisation, with --runtime onnx (env BATCHLANE_QUANTIZE; default none).",
             show_default=False,
         ),
     ) -> None:
         """Serve a model with the SageMaker container contract: GET /ping, GET /execution-parameters, POST /invocations."""
+        import os
+
+        from batchlane import settings as settings_mod
         from batchlane.serving.server import run_server
         from batchlane.settings import ServeSettings
 
+        env = dict(os.environ)
+        # These options reach the classifier through its environment names, so flags and variables mean the same.
+        for name, value in (
+            (settings_mod.BATCHLANE_RUNTIME, runtime),
+            (settings_mod.BATCHLANE_QUANTIZE, quantize),
+            (settings_mod.BATCHLANE_MAX_BATCH_DELAY_MS, max_batch_delay_ms),
+        ):
+            if value is not None:
+                env[name] = f"{value:g}" if isinstance(value, float) else value
         settings = ServeSettings.from_env(
+            env,
             model_dir=model_dir,
             host=host,
             port=port,

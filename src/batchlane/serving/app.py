@@ -9,10 +9,12 @@ background thread once the app starts; ``/ping`` answers 503 until it is ready. 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from batchlane import settings as settings_mod
 from batchlane.errors import BatchlaneError, ModelError, ModelNotReady, PayloadTooLarge, ValidationError
 from batchlane.serving.archive import resolve_model_dir
 from batchlane.serving.classifier import ClassifierHandler
+from batchlane.serving.dynamic_batching import request_concurrency
 from batchlane.serving.handler import Handler, resolve_hooks
 from batchlane.settings import ServeSettings
 
@@ -190,7 +193,14 @@ def create_app(
     loader = ModelLoader(handler, on_load_failure)
     limit = settings.max_payload_mb * MB
     response_limit = (settings.max_response_mb or 0) * MB
-    in_flight = _LoopSemaphore(parameters["MaxConcurrentTransforms"])
+    concurrency = request_concurrency(settings, parameters["MaxConcurrentTransforms"])
+    in_flight = _LoopSemaphore(concurrency)
+    # With dynamic batching, many requests wait in threads for their shared batch: more than asyncio's default pool.
+    executor = (
+        ThreadPoolExecutor(concurrency, thread_name_prefix="batchlane-invoke")
+        if concurrency > parameters["MaxConcurrentTransforms"]
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -231,9 +241,13 @@ def create_app(
             headers = request.headers
             async with in_flight.get():
                 # Model work runs in a thread so /ping keeps answering within SageMaker's 2 s.
-                result = await asyncio.to_thread(
+                call = functools.partial(
                     handler.invoke, body, headers.get("content-type"), headers.get("accept"), headers
                 )
+                if executor is not None:
+                    result = await asyncio.get_running_loop().run_in_executor(executor, call)
+                else:
+                    result = await asyncio.to_thread(call)
             if response_limit and len(result.body) > response_limit:
                 raise PayloadTooLarge(
                     f"response of {len(result.body)} bytes exceeds {settings_mod.BATCHLANE_MAX_RESPONSE_MB}="

@@ -1,0 +1,368 @@
+"""The measured variants. Each runs in its own process (``run.py --worker NAME``), so peak RSS and thread settings
+are its own; it loads the model, warms up, then times the classification of the whole corpus.
+
+``pipeline``, ``naive`` and ``sorted-*`` are what users write by hand; ``handler*``/``onnx-*`` are batchlane's
+default handler in-process (``SequenceClassifier.classify``); ``transform*`` is a real ``batchlane transform`` job
+(local engine, MultiRecord, JSON Lines files in, ``.out`` files out) against a ``batchlane serve`` process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUDGET = 8192  # the hand-written loops use the issue's 8k-token budget
+PIPELINE_BATCH = 32
+TRANSFORM_FILES = 4
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    label: str  # the row title in the table
+    kind: str  # pipeline | naive | sorted | handler | transform
+    env: dict[str, str] = field(default_factory=dict)  # BATCHLANE_* settings for handler/transform
+    autocast: bool = False  # sorted loops: bf16 autocast
+    test_split: bool = False  # also classify the CFPB test split (agreement and accuracy)
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("pipeline", "transformers pipeline, batch_size=32 (baseline)", "pipeline"),
+        Variant("naive", "naive loop, one doc per forward, fp32", "naive"),
+        Variant("sorted-fp32", "hand-written sorted 8k-token batches, fp32", "sorted", test_split=True),
+        Variant(
+            "sorted-bf16", "hand-written sorted 8k-token batches, bf16 autocast", "sorted", autocast=True, test_split=True
+        ),
+        Variant("handler", "batchlane handler in-process (auto precision)", "handler", test_split=True),
+        Variant("handler-fp32", "batchlane handler in-process, --precision fp32", "handler", {"BATCHLANE_PRECISION": "fp32"}),
+        Variant("onnx-fp32", "batchlane handler, --runtime onnx (fp32)", "handler", {"BATCHLANE_RUNTIME": "onnx"}, test_split=True),
+        Variant(
+            "onnx-int8",
+            "batchlane handler, --runtime onnx --quantize int8",
+            "handler",
+            {"BATCHLANE_RUNTIME": "onnx", "BATCHLANE_QUANTIZE": "int8"},
+            test_split=True,
+        ),
+        Variant("transform", "batchlane transform end-to-end (defaults)", "transform"),
+        Variant(
+            "transform-onnx-int8",
+            "batchlane transform end-to-end, onnx int8",
+            "transform",
+            {"BATCHLANE_RUNTIME": "onnx", "BATCHLANE_QUANTIZE": "int8"},
+        ),
+    )
+}  # fmt: skip
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. ``VmHWM`` belongs to the current address space: ``ru_maxrss`` would also count the
+    parent's RSS at fork time, since Linux carries it across ``exec``."""
+    value = _vm_hwm_mb(os.getpid())
+    return value if value is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _read_jsonl(path: Path) -> list[str]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line)["text"] for line in handle]
+
+
+def _timed(fn: Callable[[list[str]], list[str]], texts: list[str]) -> tuple[list[str], float]:
+    started = time.perf_counter()
+    labels = fn(texts)
+    return labels, time.perf_counter() - started
+
+
+def _hf(model_dir: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, local_files_only=True).eval()
+    return model, AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+
+
+def pipeline_labels(model_dir: str) -> Callable[[list[str]], list[str]]:
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=model_dir, tokenizer=model_dir, device="cpu")
+
+    def run(texts: list[str]) -> list[str]:
+        # truncation=True is what a user needs on real data: without it a text over 512 tokens fails the call.
+        return [r["label"] for r in classify(texts, batch_size=PIPELINE_BATCH, truncation=True)]
+
+    return run
+
+
+def naive_labels(model_dir: str) -> Callable[[list[str]], list[str]]:
+    import torch
+
+    model, tokenizer = _hf(model_dir)
+    names = model.config.id2label
+
+    def run(texts: list[str]) -> list[str]:
+        out = []
+        with torch.inference_mode():
+            for text in texts:
+                batch = tokenizer(text, truncation=True, max_length=512, return_tensors="pt")
+                out.append(names[int(model(**batch).logits.argmax(-1))])
+        return out
+
+    return run
+
+
+def sorted_labels(model_dir: str, autocast: bool) -> Callable[[list[str]], list[str]]:
+    """The loop an expert writes: tokenize all, sort by length, pack under a token budget, pad per batch."""
+    import contextlib
+
+    import torch
+
+    model, tokenizer = _hf(model_dir)
+    names = model.config.id2label
+
+    def run(texts: list[str]) -> list[str]:
+        ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out: list[str] = [""] * len(ids)
+        start = 0
+        while start < len(order):
+            width = len(ids[order[start]])
+            count = max(1, min(len(order) - start, BUDGET // width))
+            batch = order[start : start + count]
+            input_ids = torch.zeros((count, width), dtype=torch.long)
+            mask = torch.zeros((count, width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                mask[row, : len(ids[i])] = 1
+            cast = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+            with torch.inference_mode(), cast:
+                predicted = model(input_ids=input_ids, attention_mask=mask).logits.argmax(-1).tolist()
+            for i, p in zip(batch, predicted, strict=True):
+                out[i] = names[p]
+            start += count
+        return out
+
+    return run
+
+
+def handler_labels(
+    model_dir: str, env: dict[str, str]
+) -> tuple[Callable[[list[str]], list[str]], dict[str, Any]]:
+    from batchlane.serving.classifier import ClassifierOptions, SequenceClassifier
+    from batchlane.settings import ServeSettings
+
+    options = ClassifierOptions.from_settings(ServeSettings.from_env({**os.environ, **env}))
+    classifier = SequenceClassifier.load(model_dir, options)
+    info = {
+        "precision": classifier.precision,
+        "runtime": classifier.runtime,
+        "token_budget": classifier.token_budget,
+        "max_batch_size": classifier.max_batch_size,
+        "batch_overhead": classifier.batch_overhead,
+    }
+    return (lambda texts: [r["label"] for r in classifier.classify(texts)]), info
+
+
+def run_in_process(variant: Variant, state: dict[str, Any]) -> dict[str, Any]:
+    model_dir = state["model_dir"]
+    info: dict[str, Any] = {}
+    if variant.kind == "pipeline":
+        fn = pipeline_labels(model_dir)
+    elif variant.kind == "naive":
+        fn = naive_labels(model_dir)
+    elif variant.kind == "sorted":
+        fn = sorted_labels(model_dir, variant.autocast)
+    else:
+        fn, info = handler_labels(model_dir, variant.env)
+    corpus = _read_jsonl(Path(state["corpus"]))
+    fn(corpus[:8])  # warm-up: lazy initialisation and first-shape kernels are not throughput
+    labels, seconds = _timed(fn, corpus)
+    result: dict[str, Any] = {"labels": labels, "seconds": seconds, "info": info}
+    if variant.test_split and state.get("test"):
+        result["test_labels"] = fn(_read_jsonl(Path(state["test"])))
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class Server:
+    """``batchlane serve`` on a free loopback port, for the transform and real-time benchmarks."""
+
+    def __init__(self, model_dir: str, env: dict[str, str], args: list[str] | None = None) -> None:
+        from batchlane.transform.container import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [
+            sys.executable,
+            "-m",
+            "batchlane",
+            "serve",
+            "--model-dir",
+            model_dir,
+            "--port",
+            str(self.port),
+        ]
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log", delete=False)  # noqa: SIM115
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [*command, *(args or [])], env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        self._wait(started)
+
+    def _wait(self, started: float, timeout: float = 300) -> None:
+        import httpx
+
+        while time.perf_counter() - started < timeout:
+            if self.process.poll() is not None:
+                raise SystemExit(f"batchlane serve exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 200:
+                    self.startup_s = time.perf_counter() - started
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit("batchlane serve did not become healthy")
+
+    def peak_rss_mb(self) -> float | None:
+        return _vm_hwm_mb(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+def write_inputs(texts: list[str], folder: Path, files: int) -> list[Path]:
+    """The corpus as ``files`` JSON Lines files of consecutive documents."""
+    folder.mkdir(parents=True, exist_ok=True)
+    size = -(-len(texts) // files)
+    paths = []
+    for part in range(files):
+        path = folder / f"part-{part:03d}.jsonl"
+        with path.open("w", encoding="utf-8") as handle:
+            for text in texts[part * size : (part + 1) * size]:
+                handle.write(json.dumps({"text": text}) + "\n")
+        paths.append(path)
+    return paths
+
+
+def run_transform_job(
+    url: str, inputs: Path, outputs: Path, work: Path, **request_extra: Any
+) -> tuple[Any, float]:
+    """Submit and run one transform job over ``inputs`` against the server at ``url``; returns (record, seconds)."""
+    from batchlane.engines import local
+    from batchlane.jobs.store import JobStore
+    from batchlane.models import ModelRegistry, ModelSpec
+
+    store = JobStore(work / "jobs.db")
+    ModelRegistry(store).create(ModelSpec(name="bench", serve_url=url), exist_ok=True)
+    request = {
+        "TransformJobName": "bench",
+        "ModelName": "bench",
+        "BatchStrategy": "MultiRecord",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{inputs}/"}},
+            "ContentType": "application/jsonlines",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {
+            "S3OutputPath": f"{outputs}/",
+            "Accept": "application/jsonlines",
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+        **request_extra,
+    }
+    local.submit(store, request)
+    started = time.perf_counter()
+    record = local.run(store, "bench")
+    seconds = time.perf_counter() - started
+    store.close()
+    return record, seconds
+
+
+def run_transform(variant: Variant, state: dict[str, Any]) -> dict[str, Any]:
+    corpus = _read_jsonl(Path(state["corpus"]))
+    with tempfile.TemporaryDirectory(prefix="bench-transform-") as scratch:
+        work = Path(scratch)
+        paths = write_inputs(corpus, work / "in", TRANSFORM_FILES)
+        server = Server(state["model_dir"], variant.env)
+        try:
+            record, seconds = run_transform_job(server.url, work / "in", work / "out", work)
+            server_rss = server.peak_rss_mb()
+        finally:
+            server.stop()
+        if record.status.value != "Completed":
+            raise SystemExit(f"transform job ended {record.status.value}: {record.failure_reason}")
+        labels = []
+        for path in paths:
+            with (work / "out" / f"{path.name}.out").open(encoding="utf-8") as handle:
+                labels += [json.loads(line)["label"] for line in handle if line.strip()]
+    return {
+        "labels": labels,
+        "seconds": seconds,
+        "startup_s": server.startup_s,
+        "server_rss_mb": server_rss,
+        "peak_rss_mb": peak_rss_mb(),
+        "info": {"files": TRANSFORM_FILES, "env": variant.env},
+    }
+
+
+def run_roofline(seconds: float = 2.0, size: int = 2048) -> dict[str, float]:
+    """Best dense matmul rate (GFLOP/s) in fp32 and bf16 with torch's default threads."""
+    import torch
+
+    from batchlane.serving import precision
+
+    precision.configure_threads(precision.default_threads(precision.detect()))
+    rates = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        a @ b
+        best = 0.0
+        for _ in range(3):
+            runs, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                a @ b
+                runs += 1
+            best = max(best, 2 * size**3 * runs / (time.perf_counter() - started) / 1e9)
+        rates[name] = round(best, 1)
+    return rates
+
+
+def prepare_onnx(model_dir: str) -> dict[str, Any]:
+    """Build the fp32 and int8 ONNX graphs into the cache, so the timed variants only load them."""
+    from batchlane.serving.classifier import ClassifierOptions, SequenceClassifier
+    from batchlane.settings import ServeSettings
+
+    paths = {}
+    for quantize in ("", "int8"):
+        env = {**os.environ, "BATCHLANE_RUNTIME": "onnx", "BATCHLANE_QUANTIZE": quantize}
+        classifier = SequenceClassifier.load(
+            model_dir, ClassifierOptions.from_settings(ServeSettings.from_env(env))
+        )
+        paths[quantize or "fp32"] = str(classifier.model.path)
+    return paths
