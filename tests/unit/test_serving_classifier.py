@@ -167,3 +167,21 @@ def test_classify_from_many_threads(classifier: SequenceClassifier) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda _: classifier.classify(TEXTS), range(32)))
     assert all([r["label"] for r in result] == [e["label"] for e in expected] for result in results)
+
+
+def test_concurrent_loads_keep_their_own_precision(tiny_bert_dir: Path) -> None:
+    """from_pretrained flips torch's process-wide default dtype while it builds a model; loads must not interleave."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    precisions = ["bf16", "fp32"] * 4
+    with ThreadPoolExecutor(max_workers=len(precisions)) as pool:
+        loaded = list(
+            pool.map(
+                lambda p: SequenceClassifier.load(tiny_bert_dir, ClassifierOptions(precision=p, device="cpu")),
+                precisions,
+            )
+        )
+    for precision, classifier in zip(precisions, loaded, strict=True):
+        wanted = "torch.bfloat16" if precision == "bf16" else "torch.float32"
+        assert {str(p.dtype) for p in classifier.model.parameters()} == {wanted}, precision
+        assert classifier.classify(["hello"])[0]["label"] in LABELS

@@ -134,6 +134,9 @@ class ClassifierOptions:
         return options
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 def _model_max_length(config: Any, tokenizer: Any) -> int:
     limit = DEFAULT_MAX_LENGTH
     positions = getattr(config, "max_position_embeddings", None)
@@ -293,9 +296,13 @@ class SequenceClassifier:
                 and importlib.util.find_spec("flash_attn") is not None
             ):
                 extra["attn_implementation"] = "flash_attention_2"  # ModernBERT's unpadded path
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, local_files_only=True, dtype=choice.dtype, **extra
-            )
+            # from_pretrained switches torch's process-wide default dtype while it builds the model, so two loads
+            # at once in one process (two apps, or a test's app still loading when the next starts) can leave
+            # each other's layers in the wrong dtype: one load at a time.
+            with _LOAD_LOCK:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    path, local_files_only=True, dtype=choice.dtype, **extra
+                )
             model.to(device).eval()
             forward, number_format, reason = TorchForward(model, device), choice.name, choice.reason
             (logger.warning if choice.slow else logger.info)("precision %s: %s", choice.name, choice.reason)
