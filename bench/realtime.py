@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     from transformers import AutoTokenizer
 
     train = corpus_mod.read_split(corpus_mod.find_data(), "train")
@@ -120,7 +121,16 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     texts = corpus_mod.build_corpus([t for t, _ in train], tokenizer, args.requests, seed=args.seed + 1)
     lengths = sorted(corpus_mod.token_lengths(texts, tokenizer))
-    print(render(run(model_dir, texts, args.clients, args.requests), args.clients, args.requests, lengths))
+    report = render(run(model_dir, texts, args.clients, args.requests), args.clients, args.requests, lengths)
+    print(report)
+    import run as run_mod
+
+    info = run_mod.machine()
+    path = run_mod.RESULTS / f"{time.strftime('%Y-%m-%d')}-{run_mod.machine_slug(info)}-realtime.md"
+    path.parent.mkdir(exist_ok=True)
+    command = f"python bench/realtime.py --clients {args.clients} --requests {args.requests}"
+    path.write_text(f"# Real-time load on {info['describe']}\n\nCommand: `{command}`\n\n{report}")
+    logger.info("written to %s", path)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Tests use real components only: real model directories, real HTTP servers on 127
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -20,9 +21,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Tests never touch the user's ~/.batchlane (job store, queue, caches): one throwaway home per test session.
-os.environ["BATCHLANE_HOME"] = tempfile.mkdtemp(prefix="batchlane-test-home-")
+_TEST_HOME = tempfile.mkdtemp(prefix="batchlane-test-home-")
+os.environ["BATCHLANE_HOME"] = _TEST_HOME
 os.environ.pop("BATCHLANE_DB", None)
 os.environ.pop("BATCHLANE_QUEUE", None)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_TEST_HOME, ignore_errors=True)
 
 
 def free_port() -> int:

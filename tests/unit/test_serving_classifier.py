@@ -177,7 +177,9 @@ def test_concurrent_loads_keep_their_own_precision(tiny_bert_dir: Path) -> None:
     with ThreadPoolExecutor(max_workers=len(precisions)) as pool:
         loaded = list(
             pool.map(
-                lambda p: SequenceClassifier.load(tiny_bert_dir, ClassifierOptions(precision=p, device="cpu")),
+                lambda p: SequenceClassifier.load(
+                    tiny_bert_dir, ClassifierOptions(precision=p, device="cpu")
+                ),
                 precisions,
             )
         )

@@ -62,5 +62,7 @@ def test_binary_probe_matches_logistic_regression(tmp_path: Path) -> None:
     # inside the probe and the fit stops at lbfgs's tolerance, so compare what the head predicts (probabilities and
     # labels) rather than raw margins, which wander by more than float noise on near-separable data.
     difference = logits[:, 1] - logits[:, 0]
-    np.testing.assert_allclose(1 / (1 + np.exp(-difference)), reference.predict_proba(features)[:, 1], atol=2e-3)
+    np.testing.assert_allclose(
+        1 / (1 + np.exp(-difference)), reference.predict_proba(features)[:, 1], atol=2e-3
+    )
     assert ((difference > 0).astype(int) == reference.predict(features)).all()

@@ -134,7 +134,7 @@ class ClassifierOptions:
         return options
 
 
-_LOAD_LOCK = threading.Lock()
+_LOAD_LOCK = threading.RLock()
 
 
 def _model_max_length(config: Any, tokenizer: Any) -> int:
