@@ -93,12 +93,14 @@ def test_request_file_is_a_boto3_request_and_flags_override_it(env: dict[str, st
     result = _ok(
         _run(
             ["transform", "--request", str(request_file), "--name", "overridden", "--output", f"{tmp_path}/out/",
-             "--strategy", "SingleRecord", "-q"],
+             "--strategy", "SingleRecord", "--source-headers", "-q"],
             env,
         )
     )  # fmt: skip
 
     assert "overridden: Completed" in result.stdout
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert sorted(call["source"] for call in calls) == [["a.csv", "0", "1"], ["a.csv", "1", "1"]]
     assert "files: 1 done, 0 failed, 1 total" in result.stdout
     assert tree(tmp_path / "out") == {"a.csv.out": b"1,x\n2,y\n"}
     assert not (tmp_path / "from-file").exists()

@@ -264,6 +264,14 @@ def transform(
             help="Also write one JSON Lines file with every result tagged by input key and record index.",
         ),
     ] = None,
+    source_headers: Annotated[
+        bool,
+        typer.Option(
+            "--source-headers",
+            help="Send each request with X-Batchlane-Source-Key/-Record-Index/-Record-Count headers naming its "
+            "input object and first record (off: SageMaker sends none).",
+        ),
+    ] = False,
     startup_timeout: Annotated[
         float | None,
         typer.Option("--startup-timeout", help="Seconds the model container has to answer /ping."),
@@ -312,6 +320,7 @@ def transform(
             "max_error_ratio": max_error_ratio,
             "consolidate": consolidate,
             "startup_timeout_s": startup_timeout,
+            "source_headers": source_headers or None,
         }.items()
         if value is not None
     }

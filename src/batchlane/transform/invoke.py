@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,23 @@ from batchlane.errors import InvocationError
 from batchlane.transform.plan import RetryPolicy
 
 CHUNK = 1 << 20
+
+# Sent with JobOptions.source_headers (CONTRACT §5.18); user code reads them with
+# ``context.get_request_header(0, SOURCE_KEY_HEADER)``.
+SOURCE_KEY_HEADER = "X-Batchlane-Source-Key"
+RECORD_INDEX_HEADER = "X-Batchlane-Record-Index"
+RECORD_COUNT_HEADER = "X-Batchlane-Record-Count"
+SOURCE_HEADERS = (SOURCE_KEY_HEADER, RECORD_INDEX_HEADER, RECORD_COUNT_HEADER)
+
+
+def source_headers(input_key: str, first_index: int, count: int) -> dict[str, str]:
+    """The headers naming a payload's input object (percent-encoded UTF-8, ``/`` kept, since header values are
+    ASCII), the 0-based index of its first record in that object, and how many records it carries."""
+    return {
+        SOURCE_KEY_HEADER: urllib.parse.quote(input_key, safe="/"),
+        RECORD_INDEX_HEADER: str(first_index),
+        RECORD_COUNT_HEADER: str(count),
+    }
 
 
 @dataclass(frozen=True)

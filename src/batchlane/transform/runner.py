@@ -40,7 +40,7 @@ from batchlane.transform.assemble import Assembler
 from batchlane.transform.container import ModelContainer
 from batchlane.transform.dataprocessing import DataProcessor, split_response
 from batchlane.transform.inputs import list_inputs
-from batchlane.transform.invoke import InvocationFailed, Invoker
+from batchlane.transform.invoke import InvocationFailed, Invoker, source_headers
 from batchlane.transform.model_data import materialize_model
 from batchlane.transform.params import EffectiveParams, container_environment, resolve
 from batchlane.transform.plan import MiniBatch, pack, plan_job, prefix_overlap
@@ -556,8 +556,13 @@ class _FileContext:
         if batch.error is not None:
             return self._record_error(batch.records[0], str(batch.error))
         try:
+            headers = (
+                source_headers(self.checkpoint.input_key, batch.records[0].index, len(batch.records))
+                if self.options.source_headers
+                else None
+            )
             answer = await self.invoker.invoke(
-                batch.body, content_type=self.params.content_type, accept=self.params.accept
+                batch.body, content_type=self.params.content_type, accept=self.params.accept, headers=headers
             )
             outputs = self.processor.handle(batch.records, answer.body)
             chunks = [self.assembler.add(chunk) for chunk in outputs]

@@ -366,6 +366,9 @@ class JobOptions(BaseModel):
     * ``startup_timeout_s``: how long the model container has to answer ``/ping`` with 200.
     * ``max_error_ratio``: with error-row/skip, fail the file once more than this share of its records failed.
     * ``output_layout``: reserved; only ``"mirror"`` (CONTRACT §1.8 key mapping) exists.
+    * ``source_headers`` (CONTRACT §5.18): send every ``/invocations`` request with headers naming its input object
+      and its first record (``invoke.SOURCE_HEADERS``), so the container can tell what it is processing. Off by
+      default: SageMaker sends no such headers.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -376,6 +379,7 @@ class JobOptions(BaseModel):
     startup_timeout_s: float = Field(120.0, gt=0, le=86400)
     max_error_ratio: float | None = Field(None, ge=0, le=1)
     output_layout: Literal["mirror"] = "mirror"
+    source_headers: bool = False
 
 
 def _find_model(annotation: Any) -> type[BaseModel] | None:

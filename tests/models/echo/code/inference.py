@@ -20,8 +20,8 @@ Records containing these words change behaviour:
 * ``half``: answer one result fewer than the records sent (a count mismatch).
 * ``crash``: the server process exits at once with status 3 (a model server that dies mid-job).
 
-Environment: ``ECHO_LOG`` (a file: one JSON line per call with the content type, body, record count and
-Transfer-Encoding header; bodies over 2000 characters are logged by size only), ``ECHO_STATE`` (a folder for the flaky counters), ``ECHO_BATCH_SLEEP_S`` (sleep per call).
+Environment: ``ECHO_LOG`` (a file: one JSON line per call with the content type, body, record count,
+Transfer-Encoding header and the three ``X-Batchlane-Source-*`` headers as ``source``; bodies over 2000 characters are logged by size only), ``ECHO_STATE`` (a folder for the flaky counters), ``ECHO_BATCH_SLEEP_S`` (sleep per call).
 """
 
 import csv
@@ -104,6 +104,10 @@ def transform_fn(model, input_data, content_type, accept, context):
             "bytes": len(raw),
             "records": len(records),
             "transfer_encoding": context.get_request_header(0, "Transfer-Encoding"),
+            "source": [
+                context.get_request_header(0, name)
+                for name in ("X-Batchlane-Source-Key", "X-Batchlane-Record-Index", "X-Batchlane-Record-Count")
+            ],
         }
         with open(model["log"], "a", encoding="utf-8") as log:
             log.write(json.dumps(entry) + "\n")
