@@ -10,18 +10,10 @@ import pytest
 
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
-from tests.models import echo_calls, register_echo, run_job, transform_request
+from tests.models import echo_calls, run_job, transform_request
 
 # id, then two features; the last row has a quoted field holding a comma (RFC 4180).
 CSV_ROWS = '1,0.5,0.7\n2,0.1,0.2\n3,"x,y",0.9\n'
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> JobStore:
-    store = JobStore(tmp_path / "state" / "jobs.db")
-    register_echo(store)
-    yield store
-    store.close()
 
 
 @pytest.mark.parametrize(

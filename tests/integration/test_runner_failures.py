@@ -30,14 +30,6 @@ from tests.models import (
 )
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> JobStore:
-    store = JobStore(tmp_path / "state" / "jobs.db")
-    register_echo(store)
-    yield store
-    store.close()
-
-
 def _inputs(folder: Path, files: dict[str, str]) -> str:
     for name, text in files.items():
         path = folder / name

@@ -16,17 +16,9 @@ from batchlane.jobs.describe import describe_job
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.transform.split import frame
-from tests.models import echo_calls, job_log, register_echo, run_job, temp_files, transform_request, tree
+from tests.models import echo_calls, job_log, run_job, temp_files, transform_request, tree
 
 ARN = re.compile(r"arn:aws[a-z\-]*:sagemaker:[a-z0-9-]+:\d{12}:transform-job/(?P<name>[a-z0-9-]+)")
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> JobStore:
-    store = JobStore(tmp_path / "state" / "jobs.db")
-    register_echo(store)
-    yield store
-    store.close()
 
 
 def _write(path: Path, data: bytes | str) -> Path:

@@ -6,19 +6,9 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
-import pytest
-
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
-from tests.models import echo_calls, register_echo, run_job, transform_request
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> JobStore:
-    store = JobStore(tmp_path / "state" / "jobs.db")
-    register_echo(store)
-    yield store
-    store.close()
+from tests.models import echo_calls, run_job, transform_request
 
 
 def _inputs(tmp_path: Path) -> None:
