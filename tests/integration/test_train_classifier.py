@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from batchlane.errors import BadInput, Conflict, NotFound, ValidationError
+from batchlane.serving.classifier import ClassifierOptions, SequenceClassifier
 from batchlane.training import TrainRecipe, evaluate_model, train_classifier
 
 CFPB = Path(__file__).parents[2] / "examples" / "data" / "cfpb"
@@ -108,7 +109,13 @@ def test_train_modernbert_frozen_with_eval_file(
 ) -> None:
     train, test = cfpb_small
     recipe = TrainRecipe(
-        max_length=48, batch_size=8, learning_rate=1e-3, freeze_layers=1, dropout=0.0, seed=1
+        max_length=48,
+        batch_size=8,
+        learning_rate=1e-3,
+        freeze_layers=1,
+        dropout=0.0,
+        seed=1,
+        truncation="head_tail",
     )
     result = train_classifier(
         train, tmp_path / "mb", base_model=tiny_modernbert_dir, eval_data=test, recipe=recipe
@@ -118,6 +125,10 @@ def test_train_modernbert_frozen_with_eval_file(
     assert result.metrics["frozen_parameters"] > 0
     config = json.loads((result.output / "config.json").read_text())
     assert config["mlp_dropout"] == config["attention_dropout"] == config["embedding_dropout"] == 0.0
+    # The server cuts long texts the way training did.
+    assert config["batchlane_truncation"] == "head_tail"
+    served = SequenceClassifier.load(result.output, ClassifierOptions(device="cpu"))
+    assert (served.truncation, served.max_length) == ("head_tail", 48)
     assert result.metrics["n_train"] == 60
     # Evaluating the saved model reproduces the metrics computed in memory.
     again = evaluate_model(

@@ -187,3 +187,44 @@ def test_concurrent_loads_keep_their_own_precision(tiny_bert_dir: Path) -> None:
         wanted = "torch.bfloat16" if precision == "bf16" else "torch.float32"
         assert {str(p.dtype) for p in classifier.model.parameters()} == {wanted}, precision
         assert classifier.classify(["hello"])[0]["label"] in LABELS
+
+
+def _with_truncation(model_dir: Path, target: Path, truncation: str) -> Path:
+    import shutil
+
+    shutil.copytree(model_dir, target)
+    config = json.loads((target / "config.json").read_text())
+    (target / "config.json").write_text(json.dumps(dict(config, batchlane_truncation=truncation)))
+    return target
+
+
+def test_serves_with_the_truncation_it_was_trained_with(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """A model trained with --truncation head_tail is served with the same cut, or serving would see other tokens."""
+    from transformers import AutoTokenizer
+
+    from batchlane.training.encoding import encode_texts
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    words = [w for w in tokenizer.get_vocab() if w.isalpha() and len(w) > 2][:60]
+    texts = [" ".join(words), "short text", " ".join(reversed(words))]
+    options = ClassifierOptions(max_length=16, device="cpu", precision="fp32")
+    head_tail = SequenceClassifier.load(
+        _with_truncation(tiny_bert_dir, tmp_path / "ht", "head_tail"), options
+    )
+    head = SequenceClassifier.load(tiny_bert_dir, options)
+
+    assert head_tail.truncation == "head_tail" and head.truncation == "head"
+    served = head_tail.encode(texts)
+    assert served == encode_texts(tokenizer, texts, 16, "head_tail")
+    assert head.encode(texts) == encode_texts(tokenizer, texts, 16, "head")
+    assert served[0] != head.encode(texts)[0] and len(served[0]) == 16
+    assert served[0][-2] == tokenizer.convert_tokens_to_ids(words[-1])  # the end of the text survives the cut
+    assert served[1] == head.encode(texts)[1]  # short texts are not cut at all
+    assert len(head_tail.classify(texts)) == 3
+
+
+def test_unknown_truncation_in_config_is_a_load_error(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        ModelLoadError, match="batchlane_truncation: truncation must be one of head, head_tail"
+    ):
+        SequenceClassifier.load(_with_truncation(tiny_bert_dir, tmp_path / "bad", "middle"))

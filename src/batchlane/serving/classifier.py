@@ -29,6 +29,7 @@ import numpy as np
 
 from batchlane import codecs, content_types
 from batchlane import settings as settings_mod
+from batchlane import truncation as truncation_mod
 from batchlane.errors import BadInput, ModelError, ModelLoadError, ValidationError
 from batchlane.serving import precision as precision_mod
 from batchlane.serving.batching import pad_batch, plan_batches
@@ -172,7 +173,7 @@ class TorchForward:
             return self.model(input_ids=ids, attention_mask=mask).logits.float()
 
 
-def _own_encoder(tokenizer: Any, max_length: int) -> Any | None:
+def _own_encoder(tokenizer: Any, max_length: int | None) -> Any | None:
     """A private copy of a fast tokenizer's Rust backend with truncation set once, or None for slow tokenizers.
 
     transformers re-applies truncation on the shared backend at every call, which PyO3 refuses while another thread
@@ -187,7 +188,10 @@ def _own_encoder(tokenizer: Any, max_length: int) -> Any | None:
 
         encoder = Tokenizer.from_str(backend.to_str())
         encoder.no_padding()
-        encoder.enable_truncation(max_length, direction=getattr(tokenizer, "truncation_side", "right"))
+        if max_length is None:  # the caller cuts the full encoding itself (head_tail)
+            encoder.no_truncation()
+        else:
+            encoder.enable_truncation(max_length, direction=getattr(tokenizer, "truncation_side", "right"))
     except Exception as exc:  # an exotic tokenizer: the transformers call still works
         logger.debug("tokenizer backend copy failed (%s); using the transformers call", exc)
         return None
@@ -238,7 +242,12 @@ class SequenceClassifier:
         # another runs), and torch keeps a single OpenMP team (each calling thread would get its own, whose idle
         # spinning competes with the working one for the cores).
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="batchlane-model")
-        self._encoder = _own_encoder(tokenizer, max_length)
+        truncation = getattr(config, truncation_mod.CONFIG_KEY, None) or "head"
+        try:
+            self.truncation = truncation_mod.check(truncation)
+        except ValueError as exc:
+            raise ModelLoadError(f"config.json {truncation_mod.CONFIG_KEY}: {exc}") from None
+        self._encoder = _own_encoder(tokenizer, None if self.truncation == "head_tail" else max_length)
         self._tokenizer_lock = threading.Lock()  # only for tokenizers without a private backend copy
 
     @classmethod
@@ -330,7 +339,8 @@ class SequenceClassifier:
 
             classifier.batcher = DynamicBatcher(classifier, max_delay_ms=options.max_batch_delay_ms)
         logger.info(
-            "loaded %s (%s) on %s (%s, %d threads) with %s in %s (%s): %d labels, max length %d, token budget %d%s",
+            "loaded %s (%s) on %s (%s, %d threads) with %s in %s (%s): %d labels, max length %d (%s truncation), "
+            "token budget %d%s",
             path,
             architectures[0] if architectures else config.model_type,
             device,
@@ -341,24 +351,31 @@ class SequenceClassifier:
             reason,
             len(classifier.labels),
             max_length,
+            classifier.truncation,
             classifier.token_budget,
             f", dynamic batching within {options.max_batch_delay_ms:g} ms" if classifier.batcher else "",
         )
         return classifier
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text, truncated to the max length (thread-safe)."""
+        """Token ids per text, cut to the max length the way the model was trained (thread-safe)."""
+        head_tail = self.truncation == "head_tail"
         if self._encoder is not None:
-            return [encoding.ids for encoding in self._encoder.encode_batch_fast(list(texts))]
-        with self._tokenizer_lock:
-            return self.tokenizer(
-                list(texts),
-                truncation=True,
-                max_length=self.max_length,
-                padding=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-            )["input_ids"]
+            ids = [encoding.ids for encoding in self._encoder.encode_batch_fast(list(texts))]
+        else:
+            with self._tokenizer_lock:
+                ids = self.tokenizer(
+                    list(texts),
+                    truncation=not head_tail,
+                    max_length=None if head_tail else self.max_length,
+                    padding=False,
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                    verbose=False,
+                )["input_ids"]
+        if head_tail:
+            return [truncation_mod.cut_head_tail(row, self.max_length) for row in ids]
+        return ids
 
     def predict_ids(self, ids: Sequence[Sequence[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, label indices)``, each ``len(ids) × k`` and best first, for tokenized records.

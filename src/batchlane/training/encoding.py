@@ -1,8 +1,6 @@
 """Turning texts into token ids for training and evaluation, and padding them into batches.
 
-Two truncation strategies: ``"head"`` keeps the first ``max_length`` tokens (what a serving tokenizer does by
-default); ``"head_tail"`` keeps the first three quarters and the last quarter of the budget, which helps when the
-decisive words of long documents sit at the end. Special tokens are always kept.
+Truncation strategies (``"head"``, ``"head_tail"``) are defined in ``batchlane.truncation``, shared with serving.
 """
 
 from __future__ import annotations
@@ -10,27 +8,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-TRUNCATIONS = ("head", "head_tail")
+from batchlane.truncation import TRUNCATIONS, check, cut_head_tail
+
+__all__ = ["TRUNCATIONS", "PaddingCollator", "encode_texts", "pad_token_id"]
 
 
 def encode_texts(
     tokenizer: Any, texts: Sequence[str], max_length: int, truncation: str = "head"
 ) -> list[list[int]]:
     """Token ids (with special tokens) of each text, at most ``max_length`` long."""
-    if truncation not in TRUNCATIONS:
-        raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+    check(truncation)
     texts = list(texts)
     if truncation == "head":
         return tokenizer(texts, truncation=True, max_length=max_length, return_attention_mask=False)[
             "input_ids"
         ]
-    # Tokenize in full, then cut the middle out: the first and the last id are the special tokens ([CLS]/[SEP],
-    # <s>/</s>) of single-sequence encoders, so they survive the cut.
+    # Tokenize in full, then cut the middle out.
     full = tokenizer(texts, truncation=False, return_attention_mask=False, verbose=False)["input_ids"]
-    budget = max_length - 2
-    tail = budget // 4
-    head = budget - tail
-    return [ids if len(ids) <= max_length else ids[: 1 + head] + ids[len(ids) - tail - 1 :] for ids in full]
+    return [cut_head_tail(ids, max_length) for ids in full]
 
 
 class PaddingCollator:

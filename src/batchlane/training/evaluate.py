@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from batchlane import truncation as truncation_mod
 from batchlane.errors import ModelLoadError, NotFound
 from batchlane.training.data import LabelledData, check_labels_known, load_labelled
 from batchlane.training.device import resolve_device, resolve_precision
@@ -167,7 +168,7 @@ def evaluate_model(
         records,
         max_length=max_length or model_max_length(tokenizer, model.config),
         batch_size=batch_size,
-        truncation=getattr(model.config, "batchlane_truncation", "head"),
+        truncation=getattr(model.config, truncation_mod.CONFIG_KEY, "head"),
         precision=precision,
         label_column=label_column,
     )

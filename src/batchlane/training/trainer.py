@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from batchlane import truncation as truncation_mod
 from batchlane.errors import BadInput, Conflict, ModelLoadError, NotFound, ValidationError
 from batchlane.training.data import LabelledData, check_labels_known, load_labelled, stratified_split
 from batchlane.training.device import PRECISIONS, resolve_device, resolve_precision
@@ -473,8 +474,9 @@ def _progress_callback(steps: int) -> Any:
 
 def _save(model: Any, tokenizer: Any, recipe: TrainRecipe, target: Path) -> None:
     if recipe.truncation != "head":
-        # Not a transformers field: tells `batchlane evaluate` how this model was trained to see long texts.
-        model.config.batchlane_truncation = recipe.truncation
+        # Not a transformers field: tells `batchlane evaluate` and `batchlane serve` how this model was trained to see
+        # long texts, so they cut them the same way.
+        setattr(model.config, truncation_mod.CONFIG_KEY, recipe.truncation)
     model.save_pretrained(target)
     # Servers that respect the tokenizer's limit then truncate exactly as in training.
     tokenizer.model_max_length = recipe.max_length
