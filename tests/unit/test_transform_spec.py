@@ -8,14 +8,9 @@ from typing import Any
 import pytest
 
 from batchlane.errors import ValidationError
+from batchlane.transform.options import JobOptions, validate_options
 from batchlane.transform.params import container_environment, parse_execution_parameters, resolve
-from batchlane.transform.spec import (
-    CreateTransformJobRequest,
-    JobOptions,
-    canonical_uri,
-    validate_options,
-    validate_request,
-)
+from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri, validate_request
 
 DELETE = object()
 

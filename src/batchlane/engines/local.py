@@ -18,8 +18,9 @@ from typing import Any
 from batchlane.errors import Conflict, NotFound
 from batchlane.jobs.store import JobRecord, JobStore
 from batchlane.models import ModelRegistry
+from batchlane.transform.options import JobOptions, validate_options
 from batchlane.transform.runner import JobRunner, ProgressCallback
-from batchlane.transform.spec import JobOptions, validate_options, validate_request
+from batchlane.transform.spec import validate_request
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """The batch transform job. This package's top level re-exports the pure core (no I/O, no torch or httpx):
 
-* ``spec``: ``validate_request``, ``validate_options``, ``JobOptions``; ``params``: ``resolve`` → ``EffectiveParams``
+* ``spec``: ``validate_request``; ``options``: ``validate_options``, ``JobOptions``; ``params``: ``resolve`` →
+  ``EffectiveParams``
 * ``split``: ``iter_records``, ``open_decompressed``, ``frame``, ``Record``
 * ``plan``: ``pack`` → ``MiniBatch``, ``plan_job`` → ``FilePlan``, ``prefix_overlap``, ``RetryPolicy``
 * ``jsonpath``: ``parse`` → ``JsonPath``
@@ -14,15 +15,10 @@ from batchlane.transform.assemble import Assembler, consolidated_line, error_row
 from batchlane.transform.dataprocessing import DataProcessor, join, split_response
 from batchlane.transform.jsonpath import JsonPath
 from batchlane.transform.jsonpath import parse as parse_jsonpath
+from batchlane.transform.options import JobOptions, validate_options
 from batchlane.transform.params import EffectiveParams, container_environment, resolve
 from batchlane.transform.plan import FilePlan, MiniBatch, RetryPolicy, pack, plan_job, prefix_overlap
-from batchlane.transform.spec import (
-    CreateTransformJobRequest,
-    JobOptions,
-    canonical_uri,
-    validate_options,
-    validate_request,
-)
+from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri, validate_request
 from batchlane.transform.split import Record, frame, iter_records, open_decompressed
 
 __all__ = [

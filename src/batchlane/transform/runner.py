@@ -42,14 +42,10 @@ from batchlane.transform.dataprocessing import DataProcessor, split_response
 from batchlane.transform.inputs import list_inputs
 from batchlane.transform.invoke import InvocationFailed, Invoker, source_headers
 from batchlane.transform.model_data import materialize_model
+from batchlane.transform.options import JobOptions
 from batchlane.transform.params import EffectiveParams, container_environment, resolve
 from batchlane.transform.plan import MiniBatch, pack, plan_job, prefix_overlap
-from batchlane.transform.spec import (
-    CreateTransformJobRequest,
-    JobOptions,
-    canonical_uri,
-    validate_request,
-)
+from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri, validate_request
 from batchlane.transform.split import Record, iter_records, open_decompressed
 
 log = logging.getLogger(__name__)

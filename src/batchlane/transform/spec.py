@@ -1,5 +1,5 @@
-"""The ``CreateTransformJob`` request (AWS field names, every create-time rule), batchlane's ``JobOptions``, and the
-one place where effective values are resolved.
+"""The ``CreateTransformJob`` request: AWS field names and every create-time rule (batchlane's own ``JobOptions`` are
+in ``options``; effective values are resolved in ``params``).
 
 ``validate_request(data)`` accepts exactly the dict a user would pass to boto3's ``create_transform_job(**data)``
 and raises ``batchlane.errors.ValidationError`` in AWS's wording, naming the field path (PascalCase as in the
@@ -33,11 +33,10 @@ Rules beyond the API shapes (CONTRACT §1.1), decided here:
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import pydantic
@@ -47,6 +46,7 @@ from pydantic_core import PydanticCustomError
 from batchlane import content_types
 from batchlane.errors import ValidationError
 from batchlane.transform import jsonpath
+from batchlane.transform.field_errors import to_validation_error
 
 DEFAULT_MAX_CONCURRENT_TRANSFORMS = 1
 DEFAULT_MAX_PAYLOAD_MB = 6
@@ -352,128 +352,6 @@ def _check_data_processing(request: CreateTransformJobRequest) -> None:
         )
 
 
-class JobOptions(BaseModel):
-    """batchlane's own options (not part of the AWS request). See docs/transform.md.
-
-    * ``csv_header`` (CONTRACT §5.1): ``"none"`` = the reference (a header is just the first record); ``"skip"`` =
-      line 1 of each file is not sent, and is written first to the output when JoinSource=Input (see
-      ``DataProcessor.output_header``); ``"repeat"`` = line 1 is prepended to every mini-batch payload and is not a
-      record. Needs ContentType text/csv and SplitType=Line.
-    * ``on_record_error``: ``"fail"`` = the reference (a bad record fails its file); ``"error-row"`` = an error row
-      takes the record's place (``assemble.error_row``); ``"skip"`` = the record is left out and counted.
-    * ``consolidate``: a JSON Lines file (URI or path) that also receives every result tagged with its input key and
-      record index (``assemble.consolidated_line``).
-    * ``startup_timeout_s``: how long the model container has to answer ``/ping`` with 200.
-    * ``max_error_ratio``: with error-row/skip, fail the file once more than this share of its records failed.
-    * ``output_layout``: reserved; only ``"mirror"`` (CONTRACT §1.8 key mapping) exists.
-    * ``source_headers`` (CONTRACT §5.18): send every ``/invocations`` request with headers naming its input object
-      and its first record (``invoke.SOURCE_HEADERS``), so the container can tell what it is processing. Off by
-      default: SageMaker sends no such headers.
-    """
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    csv_header: Literal["none", "skip", "repeat"] = "none"
-    on_record_error: Literal["fail", "error-row", "skip"] = "fail"
-    consolidate: Uri | None = None
-    startup_timeout_s: float = Field(120.0, gt=0, le=86400)
-    max_error_ratio: float | None = Field(None, ge=0, le=1)
-    output_layout: Literal["mirror"] = "mirror"
-    source_headers: bool = False
-
-
-def _find_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _find_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _fields_at(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] | None = root
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        info = model.model_fields.get(part) if model else None
-        model = _find_model(info.annotation) if info else None
-    return list(model.model_fields) if model else []
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
-    return "'" + (text if len(text) <= 200 else text[:200] + "...") + "'"
-
-
-def _constraint(error: Mapping[str, Any], root: type[BaseModel]) -> str:
-    kind, ctx = error["type"], error.get("ctx") or {}
-    if kind in ("aws_constraint", "aws_rule"):
-        return ctx["message"]
-    if kind == "missing":
-        return "Member must not be null"
-    if kind == "extra_forbidden":
-        return "Unknown field; must be one of: " + ", ".join(_fields_at(root, tuple(error["loc"][:-1])))
-    if kind == "literal_error":
-        values = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        return f"Member must satisfy enum value set: [{', '.join(values)}]"
-    bounds = {
-        "greater_than_equal": ("value greater than or equal to", "ge"),
-        "greater_than": ("value greater than", "gt"),
-        "less_than_equal": ("value less than or equal to", "le"),
-        "less_than": ("value less than", "lt"),
-        "too_long": ("length less than or equal to", "max_length"),
-        "too_short": ("length greater than or equal to", "min_length"),
-    }
-    if kind in bounds:
-        words, key = bounds[kind]
-        return f"Member must have {words} {ctx.get(key)}"
-    for prefix, noun in (
-        ("int", "an integer"),
-        ("float", "a number"),
-        ("string", "a string"),
-        ("bool", "a boolean"),
-        ("list", "a list"),
-        ("dict", "an object"),
-        ("model", "an object"),
-    ):
-        if kind.startswith(prefix):
-            return f"Member must be {noun}"
-    return str(error.get("msg", kind))
-
-
-def _to_validation_error(exc: pydantic.ValidationError, root: type[BaseModel]) -> ValidationError:
-    items: list[tuple[str, str]] = []
-    for error in exc.errors():
-        ctx = error.get("ctx") or {}
-        parts = [*error["loc"], *([ctx["field"]] if ctx.get("field") else [])]
-        path = ""
-        for part in parts:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        value = (
-            ctx["value"] if "value" in ctx else (None if error["type"] == "missing" else error.get("input"))
-        )
-        items.append(
-            (
-                path or "request",
-                f"Value {_show(value)} at '{path or 'request'}' failed to satisfy "
-                f"constraint: {_constraint(error, root)}",
-            )
-        )
-    count = len(items)
-    message = f"{count} validation error{'s' if count != 1 else ''} detected: " + "; ".join(
-        m for _, m in items
-    )
-    return ValidationError(message, field=items[0][0])
-
-
 def validate_request(data: Mapping[str, Any] | CreateTransformJobRequest) -> CreateTransformJobRequest:
     """Validate the boto3-shaped request dict; ``ValidationError`` (AWS wording, every problem, ``field`` = the first
     field path) on any violation of the shapes or the rules in this module's docstring."""
@@ -482,29 +360,4 @@ def validate_request(data: Mapping[str, Any] | CreateTransformJobRequest) -> Cre
     try:
         return CreateTransformJobRequest.model_validate(dict(data) if isinstance(data, Mapping) else data)
     except pydantic.ValidationError as exc:
-        raise _to_validation_error(exc, CreateTransformJobRequest) from None
-
-
-def validate_options(
-    data: Mapping[str, Any] | JobOptions | None = None, request: CreateTransformJobRequest | None = None
-) -> JobOptions:
-    """Validate ``JobOptions`` (``None`` = all defaults) and, given the request, their cross-checks: a csv_header
-    mode needs ContentType text/csv and SplitType=Line; max_error_ratio needs on_record_error error-row or skip."""
-    try:
-        options = data if isinstance(data, JobOptions) else JobOptions.model_validate(dict(data or {}))
-    except pydantic.ValidationError as exc:
-        raise _to_validation_error(exc, JobOptions) from None
-    problem: tuple[str, Any, str] | None = None
-    if request is not None and options.csv_header != "none":
-        tin = request.TransformInput
-        if content_types.normalize(tin.ContentType) != content_types.CSV or tin.SplitType != "Line":
-            problem = ("csv_header", options.csv_header, "needs ContentType text/csv and SplitType=Line")
-    if options.max_error_ratio is not None and options.on_record_error == "fail":
-        problem = ("max_error_ratio", options.max_error_ratio, "needs on_record_error error-row or skip")
-    if problem:
-        name, value, text = problem
-        raise ValidationError(
-            f"1 validation error detected: Value {_show(value)} at '{name}' failed to satisfy constraint: {text}",
-            field=name,
-        )
-    return options
+        raise to_validation_error(exc, CreateTransformJobRequest) from None

@@ -1,0 +1,69 @@
+"""batchlane's own job options (``JobOptions``), which are not part of the AWS request, and their validation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from batchlane import content_types
+from batchlane.errors import ValidationError
+from batchlane.transform.field_errors import show_value, to_validation_error
+from batchlane.transform.spec import CreateTransformJobRequest, Uri
+
+
+class JobOptions(BaseModel):
+    """batchlane's own options (not part of the AWS request). See docs/transform.md.
+
+    * ``csv_header`` (CONTRACT §5.1): ``"none"`` = the reference (a header is just the first record); ``"skip"`` =
+      line 1 of each file is not sent, and is written first to the output when JoinSource=Input (see
+      ``DataProcessor.output_header``); ``"repeat"`` = line 1 is prepended to every mini-batch payload and is not a
+      record. Needs ContentType text/csv and SplitType=Line.
+    * ``on_record_error``: ``"fail"`` = the reference (a bad record fails its file); ``"error-row"`` = an error row
+      takes the record's place (``assemble.error_row``); ``"skip"`` = the record is left out and counted.
+    * ``consolidate``: a JSON Lines file (URI or path) that also receives every result tagged with its input key and
+      record index (``assemble.consolidated_line``).
+    * ``startup_timeout_s``: how long the model container has to answer ``/ping`` with 200.
+    * ``max_error_ratio``: with error-row/skip, fail the file once more than this share of its records failed.
+    * ``output_layout``: reserved; only ``"mirror"`` (CONTRACT §1.8 key mapping) exists.
+    * ``source_headers`` (CONTRACT §5.18): send every ``/invocations`` request with headers naming its input object
+      and its first record (``invoke.SOURCE_HEADERS``), so the container can tell what it is processing. Off by
+      default: SageMaker sends no such headers.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    csv_header: Literal["none", "skip", "repeat"] = "none"
+    on_record_error: Literal["fail", "error-row", "skip"] = "fail"
+    consolidate: Uri | None = None
+    startup_timeout_s: float = Field(120.0, gt=0, le=86400)
+    max_error_ratio: float | None = Field(None, ge=0, le=1)
+    output_layout: Literal["mirror"] = "mirror"
+    source_headers: bool = False
+
+
+def validate_options(
+    data: Mapping[str, Any] | JobOptions | None = None, request: CreateTransformJobRequest | None = None
+) -> JobOptions:
+    """Validate ``JobOptions`` (``None`` = all defaults) and, given the request, their cross-checks: a csv_header
+    mode needs ContentType text/csv and SplitType=Line; max_error_ratio needs on_record_error error-row or skip."""
+    try:
+        options = data if isinstance(data, JobOptions) else JobOptions.model_validate(dict(data or {}))
+    except pydantic.ValidationError as exc:
+        raise to_validation_error(exc, JobOptions) from None
+    problem: tuple[str, Any, str] | None = None
+    if request is not None and options.csv_header != "none":
+        tin = request.TransformInput
+        if content_types.normalize(tin.ContentType) != content_types.CSV or tin.SplitType != "Line":
+            problem = ("csv_header", options.csv_header, "needs ContentType text/csv and SplitType=Line")
+    if options.max_error_ratio is not None and options.on_record_error == "fail":
+        problem = ("max_error_ratio", options.max_error_ratio, "needs on_record_error error-row or skip")
+    if problem:
+        name, value, text = problem
+        raise ValidationError(
+            f"1 validation error detected: Value {show_value(value)} at '{name}' failed to satisfy constraint: {text}",
+            field=name,
+        )
+    return options
