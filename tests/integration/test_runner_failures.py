@@ -332,3 +332,21 @@ def test_a_model_server_that_dies_mid_job_fails_the_job_at_once(store: JobStore,
     errors = {f.input_key: f.error for f in store.files("server-died", FileState.FAILED)}
     assert errors["b.txt"].startswith("Unable to get response from algorithm")
     assert [f.input_key for f in store.files("server-died", FileState.PENDING)] == ["c.txt", "d.txt"]
+
+
+def test_an_output_that_cannot_be_written_fails_its_file_only(store: JobStore, tmp_path: Path) -> None:
+    """A storage error on one object (here a folder where its .out goes; a full disk looks the same) fails that
+    file with the OS's reason; the other files complete and nothing half-written is left."""
+    request = transform_request(
+        "blocked-output", _inputs(tmp_path / "in", {"a.txt": "x\n", "b.txt": "y\n"}), f"{tmp_path}/out/"
+    )
+    (tmp_path / "out/a.txt.out").mkdir(parents=True)
+
+    record = run_job(store, request)
+
+    assert record.status is JobStatus.FAILED
+    assert "a.txt: Is a directory writing" in record.failure_reason
+    assert "AlgorithmError" not in record.failure_reason
+    assert (tmp_path / "out/b.txt.out").read_text() == "echo:y\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.txt.out", "b.txt.out"]  # no temp files
+    assert not any((tmp_path / "out/a.txt.out").iterdir())

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from batchlane.errors import BadInput, BatchlaneError, ModelLoadError, NotFound, PayloadTooLarge
+from batchlane.errors import BadInput, BatchlaneError, ModelLoadError, NotFound, PayloadTooLarge, StorageError
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import FileCheckpoint, JobRecord, JobStore
 from batchlane.models import ModelSpec
@@ -312,8 +312,17 @@ class JobRunner:
                 context = FileTransform(self, checkpoint, params, options, processor, assembler, invoker)
                 try:
                     outcome = await context.run(in_store, out_store)
-                except (FileFailed, BadInput, PayloadTooLarge, InvocationFailed, NotFound) as exc:
-                    # NotFound: the object vanished after the job was planned (e.g. before a resume).
+                except (
+                    FileFailed,
+                    BadInput,
+                    PayloadTooLarge,
+                    InvocationFailed,
+                    NotFound,
+                    StorageError,
+                ) as exc:
+                    # NotFound: the object vanished after the job was planned (e.g. before a resume). StorageError:
+                    # reading this object or writing its output failed (a full disk, a folder where the .out goes);
+                    # the other files may still succeed, and none of this file's output became visible.
                     self.job_log.info("%s: %s", in_store.url_for(checkpoint.input_key), exc)
                     self.store.mark_file(
                         self.name, checkpoint.input_key, FileState.FAILED, error=str(exc), owner=self.owner
