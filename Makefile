@@ -21,7 +21,7 @@ endif
 TORCH_FLAGS := $(if $(TORCH_WHEEL_DIR),--find-links $(TORCH_WHEEL_DIR)) $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 PIP := PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) PIP_DISABLE_PIP_VERSION_CHECK=1 $(PY) -m pip
 
-.PHONY: install demo test test-fast lint format bench bench-quick clean
+.PHONY: install demo test test-fast lint format bench bench-quick bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,9 @@ bench: install
 
 bench-quick: install
 	$(PY) bench/run.py --quick $(BENCH_ARGS)
+
+bench-gpu: install
+	$(PY) bench/gpu.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist
