@@ -97,20 +97,7 @@ def roofline_tflops(device: str, seconds: float = 2.0) -> float:
     import torch
 
     size = 8192 if device.startswith("cuda") else 2048
-    a = torch.randn(size, size, dtype=torch.bfloat16, device=device)
-    b = torch.randn(size, size, dtype=torch.bfloat16, device=device)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    a @ b
-    sync()
-    best = 0.0
-    for _ in range(3):
-        runs, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            a @ b
-            runs += 1
-        sync()
-        best = max(best, 2 * size**3 * runs / (time.perf_counter() - started) / 1e12)
-    return best
+    return variants_mod.matmul_rate(size, torch.bfloat16, device, seconds) / 1e12
 
 
 def time_pipeline(model_dir: Path, texts: list[str], device: str) -> tuple[list[str], float]:

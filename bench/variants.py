@@ -331,6 +331,26 @@ def run_transform(variant: Variant, state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def matmul_rate(size: int, dtype: Any, device: str = "cpu", seconds: float = 2.0) -> float:
+    """The best of three ``seconds``-long runs of a ``size``² matmul, in FLOP/s (GPU work is synchronised)."""
+    import torch
+
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    a @ b
+    sync()
+    best = 0.0
+    for _ in range(3):
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            a @ b
+            runs += 1
+        sync()
+        best = max(best, 2 * size**3 * runs / (time.perf_counter() - started))
+    return best
+
+
 def run_roofline(seconds: float = 2.0, size: int = 2048) -> dict[str, float]:
     """Best dense matmul rate (GFLOP/s) in fp32 and bf16 with torch's default threads."""
     import torch
@@ -338,19 +358,10 @@ def run_roofline(seconds: float = 2.0, size: int = 2048) -> dict[str, float]:
     from batchlane.serving import precision
 
     precision.configure_threads(precision.default_threads(precision.detect()))
-    rates = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-        a @ b
-        best = 0.0
-        for _ in range(3):
-            runs, started = 0, time.perf_counter()
-            while time.perf_counter() - started < seconds:
-                a @ b
-                runs += 1
-            best = max(best, 2 * size**3 * runs / (time.perf_counter() - started) / 1e9)
-        rates[name] = round(best, 1)
-    return rates
+    return {
+        name: round(matmul_rate(size, dtype, seconds=seconds) / 1e9, 1)
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    }
 
 
 def prepare_onnx(model_dir: str) -> dict[str, Any]:
