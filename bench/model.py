@@ -96,8 +96,9 @@ def _fit_probe(model, tokenizer, train: list[tuple[str, str]], labels: list[str]
                 return_tensors="pt",
             )
             features.append(model.bert(**batch).pooler_output.float())
-    x = torch.cat(features)
-    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    raw = torch.cat(features)
+    mean, std = raw.mean(0), raw.std(0) + 1e-6
+    x = (raw - mean) / std
     weight = torch.zeros(len(labels), x.shape[1], requires_grad=True)
     bias = torch.zeros(len(labels), requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
@@ -112,8 +113,6 @@ def _fit_probe(model, tokenizer, train: list[tuple[str, str]], labels: list[str]
     with torch.no_grad():
         accuracy = float(((x @ weight.T + bias).argmax(-1) == targets).float().mean())
         # Fold the standardisation into the head so the saved model takes raw pooled features.
-        mean = torch.cat(features).mean(0)
-        std = torch.cat(features).std(0) + 1e-6
         scaled = weight / std
         model.classifier.weight.copy_(scaled)
         model.classifier.bias.copy_(bias - scaled @ mean)

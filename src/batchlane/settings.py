@@ -124,6 +124,14 @@ def home_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(env.get(BATCHLANE_HOME) or Path.home() / ".batchlane").expanduser()
 
 
+def onnx_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where exported ONNX graphs are kept: ``$BATCHLANE_ONNX_CACHE`` or ``<home>/onnx``."""
+    env = os.environ if env is None else env
+    if env.get(BATCHLANE_ONNX_CACHE, "").strip():
+        return Path(env[BATCHLANE_ONNX_CACHE].strip()).expanduser()
+    return home_dir(env) / "onnx"
+
+
 def default_db_path(env: Mapping[str, str] | None = None) -> Path:
     """The embedded SQLite store: ``$BATCHLANE_DB`` or ``<home>/batchlane.db``."""
     env = os.environ if env is None else env
@@ -151,6 +159,11 @@ class ServeSettings:
     threads: int | None = None
     max_response_mb: int | None = None
     max_batch_size: int | None = None
+    # Validated by ClassifierOptions.from_settings, like precision: runtime/quantize names, the delay as given.
+    runtime: str | None = None
+    quantize: str | None = None
+    max_batch_delay_ms: str | None = None
+    onnx_cache: Path = field(default_factory=onnx_cache_dir)
     submit_directory: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
@@ -179,11 +192,16 @@ class ServeSettings:
             "threads": _int(env, BATCHLANE_THREADS, None),
             "max_response_mb": _int(env, BATCHLANE_MAX_RESPONSE_MB, None),
             "max_batch_size": _int(env, BATCHLANE_MAX_BATCH_SIZE, None),
+            "runtime": env.get(BATCHLANE_RUNTIME, "").strip() or None,
+            "quantize": env.get(BATCHLANE_QUANTIZE, "").strip() or None,
+            "max_batch_delay_ms": env.get(BATCHLANE_MAX_BATCH_DELAY_MS, "").strip() or None,
+            "onnx_cache": onnx_cache_dir(env),
             "submit_directory": env.get(SAGEMAKER_SUBMIT_DIRECTORY, "").strip() or None,
             "host": default_host(env),
             "extra_env": dict(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if isinstance(values["model_dir"], str):
-            values["model_dir"] = Path(values["model_dir"])
+        for key in ("model_dir", "onnx_cache"):
+            if isinstance(values[key], str):
+                values[key] = Path(values[key])
         return cls(**values)  # type: ignore[arg-type]

@@ -225,3 +225,35 @@ def test_serve_help_lists_the_performance_options() -> None:
     assert result.exit_code == 0
     for option in ("--max-batch-size", "--max-batch-delay-ms", "--runtime", "--quantize", "--precision"):
         assert option in result.output
+
+
+def test_serve_flags_turn_on_dynamic_batching_and_choose_the_runtime(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    """The real command: `--max-batch-delay-ms` and `--runtime` reach the classifier (as the variables do)."""
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHLANE_MAX_BATCH")}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "batchlane", "serve", "--model-dir", str(tiny_bert_dir), "--host", "127.0.0.1",
+             "--port", str(port), "--max-batch-delay-ms", "5", "--runtime", "torch", "--precision", "fp32"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/ping", timeout=60)
+            answer = httpx.post(
+                f"http://127.0.0.1:{port}/invocations",
+                content="hello\n",
+                headers={"content-type": "text/csv"},
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert answer.status_code == 200, answer.text
+    text = log.read_text()
+    assert "with torch in fp32" in text and "dynamic batching within 5 ms" in text

@@ -77,42 +77,36 @@ def test_missing_csv_column_names_file_line_and_columns(tmp_path: Path) -> None:
     assert str(path) in message and "line 1" in message and "'text'" in message and "'body'" in message
 
 
-def test_missing_jsonl_field(tmp_path: Path) -> None:
-    path = write(tmp_path / "d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n')
-    with pytest.raises(BadInput, match=r"d\.jsonl, line 2: no field 'label'"):
-        load_labelled(path)
-
-
 @pytest.mark.parametrize("content", ["", "text,label\n", "text,label\n\n\n"])
 def test_empty_dataset(tmp_path: Path, content: str) -> None:
     with pytest.raises(BadInput, match="d.csv: (empty file|no records)"):
         load_labelled(write(tmp_path / "d.csv", content))
 
 
-def test_empty_label_names_line_and_column(tmp_path: Path) -> None:
-    path = write(tmp_path / "d.csv", 'text,label\na,x\n"multi\nline",\n')
-    with pytest.raises(BadInput, match=r"d\.csv, line 3, column 'label' \(2\): empty label"):
-        load_labelled(path)
-
-
-def test_wrong_field_count(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match=r"line 3: expected 2 fields as in the header, found 3"):
-        load_labelled(write(tmp_path / "d.csv", "text,label\na,x\nb,y,z\n"))
-
-
-def test_malformed_quoting(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match=r"d\.csv, line 3: malformed CSV"):
-        load_labelled(write(tmp_path / "d.csv", 'text,label\na,x\n"b"c,y\n'))
-
-
-def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match=r"line 2, column 10: invalid JSON"):
-        load_labelled(write(tmp_path / "d.jsonl", '{"text": "a", "label": "x"}\n{"text": \n'))
-
-
-def test_null_value_in_jsonl(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match=r"line 1, column 'text': expected a string"):
-        load_labelled(write(tmp_path / "d.jsonl", '{"text": null, "label": "x"}\n'))
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n', r"d\.jsonl, line 2: no field 'label'"),
+        ("d.csv", 'text,label\na,x\n"multi\nline",\n', r"d\.csv, line 3, column 'label' \(2\): empty label"),
+        ("d.csv", "text,label\na,x\nb,y,z\n", r"line 3: expected 2 fields as in the header, found 3"),
+        ("d.csv", 'text,label\na,x\n"b"c,y\n', r"d\.csv, line 3: malformed CSV"),
+        ("d.jsonl", '{"text": "a", "label": "x"}\n{"text": \n', r"line 2, column 10: invalid JSON"),
+        ("d.jsonl", '{"text": null, "label": "x"}\n', r"line 1, column 'text': expected a string"),
+    ],
+    ids=[
+        "missing-jsonl-field",
+        "empty-label",
+        "field-count",
+        "malformed-quoting",
+        "invalid-json",
+        "null-text",
+    ],
+)
+def test_bad_records_name_the_file_line_and_column(
+    tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    with pytest.raises(BadInput, match=message):
+        load_labelled(write(tmp_path / name, content))
 
 
 def test_not_utf8_and_not_gzip(tmp_path: Path) -> None:

@@ -91,23 +91,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Serve a model with the SageMaker container contract: GET /ping, GET /execution-parameters, POST /invocations."""
-        import os
-
-        from batchlane import settings as settings_mod
         from batchlane.serving.server import run_server
         from batchlane.settings import ServeSettings
 
-        env = dict(os.environ)
-        # These options reach the classifier through its environment names, so flags and variables mean the same.
-        for name, value in (
-            (settings_mod.BATCHLANE_RUNTIME, runtime),
-            (settings_mod.BATCHLANE_QUANTIZE, quantize),
-            (settings_mod.BATCHLANE_MAX_BATCH_DELAY_MS, max_batch_delay_ms),
-        ):
-            if value is not None:
-                env[name] = f"{value:g}" if isinstance(value, float) else value
         settings = ServeSettings.from_env(
-            env,
             model_dir=model_dir,
             host=host,
             port=port,
@@ -118,5 +105,8 @@ def register(app: typer.Typer) -> None:
             precision=precision,
             top_k=top_k,
             threads=threads,
+            runtime=runtime,
+            quantize=quantize,
+            max_batch_delay_ms=None if max_batch_delay_ms is None else f"{max_batch_delay_ms:g}",
         )
         run_server(settings)

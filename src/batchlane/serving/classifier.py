@@ -91,8 +91,7 @@ class ClassifierOptions:
     @classmethod
     def from_settings(cls, settings: ServeSettings) -> ClassifierOptions:
         """The classifier part of the serve settings, validated (``ValidationError`` names the flag)."""
-        env = settings.extra_env
-        delay_text = (env.get(settings_mod.BATCHLANE_MAX_BATCH_DELAY_MS) or "").strip()
+        delay_text = settings.max_batch_delay_ms
         try:
             delay = float(delay_text) if delay_text else None
         except ValueError:
@@ -100,8 +99,7 @@ class ClassifierOptions:
                 f"--max-batch-delay-ms must be a number of milliseconds, got {delay_text!r}",
                 field="max_batch_delay_ms",
             ) from None
-        cache = (env.get(settings_mod.BATCHLANE_ONNX_CACHE) or "").strip()
-        runtime = _optional_choice(env.get(settings_mod.BATCHLANE_RUNTIME), RUNTIMES, "--runtime")
+        runtime = _optional_choice(settings.runtime, RUNTIMES, "--runtime")
         options = cls(
             max_length=settings.max_length,
             token_budget=settings.token_budget,
@@ -111,9 +109,9 @@ class ClassifierOptions:
             top_k=settings.top_k,
             threads=settings.threads,
             runtime=runtime or "torch",
-            quantize=_optional_choice(env.get(settings_mod.BATCHLANE_QUANTIZE), QUANTIZE, "--quantize"),
+            quantize=_optional_choice(settings.quantize, QUANTIZE, "--quantize"),
             max_batch_delay_ms=delay,
-            onnx_cache=Path(cache).expanduser() if cache else settings_mod.home_dir(env or None) / "onnx",
+            onnx_cache=settings.onnx_cache,
         )
         if options.precision not in PRECISIONS:
             raise ValidationError(
@@ -284,12 +282,12 @@ class SequenceClassifier:
                 raise ModelLoadError(
                     "--runtime onnx runs on the CPU; use --device cpu, or --runtime torch on a GPU"
                 )
-            from batchlane.serving.onnx_runtime import OnnxModel, default_cache_dir
+            from batchlane.serving.onnx_runtime import OnnxModel
 
             model: Any = OnnxModel.load(
                 path,
                 config,
-                cache_dir=options.onnx_cache or default_cache_dir(),
+                cache_dir=options.onnx_cache or settings_mod.onnx_cache_dir(),
                 quantize=options.quantize,
                 threads=threads,
             )

@@ -7,7 +7,7 @@ order into a batch while it stays within the request cap (``--max-batch-size`` r
 (TorchServe's ``maxBatchDelay``; ``0`` runs whatever is queued as soon as the model is free). The merged records run
 through ``SequenceClassifier.predict_ids`` (length-sorted, within the budget) and each request gets its own rows
 back. While one batch runs, the next one fills. A request that alone fills a batch (a MultiRecord payload) skips
-the queue and runs directly; the classifier's forward lock still keeps the model to one batch at a time.
+the queue and runs directly; the classifier's single model thread still runs one batch at a time.
 
 Batch assembly (``take_batch``) is a pure function over a plain ``deque``, tested without threads.
 """
@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from batchlane import settings as settings_mod
 
 if TYPE_CHECKING:
     from batchlane.serving.classifier import SequenceClassifier
@@ -82,7 +80,7 @@ def is_full(queue: Sequence[Pending], max_records: int, token_budget: int) -> bo
 
 def request_concurrency(settings: ServeSettings, max_concurrent_transforms: int) -> int:
     """Requests the server admits at once: ``MaxConcurrentTransforms``, or many more with dynamic batching on."""
-    if not (settings.extra_env.get(settings_mod.BATCHLANE_MAX_BATCH_DELAY_MS) or "").strip():
+    if not settings.max_batch_delay_ms:
         return max_concurrent_transforms
     cap = 2 * (settings.max_batch_size or 128)
     return max(max_concurrent_transforms, min(MAX_CONCURRENT_REQUESTS, cap))

@@ -67,15 +67,6 @@ def model_key(model_dir: Path, quantize: str | None = None) -> str:
     return digest.hexdigest()[:24]
 
 
-def default_cache_dir(env: dict[str, str] | None = None) -> Path:
-    from batchlane import settings as settings_mod
-
-    env = dict(os.environ) if env is None else env
-    if env.get(settings_mod.BATCHLANE_ONNX_CACHE):
-        return Path(env[settings_mod.BATCHLANE_ONNX_CACHE]).expanduser()
-    return settings_mod.home_dir(env) / "onnx"
-
-
 def _sample_inputs(config: Any, rows: int = 4, width: int = 24, seed: int = 0) -> dict[str, np.ndarray]:
     """Random token ids with ragged padding, so the check covers the attention mask too."""
     rng = np.random.default_rng(seed)

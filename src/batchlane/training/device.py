@@ -23,16 +23,11 @@ def resolve_device() -> str:
 
 
 def native_bf16(device: str) -> bool:
-    """Whether ``device`` computes bf16 natively (so autocast speeds things up rather than emulating)."""
-    import torch
+    """Whether ``device`` computes bf16 natively (so autocast speeds things up rather than emulating): the serving
+    rule for ``--precision auto`` (``serving.precision``), so training and serving judge the hardware alike."""
+    from batchlane.serving import precision
 
-    if device == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    # Private helpers, but the only way torch exposes these CPU flags; treat any failure as "no".
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:
-        return False
+    return precision.choose_precision("auto", device, precision.detect()).name == "bf16"
 
 
 def resolve_precision(precision: str, device: str) -> str:
