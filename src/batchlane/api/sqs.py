@@ -1,10 +1,10 @@
 """The SQS actions of the control plane over the embedded queue file (``batchlane.queue.sqlite``).
 
 ``CreateQueue``, ``GetQueueUrl``, ``ListQueues``, ``SendMessage``, ``ReceiveMessage`` (long polling),
-``DeleteMessage``, ``ChangeMessageVisibility`` and ``GetQueueAttributes``, in both protocols botocore has used for
-SQS: AWS JSON 1.0 (``X-Amz-Target: AmazonSQS.<Action>``, botocore ≥ 1.31.64) and the older query protocol
-(form-encoded ``Action=…``, XML answers). ``sqs_query`` turns query parameters into the JSON shapes and renders
-results as XML, so each action is written once, here.
+``DeleteMessage``, ``ChangeMessageVisibility`` and ``GetQueueAttributes`` (the batch actions and ``PurgeQueue`` are
+``sqs_batch``), in both protocols botocore has used for SQS: AWS JSON 1.0 (``X-Amz-Target: AmazonSQS.<Action>``,
+botocore ≥ 1.31.64) and the older query protocol (form-encoded ``Action=…``, XML answers). ``sqs_query`` turns query
+parameters into the JSON shapes and renders results as XML, so each action is written once.
 
 Queue URLs are ``<endpoint>/<account>/<name>``, the endpoint being the one the client called (its ``Host``
 header, which the app has checked). Every queue in the server's embedded queue file is served; a name the file does
@@ -13,8 +13,7 @@ not hold is ``QueueDoesNotExist`` (``CreateQueue`` makes it, with its ``<name>-d
 Differences from SQS: message attributes are strings (``String``/``Number`` data types are accepted and come back as
 ``String``; ``Binary`` is refused); receipts are fenced (a stale receipt is refused with ``ReceiptHandleIsInvalid``
 instead of acting on someone else's lease, see docs/queue.md); queues cannot be deleted through this API.
-Errors carry SQS's JSON ``__type`` (``com.amazonaws.sqs#QueueDoesNotExist``) plus its legacy code in
-``x-amzn-query-error``, so boto3 raises ``sqs.exceptions.QueueDoesNotExist`` as it does against AWS.
+Errors are SQS's (``sqs_errors``), so boto3 raises ``sqs.exceptions.QueueDoesNotExist`` as it does against AWS.
 """
 
 from __future__ import annotations
@@ -24,13 +23,14 @@ import json
 import logging
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from batchlane.api.protocol import AwsError
-from batchlane.errors import BatchlaneError, PayloadTooLarge, StaleReceipt, ValidationError
+from batchlane.api.sqs_batch import SqsBatchActions
+from batchlane.api.sqs_errors import error_of, invalid_parameter, sqs_error
 from batchlane.queue.base import (
     MAX_BODY_BYTES,
     MAX_DELAY_S,
@@ -38,6 +38,7 @@ from batchlane.queue.base import (
     MAX_VISIBILITY_TIMEOUT_S,
     MAX_WAIT_S,
     QUEUE_NAME_RE,
+    SendEntry,
     dead_letter_name,
 )
 from batchlane.queue.sqlite import SqliteQueue
@@ -47,16 +48,8 @@ log = logging.getLogger(__name__)
 
 SERVICE = "sqs"
 TARGET_PREFIX = "AmazonSQS"
-TYPE_PREFIX = "com.amazonaws.sqs#"
 MAX_RETENTION_S = 14 * 86_400
 
-# The legacy (query protocol) code of each error, as SQS sends it in x-amzn-query-error.
-_QUERY_CODES = {
-    "QueueDoesNotExist": "AWS.SimpleQueueService.NonExistentQueue",
-    "QueueNameExists": "QueueAlreadyExists",
-    "MessageNotInflight": "AWS.SimpleQueueService.MessageNotInflight",
-    "UnsupportedOperation": "AWS.SimpleQueueService.UnsupportedOperation",
-}
 _SYSTEM_ATTRIBUTES = ("ApproximateFirstReceiveTimestamp", "ApproximateReceiveCount", "SentTimestamp")
 _QUEUE_ATTRIBUTES = (
     "ApproximateNumberOfMessages",
@@ -78,21 +71,6 @@ _FIXED_ATTRIBUTES = {
     "ReceiveMessageWaitTimeSeconds": "0",
     "MaximumMessageSize": str(MAX_BODY_BYTES),
 }
-
-
-def sqs_error(code: str, message: str, *, status: int = 400, sender: bool = True) -> AwsError:
-    return AwsError(
-        code,
-        message,
-        status=status,
-        sender=sender,
-        type_prefix=TYPE_PREFIX,
-        query_code=_QUERY_CODES.get(code, code),
-    )
-
-
-def invalid_parameter(message: str) -> AwsError:
-    return sqs_error("InvalidParameterValue", message)
 
 
 def md5_of_attributes(attributes: Mapping[str, Mapping[str, Any]]) -> str:
@@ -129,7 +107,10 @@ def _wanted(names: Iterable[str], available: Iterable[str]) -> list[str]:
 class SqsApi:
     """SQS actions over the embedded queue file ``path``; ARNs use ``region`` and ``account``."""
 
-    def __init__(self, path: str | Path, *, region: str, account: str) -> None:
+    def __init__(
+        self, path: str | Path, *, region: str, account: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """``clock`` (seconds) times the one-purge-per-60-s rule; tests pass their own."""
         self.path = Path(path)
         self.region = region
         self.account = account
@@ -145,6 +126,7 @@ class SqsApi:
             "DeleteMessage": self.delete_message,
             "ChangeMessageVisibility": self.change_message_visibility,
             "GetQueueAttributes": self.get_queue_attributes,
+            **SqsBatchActions(self, clock=clock).actions(),
         }
 
     def close(self) -> None:
@@ -164,28 +146,8 @@ class SqsApi:
             )
         try:
             return handler(params, endpoint)
-        except AwsError:
-            raise
-        except StaleReceipt as exc:
-            raise sqs_error("ReceiptHandleIsInvalid", exc.message) from None
-        except PayloadTooLarge as exc:
-            raise invalid_parameter(f"One or more parameters are invalid. Reason: {exc.message}") from None
-        except ValidationError as exc:
-            if exc.field == "receipt":
-                raise sqs_error("ReceiptHandleIsInvalid", exc.message) from None
-            if exc.field == "body":
-                raise sqs_error("InvalidMessageContents", exc.message) from None
-            raise invalid_parameter(exc.message) from None
-        except BatchlaneError as exc:
-            if exc.status < 500:
-                raise invalid_parameter(exc.message) from None
-            log.exception("AmazonSQS.%s failed", action)
-            raise sqs_error(exc.code, exc.message, status=exc.status, sender=False) from None
-        except Exception:
-            log.exception("AmazonSQS.%s failed", action)
-            raise sqs_error(
-                "InternalFailure", "An internal error occurred; see the server log", status=500, sender=False
-            ) from None
+        except Exception as exc:
+            raise error_of(exc, action) from None
 
     # -- queues ------------------------------------------------------------------------------------------------
     def queue_url(self, endpoint: str, name: str) -> str:
@@ -205,7 +167,7 @@ class SqsApi:
                 queue = self._queues[name] = SqliteQueue(self.path, name)
             return queue
 
-    def _queue(self, params: Mapping[str, Any]) -> SqliteQueue:
+    def queue_of(self, params: Mapping[str, Any]) -> SqliteQueue:
         url = params.get("QueueUrl")
         if not isinstance(url, str) or not url:
             raise sqs_error("MissingParameter", "The request must contain the parameter QueueUrl.")
@@ -309,7 +271,7 @@ class SqsApi:
         return {"QueueUrls": urls[:limit]} if urls else {}
 
     def get_queue_attributes(self, params: dict[str, Any], endpoint: str) -> dict[str, Any]:
-        queue = self._queue(params)
+        queue = self.queue_of(params)
         names = params.get("AttributeNames") or []
         unknown = [n for n in names if n != "All" and n not in _QUEUE_ATTRIBUTES]
         if unknown:
@@ -348,7 +310,9 @@ class SqsApi:
 
     # -- messages ----------------------------------------------------------------------------------------------
     @staticmethod
-    def _number(params: Mapping[str, Any], key: str, low: int, high: int, default: int | None) -> int | None:
+    def number_param(
+        params: Mapping[str, Any], key: str, low: int, high: int, default: int | None
+    ) -> int | None:
         value = params.get(key, default)
         if value is None:
             return None
@@ -359,7 +323,28 @@ class SqsApi:
         return value
 
     def send_message(self, params: dict[str, Any], endpoint: str) -> dict[str, Any]:
-        queue = self._queue(params)
+        queue = self.queue_of(params)
+        entry, attributes = self.send_entry(queue, params)
+        return self.sent(entry, attributes, queue.send(**vars(entry)))
+
+    @staticmethod
+    def sent(
+        entry: SendEntry, attributes: Mapping[str, Mapping[str, Any]], message_id: str
+    ) -> dict[str, Any]:
+        """SendMessage's answer (also a SendMessageBatch ``Successful`` entry, less its Id)."""
+        answer = {
+            "MessageId": message_id,
+            "MD5OfMessageBody": hashlib.md5(entry.body.encode(), usedforsecurity=False).hexdigest(),
+        }
+        if attributes:
+            answer["MD5OfMessageAttributes"] = md5_of_attributes(attributes)
+        return answer
+
+    def send_entry(
+        self, queue: SqliteQueue, params: Mapping[str, Any]
+    ) -> tuple[SendEntry, dict[str, dict[str, str]]]:
+        """SendMessage's parameters (or one SendMessageBatch entry's) as a SendEntry, plus the message attributes
+        as sent (for their MD5); AwsError naming the parameter if one is wrong."""
         body = params.get("MessageBody")
         if not isinstance(body, str) or not body:
             raise sqs_error("MissingParameter", "The request must contain the parameter MessageBody.")
@@ -367,7 +352,7 @@ class SqsApi:
             raise invalid_parameter(
                 "The request include parameter that is not valid for this queue type: MessageGroupId"
             )
-        delay = self._number(params, "DelaySeconds", 0, MAX_DELAY_S, 0)
+        delay = self.number_param(params, "DelaySeconds", 0, MAX_DELAY_S, 0)
         attributes: dict[str, dict[str, str]] = {}
         for name, value in (params.get("MessageAttributes") or {}).items():
             data_type = value.get("DataType") if isinstance(value, Mapping) else None
@@ -379,25 +364,19 @@ class SqsApi:
             if not isinstance(value.get("StringValue"), str):
                 raise invalid_parameter(f"Message attribute {name!r} must have a StringValue")
             attributes[name] = {"DataType": data_type, "StringValue": value["StringValue"]}
-        message_id = queue.send(
+        entry = SendEntry(
             body,
             dedup_id=params.get("MessageDeduplicationId"),
             delay_s=delay or 0,
             attributes={name: value["StringValue"] for name, value in attributes.items()},
         )
-        answer = {
-            "MessageId": message_id,
-            "MD5OfMessageBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
-        }
-        if attributes:
-            answer["MD5OfMessageAttributes"] = md5_of_attributes(attributes)
-        return answer
+        return entry, attributes
 
     def receive_message(self, params: dict[str, Any], endpoint: str) -> dict[str, Any]:
-        queue = self._queue(params)
-        count = self._number(params, "MaxNumberOfMessages", 1, MAX_MESSAGES_PER_RECEIVE, 1)
-        wait = self._number(params, "WaitTimeSeconds", 0, MAX_WAIT_S, 0)
-        visibility = self._number(params, "VisibilityTimeout", 0, MAX_VISIBILITY_TIMEOUT_S, None)
+        queue = self.queue_of(params)
+        count = self.number_param(params, "MaxNumberOfMessages", 1, MAX_MESSAGES_PER_RECEIVE, 1)
+        wait = self.number_param(params, "WaitTimeSeconds", 0, MAX_WAIT_S, 0)
+        visibility = self.number_param(params, "VisibilityTimeout", 0, MAX_VISIBILITY_TIMEOUT_S, None)
         messages = queue.receive(max_messages=count or 1, wait_s=wait or 0, visibility_timeout_s=visibility)
         system_names = [
             *(params.get("AttributeNames") or []),
@@ -433,13 +412,13 @@ class SqsApi:
         return {"Messages": out} if out else {}
 
     def delete_message(self, params: dict[str, Any], endpoint: str) -> dict[str, Any]:
-        queue = self._queue(params)
+        queue = self.queue_of(params)
         queue.delete(self._receipt(params))
         return {}
 
     def change_message_visibility(self, params: dict[str, Any], endpoint: str) -> dict[str, Any]:
-        queue = self._queue(params)
-        timeout = self._number(params, "VisibilityTimeout", 0, MAX_VISIBILITY_TIMEOUT_S, None)
+        queue = self.queue_of(params)
+        timeout = self.number_param(params, "VisibilityTimeout", 0, MAX_VISIBILITY_TIMEOUT_S, None)
         if timeout is None:
             raise sqs_error("MissingParameter", "The request must contain the parameter VisibilityTimeout.")
         queue.change_visibility(self._receipt(params), timeout)

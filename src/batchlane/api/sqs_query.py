@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from xml.etree import ElementTree
 
-from batchlane.api.sqs import invalid_parameter
+from batchlane.api.sqs_errors import invalid_parameter
 
 _INT_PARAMS = frozenset(
     {"DelaySeconds", "MaxNumberOfMessages", "VisibilityTimeout", "WaitTimeSeconds", "MaxResults"}
@@ -22,17 +22,36 @@ _LIST_PARAMS = {
     "MessageAttributeName": "MessageAttributeNames",
     "MessageSystemAttributeName": "MessageSystemAttributeNames",
 }
+# The query protocol's names for the Entries of each batch action (``SendMessageBatchRequestEntry.1.Id``, …).
+_BATCH_ENTRIES = (
+    "SendMessageBatchRequestEntry",
+    "DeleteMessageBatchRequestEntry",
+    "ChangeMessageVisibilityBatchRequestEntry",
+)
 _INDEXED = re.compile(r"(?P<prefix>[A-Za-z]+)\.(?P<index>\d+)(?:\.(?P<rest>.+))?")
+
+
+# The element of each batch action's Successful entries in its XML answer.
+_BATCH_RESULT_ENTRIES = {
+    "SendMessageBatch": "SendMessageBatchResultEntry",
+    "DeleteMessageBatch": "DeleteMessageBatchResultEntry",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibilityBatchResultEntry",
+}
 
 
 def params_from_query(pairs: Iterable[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
     """(Action, JSON-shaped parameters) from query-protocol form fields (``AttributeName.1``, ``MessageAttribute.1.
-    Name``, ``MessageAttribute.1.Value.StringValue``, ``Attribute.1.Name``/``.Value``, …)."""
+    Name``, ``MessageAttribute.1.Value.StringValue``, ``Attribute.1.Name``/``.Value``,
+    ``SendMessageBatchRequestEntry.1.Id``, …)."""
     flat: dict[str, str] = {}
     for key, value in pairs:
         flat[key] = value
     action = flat.pop("Action", "")
     flat.pop("Version", None)
+    return action, _params(flat)
+
+
+def _params(flat: Mapping[str, str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     lists: dict[str, dict[int, str]] = {}
     maps: dict[str, dict[int, dict[str, str]]] = {}
@@ -52,7 +71,7 @@ def params_from_query(pairs: Iterable[tuple[str, str]]) -> tuple[str, dict[str, 
         prefix, index, rest = match["prefix"], int(match["index"]), match["rest"]
         if prefix in _LIST_PARAMS and rest is None:
             lists.setdefault(_LIST_PARAMS[prefix], {})[index] = value
-        elif prefix in ("MessageAttribute", "Attribute") and rest:
+        elif prefix in ("MessageAttribute", "Attribute", *_BATCH_ENTRIES) and rest:
             maps.setdefault(prefix, {}).setdefault(index, {})[rest] = value
     for name, items in lists.items():
         params[name] = [items[i] for i in sorted(items)]
@@ -67,13 +86,16 @@ def params_from_query(pairs: Iterable[tuple[str, str]]) -> tuple[str, dict[str, 
         if "Name" not in entry or "Value" not in entry:
             raise invalid_parameter(f"Attribute.{index} needs a Name and a Value")
         params.setdefault("Attributes", {})[entry["Name"]] = entry["Value"]
-    return action, params
+    for prefix in _BATCH_ENTRIES:
+        if prefix in maps:  # each entry's fields are flattened like a request's own
+            params["Entries"] = [_params(entry) for _, entry in sorted(maps[prefix].items())]
+    return params
 
 
 def result_xml(action: str, result: Mapping[str, Any]) -> ElementTree.Element:
     """The query protocol's ``<ActionResponse>`` for ``result`` (ResponseMetadata is added by the caller)."""
     root = ElementTree.Element(f"{action}Response")
-    if action in ("DeleteMessage", "ChangeMessageVisibility"):
+    if action in ("DeleteMessage", "ChangeMessageVisibility", "PurgeQueue"):
         return root
     node = ElementTree.SubElement(root, f"{action}Result")
 
@@ -95,6 +117,15 @@ def result_xml(action: str, result: Mapping[str, Any]) -> ElementTree.Element:
         for key in ("MessageId", "MD5OfMessageBody", "MD5OfMessageAttributes"):
             if key in result:
                 text(node, key, result[key])
+    elif action in _BATCH_RESULT_ENTRIES:
+        for entry in result.get("Successful", []):
+            item = ElementTree.SubElement(node, _BATCH_RESULT_ENTRIES[action])
+            for key, value in entry.items():
+                text(item, key, value)
+        for entry in result.get("Failed", []):
+            item = ElementTree.SubElement(node, "BatchResultErrorEntry")
+            for key, value in entry.items():
+                text(item, key, str(value).lower() if isinstance(value, bool) else value)
     elif action == "GetQueueAttributes":
         pairs(node, "Attribute", result.get("Attributes", {}))
     elif action == "ReceiveMessage":

@@ -13,14 +13,16 @@ endpoint speaking its API). :func:`batchlane.queue.open_queue` picks one from a 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from batchlane.errors import PayloadTooLarge, ValidationError
+from batchlane.errors import BatchlaneError, PayloadTooLarge, ValidationError
 
 MAX_BODY_BYTES = 1 << 20  # SQS's limit: 1 MiB (SendMessage)
 MAX_MESSAGES_PER_RECEIVE = 10
+MAX_BATCH_ENTRIES = 10  # SQS's limit per SendMessageBatch / DeleteMessageBatch / ChangeMessageVisibilityBatch
+MAX_BATCH_BYTES = MAX_BODY_BYTES  # SQS: the messages of one SendMessageBatch together, 1 MiB
 MAX_WAIT_S = 20  # SQS long polling: 0-20 s
 MAX_VISIBILITY_TIMEOUT_S = 43_200  # 12 h
 MAX_DELAY_S = 900
@@ -92,6 +94,21 @@ class DeadLetter:
 Receipt = Message | str
 
 
+@dataclass(frozen=True)
+class SendEntry:
+    """One message of ``send_batch``: the arguments ``send`` takes."""
+
+    body: str
+    dedup_id: str | None = None
+    delay_s: int = 0
+    attributes: Mapping[str, str] | None = None
+
+
+# Per entry of a batch call, in entry order: what succeeded, or the error the single call would have raised.
+SendOutcome = str | BatchlaneError  # the message id
+Outcome = BatchlaneError | None
+
+
 @runtime_checkable
 class Queue(Protocol):
     """A queue with SQS semantics. ``name`` is the queue's name, ``url`` a string ``open_queue`` accepts."""
@@ -116,12 +133,24 @@ class Queue(Protocol):
         """Lease up to ``max_messages`` (1-10) visible messages; wait up to ``wait_s`` (0-20) for the first one."""
         ...
 
+    def send_batch(self, entries: Sequence[SendEntry]) -> list[SendOutcome]:
+        """Enqueue several messages in one call; per entry, its message id or why it was refused."""
+        ...
+
     def delete(self, receipt: Receipt) -> None:
         """Acknowledge: remove the message for good."""
         ...
 
+    def delete_batch(self, receipts: Sequence[Receipt]) -> list[Outcome]:
+        """``delete`` for several receipts in one call; per receipt, None or why it was refused."""
+        ...
+
     def change_visibility(self, receipt: Receipt, timeout_s: int, *, reason: str | None = None) -> None:
         """Hide the message for ``timeout_s`` from now (heartbeat); 0 releases it at once (nack)."""
+        ...
+
+    def change_visibility_batch(self, changes: Sequence[tuple[Receipt, int]]) -> list[Outcome]:
+        """``change_visibility`` for several (receipt, timeout_s) pairs in one call; per pair, None or why not."""
         ...
 
     def nack(self, receipt: Receipt, reason: str | None = None) -> None:

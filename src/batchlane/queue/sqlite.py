@@ -28,14 +28,14 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from batchlane.errors import NotFound, StaleReceipt, ValidationError
+from batchlane.errors import BatchlaneError, NotFound, StaleReceipt, ValidationError
 from batchlane.queue.base import (
     DEAD_LETTER_SUFFIX,
     DEFAULT_MAX_RECEIVE_COUNT,
@@ -48,7 +48,10 @@ from batchlane.queue.base import (
     MAX_WAIT_S,
     DeadLetter,
     Message,
+    Outcome,
     Receipt,
+    SendEntry,
+    SendOutcome,
     check_range,
     dead_letter_name,
     receipt_of,
@@ -104,6 +107,25 @@ def _append(history_json: str, entry: dict[str, Any]) -> str:
     history = json.loads(history_json)
     history.append(entry)
     return json.dumps(history[-HISTORY_LIMIT:])
+
+
+def _checked(entry: SendEntry) -> str:
+    """Validate one message to send; its attributes as stored (JSON)."""
+    validate_body(entry.body)
+    check_range(entry.delay_s, 0, MAX_DELAY_S, "delay_s")
+    dedup_id = entry.dedup_id
+    if dedup_id is not None and not (isinstance(dedup_id, str) and 0 < len(dedup_id) <= 128):
+        raise ValidationError("dedup_id must be 1-128 characters", field="dedup_id")
+    return json.dumps(_clean_attributes(entry.attributes))
+
+
+def _attempt(action: Callable[..., None], *args: Any) -> Outcome:
+    """Run one entry of a batch: None if it succeeded, the refusal if it raised one (nothing was written then)."""
+    try:
+        action(*args)
+    except BatchlaneError as exc:
+        return exc
+    return None
 
 
 def _parse_receipt(receipt: Receipt) -> tuple[str, str]:
@@ -236,29 +258,48 @@ class SqliteQueue:
         attributes: Mapping[str, str] | None = None,
     ) -> str:
         """Enqueue ``body``; a ``dedup_id`` seen on this queue in the last 5 minutes returns the earlier id."""
-        validate_body(body)
-        check_range(delay_s, 0, MAX_DELAY_S, "delay_s")
-        if dedup_id is not None and not (isinstance(dedup_id, str) and 0 < len(dedup_id) <= 128):
-            raise ValidationError("dedup_id must be 1-128 characters", field="dedup_id")
-        attrs = json.dumps(_clean_attributes(attributes))
-        now = self._clock()
+        entry = SendEntry(body, dedup_id, delay_s, attributes)
+        attrs = _checked(entry)
         with self._tx() as conn:
             self._config(conn)
-            if dedup_id is not None:
-                conn.execute("DELETE FROM dedup WHERE sent_at <= ?", (now - DEDUP_WINDOW_S,))
-                seen = conn.execute(
-                    "SELECT message_id FROM dedup WHERE queue = ? AND dedup_id = ?", (self.name, dedup_id)
-                ).fetchone()
-                if seen is not None:
-                    return seen["message_id"]
-            message_id = str(uuid.uuid4())
+            return self._insert(conn, entry, attrs, self._clock())
+
+    def send_batch(self, entries: Sequence[SendEntry]) -> list[SendOutcome]:
+        """``send`` for each entry, in one transaction; per entry, its message id or the error ``send`` raises."""
+        out: list[SendOutcome] = []
+        checked: list[tuple[int, SendEntry, str]] = []
+        for index, entry in enumerate(entries):
+            try:
+                checked.append((index, entry, _checked(entry)))
+                out.append("")
+            except BatchlaneError as exc:
+                out.append(exc)
+        if checked:
+            now = self._clock()
+            with self._tx() as conn:
+                self._config(conn)
+                for index, entry, attrs in checked:
+                    out[index] = self._insert(conn, entry, attrs, now)
+        return out
+
+    def _insert(self, conn: sqlite3.Connection, entry: SendEntry, attrs: str, now: float) -> str:
+        if entry.dedup_id is not None:
+            conn.execute("DELETE FROM dedup WHERE sent_at <= ?", (now - DEDUP_WINDOW_S,))
+            seen = conn.execute(
+                "SELECT message_id FROM dedup WHERE queue = ? AND dedup_id = ?", (self.name, entry.dedup_id)
+            ).fetchone()
+            if seen is not None:
+                return seen["message_id"]
+        message_id = str(uuid.uuid4())
+        conn.execute(
+            "INSERT INTO messages (id, queue, body, attributes, sent_at, enqueued_at, visible_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (message_id, self.name, entry.body, attrs, now, now, now + entry.delay_s),
+        )
+        if entry.dedup_id is not None:
             conn.execute(
-                "INSERT INTO messages (id, queue, body, attributes, sent_at, enqueued_at, visible_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (message_id, self.name, body, attrs, now, now, now + delay_s),
+                "INSERT INTO dedup VALUES (?, ?, ?, ?)", (self.name, entry.dedup_id, message_id, now)
             )
-            if dedup_id is not None:
-                conn.execute("INSERT INTO dedup VALUES (?, ?, ?, ?)", (self.name, dedup_id, message_id, now))
         return message_id
 
     def receive(
@@ -366,8 +407,18 @@ class SqliteQueue:
     def delete(self, receipt: Receipt) -> None:
         """Acknowledge the message; StaleReceipt if this delivery's lease is over."""
         with self._tx() as conn:
-            row = self._leased(conn, receipt, self._clock())
-            conn.execute("DELETE FROM messages WHERE seq = ?", (row["seq"],))
+            self._delete(conn, receipt, self._clock())
+
+    def delete_batch(self, receipts: Sequence[Receipt]) -> list[Outcome]:
+        """``delete`` for each receipt, in one transaction; per receipt, None or the StaleReceipt/ValidationError
+        that refused it (the others are deleted all the same)."""
+        now = self._clock()
+        with self._tx() as conn:
+            return [_attempt(self._delete, conn, receipt, now) for receipt in receipts]
+
+    def _delete(self, conn: sqlite3.Connection, receipt: Receipt, now: float) -> None:
+        row = self._leased(conn, receipt, now)
+        conn.execute("DELETE FROM messages WHERE seq = ?", (row["seq"],))
 
     def change_visibility(self, receipt: Receipt, timeout_s: int, *, reason: str | None = None) -> None:
         """Hide the message ``timeout_s`` seconds from now (heartbeat), or release it with 0 (nack).
@@ -376,17 +427,31 @@ class SqliteQueue:
         dead-letter reason quotes if the message later exceeds its receive limit. StaleReceipt if the lease is over.
         """
         check_range(timeout_s, 0, MAX_VISIBILITY_TIMEOUT_S, "timeout_s")
+        with self._tx() as conn:
+            self._change_visibility(conn, receipt, timeout_s, reason, self._clock())
+
+    def change_visibility_batch(self, changes: Sequence[tuple[Receipt, int]]) -> list[Outcome]:
+        """``change_visibility`` for each (receipt, timeout_s), in one transaction; per pair, None or its error."""
         now = self._clock()
         with self._tx() as conn:
-            row = self._leased(conn, receipt, now)
-            history, last_error = row["history"], row["last_error"]
-            if reason is not None:
-                entry = {"at": now, "event": "error", "reason": reason, "receive_count": row["receive_count"]}
-                history, last_error = _append(history, entry), reason
-            conn.execute(
-                "UPDATE messages SET visible_at = ?, lease = ?, history = ?, last_error = ? WHERE seq = ?",
-                (now + timeout_s, row["lease"] if timeout_s else None, history, last_error, row["seq"]),
-            )
+            return [
+                _attempt(self._change_visibility, conn, receipt, timeout_s, None, now)
+                for receipt, timeout_s in changes
+            ]
+
+    def _change_visibility(
+        self, conn: sqlite3.Connection, receipt: Receipt, timeout_s: int, reason: str | None, now: float
+    ) -> None:
+        check_range(timeout_s, 0, MAX_VISIBILITY_TIMEOUT_S, "timeout_s")
+        row = self._leased(conn, receipt, now)
+        history, last_error = row["history"], row["last_error"]
+        if reason is not None:
+            entry = {"at": now, "event": "error", "reason": reason, "receive_count": row["receive_count"]}
+            history, last_error = _append(history, entry), reason
+        conn.execute(
+            "UPDATE messages SET visible_at = ?, lease = ?, history = ?, last_error = ? WHERE seq = ?",
+            (now + timeout_s, row["lease"] if timeout_s else None, history, last_error, row["seq"]),
+        )
 
     def nack(self, receipt: Receipt, reason: str | None = None) -> None:
         """Release the message for redelivery now, recording ``reason`` (see ``change_visibility``)."""

@@ -30,24 +30,29 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit
 
 from batchlane import settings
-from batchlane.errors import NotFound, QueueError, StaleReceipt, ValidationError
+from batchlane.errors import BatchlaneError, NotFound, QueueError, StaleReceipt, ValidationError
 from batchlane.queue.base import (
     DEFAULT_MAX_RECEIVE_COUNT,
     DEFAULT_RETENTION_S,
     DEFAULT_VISIBILITY_TIMEOUT_S,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ENTRIES,
     MAX_DELAY_S,
     MAX_MESSAGES_PER_RECEIVE,
     MAX_VISIBILITY_TIMEOUT_S,
     MAX_WAIT_S,
     DeadLetter,
     Message,
+    Outcome,
     Receipt,
+    SendEntry,
+    SendOutcome,
     check_range,
     dead_letter_name,
     receipt_of,
@@ -119,27 +124,41 @@ def sqs_client(env: Mapping[str, str] | None = None, *, queue_url: str | None = 
     return session.client("sqs", endpoint_url=endpoint, config=config)
 
 
+def _error(what: str, code: str, message: str) -> BatchlaneError:
+    """Our error for an SQS error code: missing queue, stale receipt, bad request, or unavailable."""
+    if code in _NOT_FOUND_CODES:
+        return NotFound(f"{what}: the SQS queue does not exist ({message or code})", field="queue")
+    if code in _STALE_CODES:
+        return StaleReceipt(f"{what}: {code}: {message}", field="receipt")
+    if code in _VALIDATION_CODES:
+        return ValidationError(f"{what}: {code}: {message}")
+    return QueueError(f"{what}: {code or 'error'}: {message}")
+
+
 @contextmanager
 def _aws(what: str) -> Iterator[None]:
-    """Turn botocore failures into our errors: missing queue, stale receipt, bad request, or unavailable."""
+    """Turn botocore failures into our errors (see ``_error``)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         yield
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        code, message = error.get("Code", ""), error.get("Message", "")
-        if code in _NOT_FOUND_CODES:
-            raise NotFound(
-                f"{what}: the SQS queue does not exist ({message or code})", field="queue"
-            ) from exc
-        if code in _STALE_CODES:
-            raise StaleReceipt(f"{what}: {code}: {message}", field="receipt") from exc
-        if code in _VALIDATION_CODES:
-            raise ValidationError(f"{what}: {code}: {message}") from exc
-        raise QueueError(f"{what}: {code or 'error'}: {message}") from exc
+        raise _error(what, error.get("Code", ""), error.get("Message", "")) from exc
     except BotoCoreError as exc:
         raise QueueError(f"{what}: {exc}") from exc
+
+
+def _chunks(sizes: Sequence[int]) -> Iterator[range]:
+    """Index ranges of at most 10 entries whose sizes add up to at most 1 MiB: SQS's limits per batch call."""
+    start, total = 0, 0
+    for index, size in enumerate(sizes):
+        if index > start and (index - start == MAX_BATCH_ENTRIES or total + size > MAX_BATCH_BYTES):
+            yield range(start, index)
+            start, total = index, 0
+        total += size
+    if start < len(sizes):
+        yield range(start, len(sizes))
 
 
 def _string_attributes(message: Mapping[str, Any]) -> dict[str, str]:
@@ -199,26 +218,56 @@ class SqsQueue:
         attributes: Mapping[str, str] | None = None,
     ) -> str:
         """SendMessage; ``dedup_id`` is the MessageDeduplicationId on FIFO queues, an attribute otherwise."""
-        validate_body(body)
-        check_range(delay_s, 0, MAX_DELAY_S, "delay_s")
-        attrs = dict(attributes or {})
-        params: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": body}
-        if delay_s:
-            params["DelaySeconds"] = int(delay_s)
+        params = self._send_params(SendEntry(body, dedup_id, delay_s, attributes))
+        with _aws(f"send to {self.name}"):
+            return self._client.send_message(QueueUrl=self.url, **params)["MessageId"]
+
+    def send_batch(self, entries: Sequence[SendEntry]) -> list[SendOutcome]:
+        """SendMessageBatch, in calls of at most 10 entries and 1 MiB; per entry, its message id or its error
+        (checked here first, or SQS's ``Failed`` entry). A call that fails as a whole raises."""
+        out: list[SendOutcome] = []
+        wanted: dict[int, dict[str, Any]] = {}
+        for index, entry in enumerate(entries):
+            try:
+                wanted[index] = self._send_params(entry)
+                out.append("")
+            except BatchlaneError as exc:
+                out.append(exc)
+        indexes = list(wanted)
+        sizes = [len(wanted[i]["MessageBody"].encode()) for i in indexes]
+        for chunk in _chunks(sizes):
+            batch = [{"Id": str(indexes[i]), **wanted[indexes[i]]} for i in chunk]
+            with _aws(f"send to {self.name}"):
+                answer = self._client.send_message_batch(QueueUrl=self.url, Entries=batch)
+            for done in answer.get("Successful", []):
+                out[int(done["Id"])] = done["MessageId"]
+            for failed in answer.get("Failed", []):
+                out[int(failed["Id"])] = _error(
+                    f"send to {self.name}", failed["Code"], failed.get("Message", "")
+                )
+        return out
+
+    def _send_params(self, entry: SendEntry) -> dict[str, Any]:
+        """SendMessage's parameters (without QueueUrl) for ``entry``, checked as SQS would check them."""
+        validate_body(entry.body)
+        check_range(entry.delay_s, 0, MAX_DELAY_S, "delay_s")
+        attrs = dict(entry.attributes or {})
+        params: dict[str, Any] = {"MessageBody": entry.body}
+        if entry.delay_s:
+            params["DelaySeconds"] = int(entry.delay_s)
         if self.fifo:
             params["MessageGroupId"] = "batchlane"
-            if dedup_id is not None:
-                params["MessageDeduplicationId"] = dedup_id
-        elif dedup_id is not None:
-            attrs[ATTR_DEDUP_ID] = dedup_id
+            if entry.dedup_id is not None:
+                params["MessageDeduplicationId"] = entry.dedup_id
+        elif entry.dedup_id is not None:
+            attrs[ATTR_DEDUP_ID] = entry.dedup_id
         if len(attrs) > MAX_ATTRIBUTES:
             raise ValidationError(f"SQS allows at most {MAX_ATTRIBUTES} message attributes, got {len(attrs)}")
         if attrs:
             params["MessageAttributes"] = {
                 k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()
             }
-        with _aws(f"send to {self.name}"):
-            return self._client.send_message(**params)["MessageId"]
+        return params
 
     def receive(
         self, max_messages: int = 1, wait_s: float = 0, visibility_timeout_s: int | None = None
@@ -265,6 +314,48 @@ class SqsQueue:
             self._client.delete_message(QueueUrl=self.url, ReceiptHandle=handle)
         with self._lock:
             self._received.pop(handle, None)
+
+    def delete_batch(self, receipts: Sequence[Receipt]) -> list[Outcome]:
+        """DeleteMessageBatch, 10 receipts per call; per receipt, None or SQS's refusal (not fenced, as ``delete``)."""
+        handles = [receipt_of(r) for r in receipts]
+        out = self._batch(
+            "delete from", self._client.delete_message_batch, [{"ReceiptHandle": h} for h in handles]
+        )
+        with self._lock:
+            for handle, outcome in zip(handles, out, strict=True):
+                if outcome is None:
+                    self._received.pop(handle, None)
+        return out
+
+    def change_visibility_batch(self, changes: Sequence[tuple[Receipt, int]]) -> list[Outcome]:
+        """ChangeMessageVisibilityBatch, 10 pairs per call; per (receipt, timeout_s), None or its error."""
+        entries: list[dict[str, Any] | BatchlaneError] = []
+        for receipt, timeout_s in changes:
+            try:
+                check_range(timeout_s, 0, MAX_VISIBILITY_TIMEOUT_S, "timeout_s")
+                entries.append({"ReceiptHandle": receipt_of(receipt), "VisibilityTimeout": int(timeout_s)})
+            except BatchlaneError as exc:
+                entries.append(exc)
+        return self._batch("change visibility on", self._client.change_message_visibility_batch, entries)
+
+    def _batch(
+        self,
+        what: str,
+        call: Callable[..., dict[str, Any]],
+        entries: Sequence[dict[str, Any] | BatchlaneError],
+    ) -> list[Outcome]:
+        """Run a receipt batch call in chunks of 10; entries that are already errors are not sent."""
+        out: list[Outcome] = [e if isinstance(e, BatchlaneError) else None for e in entries]
+        indexes = [i for i, e in enumerate(entries) if not isinstance(e, BatchlaneError)]
+        for start in range(0, len(indexes), MAX_BATCH_ENTRIES):
+            chunk = indexes[start : start + MAX_BATCH_ENTRIES]
+            with _aws(f"{what} {self.name}"):
+                answer = call(QueueUrl=self.url, Entries=[{"Id": str(i), **entries[i]} for i in chunk])
+            for failed in answer.get("Failed", []):
+                out[int(failed["Id"])] = _error(
+                    f"{what} {self.name}", failed["Code"], failed.get("Message", "")
+                )
+        return out
 
     def change_visibility(self, receipt: Receipt, timeout_s: int, *, reason: str | None = None) -> None:
         """ChangeMessageVisibility; ``reason`` is only logged (SQS messages cannot carry it)."""
