@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import struct
 import threading
 import time
@@ -43,8 +42,6 @@ from batchlane.queue.base import (
 )
 from batchlane.queue.sqlite import SqliteQueue
 from batchlane.queue.sqlite_db import QueueDatabase
-
-log = logging.getLogger(__name__)
 
 SERVICE = "sqs"
 TARGET_PREFIX = "AmazonSQS"

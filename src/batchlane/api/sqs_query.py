@@ -1,8 +1,9 @@
 """The SQS query protocol (botocore before 1.31.64, other SDKs' older releases): form fields in, XML out.
 
-``params_from_query`` turns flattened form fields (``AttributeName.1``, ``MessageAttribute.1.Name``, …) into the
-JSON protocol's shapes so ``sqs.SqsApi`` serves both protocols with one implementation; ``result_xml`` renders an
-action's result as the query protocol's ``<ActionResponse>``.
+``params_from_query`` turns flattened form fields (``AttributeName.1``, ``MessageAttribute.1.Name``,
+``SendMessageBatchRequestEntry.1.Id``, …) into the JSON protocol's shapes so ``sqs.SqsApi`` serves both protocols with
+one implementation; ``result_xml`` renders an action's result as the query protocol's ``<ActionResponse>`` (batch
+results as ``<…ResultEntry>`` and ``<BatchResultErrorEntry>`` elements).
 """
 
 from __future__ import annotations

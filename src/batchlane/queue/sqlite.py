@@ -271,7 +271,7 @@ class SqliteQueue:
         for index, entry in enumerate(entries):
             try:
                 checked.append((index, entry, _checked(entry)))
-                out.append("")
+                out.append("")  # the message id, once sent
             except BatchlaneError as exc:
                 out.append(exc)
         if checked:

@@ -230,7 +230,7 @@ class SqsQueue:
         for index, entry in enumerate(entries):
             try:
                 wanted[index] = self._send_params(entry)
-                out.append("")
+                out.append("")  # the message id, once sent
             except BatchlaneError as exc:
                 out.append(exc)
         indexes = list(wanted)
