@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 import zipfile
@@ -20,7 +22,7 @@ from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.models import ModelRegistry, ModelSpec
 from tests.conftest import free_port, wait_for_http
-from tests.models import CLI, ECHO_ENV, run_job, transform_request
+from tests.models import CLI, ECHO_ENV, run_job, transform_request, wait_until
 
 INFERENCE = """\
 import reqdemo
@@ -214,3 +216,34 @@ def test_a_transform_job_fails_with_the_install_error(tmp_path: Path) -> None:
     assert "requirements.txt failed: No matching distribution found for nosuchpackage-batchlane" in (
         record.failure_reason
     )
+
+
+def test_sigterm_during_the_install_stops_pip_and_keeps_nothing(tmp_path: Path) -> None:
+    import psutil
+
+    home = tmp_path / "home"
+    with socket.socket() as index:  # an index that accepts connections and never answers: pip waits on it
+        index.bind(("127.0.0.1", 0))
+        index.listen(8)
+        url = f"http://127.0.0.1:{index.getsockname()[1]}/"
+        model = model_dir(tmp_path / "model", f"--no-index\n--find-links {url}\nreqdemo==0.1\n")
+        process = subprocess.Popen(
+            [*CLI, "serve", "--model-dir", str(model), "--port", str(free_port())],
+            env=_env(home),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            pip = wait_until(lambda: psutil.Process(process.pid).children(recursive=True), timeout=60)
+            assert list((home / "requirements").glob(".*-*"))  # the temporary folder pip installs into
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    _, alive = psutil.wait_procs(pip, timeout=10)
+    assert not alive  # pip did not outlive the server
+    assert sorted(p.name for p in (home / "requirements").iterdir() if not p.name.endswith(".lock")) == []

@@ -60,12 +60,25 @@ class RequirementsError(ModelLoadError):
     """``pip install -r code/requirements.txt`` failed; the message names the file and pip's reason."""
 
 
+def _name_and_version(dist: importlib.metadata.Distribution) -> tuple[str, str]:
+    # Only the header: ``dist.metadata`` parses the whole file as e-mail, ~3 ms a package, too slow for every start.
+    name = version = ""
+    for line in (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").splitlines():
+        if not line:
+            break
+        if line.startswith("Name:"):
+            name = line[5:].strip()
+        elif line.startswith("Version:"):
+            version = line[8:].strip()
+    return name, version
+
+
 def pinned_distributions() -> list[str]:
     """``name==version`` for every distribution importable by this interpreter (the first found wins, as imports)."""
     pins: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        name, version = dist.metadata["Name"], dist.version
-        if not name or not version or not _NAME.match(name) or not _VERSION.match(version):
+        name, version = _name_and_version(dist)
+        if not _NAME.match(name) or not _VERSION.match(version):
             continue
         key = re.sub(r"[-_.]+", "-", name).lower()
         pins.setdefault(key, f"{key}=={version}")
@@ -235,7 +248,12 @@ def ensure_installed(requirements: Path, cache_dir: Path) -> Path:
         try:
             with _terminate_raises():
                 _install(requirements, staging, constraints)
-            staging.rename(target)
+            staging.chmod(0o755)  # mkdtemp's 0700 would hide the packages from other users of a shared home
+            try:
+                staging.rename(target)
+            except OSError:
+                if not target.is_dir():  # not a lost race (a system without flock): a real failure
+                    raise
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
