@@ -21,6 +21,7 @@ import pytest
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.models import ModelRegistry, ModelSpec
+from batchlane.serving.requirements import ensure_installed, site_dirs
 from tests.conftest import free_port, wait_for_http
 from tests.models import CLI, ECHO_ENV, run_job, transform_request, wait_until
 
@@ -247,3 +248,11 @@ def test_sigterm_during_the_install_stops_pip_and_keeps_nothing(tmp_path: Path) 
     _, alive = psutil.wait_procs(pip, timeout=10)
     assert not alive  # pip did not outlive the server
     assert sorted(p.name for p in (home / "requirements").iterdir() if not p.name.endswith(".lock")) == []
+
+
+def test_a_relative_home_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model_dir(tmp_path / "model", f"{LOCAL}reqdemo==0.1\n")
+    monkeypatch.chdir(tmp_path)
+    target = ensure_installed(Path("model/code/requirements.txt"), Path("home/requirements"))
+    assert target.parent == tmp_path / "home" / "requirements"
+    assert (site_dirs(target)[0] / "reqdemo.py").is_file()

@@ -231,7 +231,8 @@ def ensure_installed(requirements: Path, cache_dir: Path) -> Path:
     Raises ``RequirementsError`` (a ``ModelLoadError``) naming the file and pip's reason when pip fails; nothing is
     cached then, so the next start tries again.
     """
-    requirements = requirements.resolve()
+    # pip runs in code/, so both paths must not be relative to here.
+    requirements, cache_dir = requirements.resolve(), cache_dir.absolute()
     constraints = "".join(f"{pin}\n" for pin in pinned_distributions())
     key = cache_key(requirements.read_bytes(), constraints)
     target = cache_dir / key
