@@ -62,6 +62,9 @@ BATCHLANE_RUNTIME = "BATCHLANE_RUNTIME"
 BATCHLANE_QUANTIZE = "BATCHLANE_QUANTIZE"
 BATCHLANE_ONNX_CACHE = "BATCHLANE_ONNX_CACHE"
 BATCHLANE_MAX_BATCH_DELAY_MS = "BATCHLANE_MAX_BATCH_DELAY_MS"
+# `batchlane serve`: pip-install code/requirements.txt into <home>/requirements before importing inference.py
+# (true by default, as SageMaker does; false/0/no/off turns it off).
+BATCHLANE_INSTALL_REQUIREMENTS = "BATCHLANE_INSTALL_REQUIREMENTS"
 
 # The control plane (`batchlane server`): the key pair (or a credentials file) requests must be signed with.
 BATCHLANE_ACCESS_KEY_ID = "BATCHLANE_ACCESS_KEY_ID"
@@ -100,6 +103,23 @@ def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
         ) from None
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE | _FALSE:
+        return raw in _TRUE
+    from batchlane.errors import ValidationError
+
+    raise ValidationError(
+        f"environment variable {name} must be true or false, got {env[name].strip()!r}", field=name
+    )
+
+
 # Files whose presence means "running inside a container" (Docker, Podman); there the server binds 0.0.0.0.
 CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")
 
@@ -130,6 +150,11 @@ def onnx_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     if env.get(BATCHLANE_ONNX_CACHE, "").strip():
         return Path(env[BATCHLANE_ONNX_CACHE].strip()).expanduser()
     return home_dir(env) / "onnx"
+
+
+def requirements_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where ``code/requirements.txt`` packages are installed, one folder per file and environment."""
+    return home_dir(os.environ if env is None else env) / "requirements"
 
 
 def default_db_path(env: Mapping[str, str] | None = None) -> Path:
@@ -164,6 +189,8 @@ class ServeSettings:
     quantize: str | None = None
     max_batch_delay_ms: str | None = None
     onnx_cache: Path = field(default_factory=onnx_cache_dir)
+    install_requirements: bool = True
+    requirements_cache: Path = field(default_factory=requirements_cache_dir)
     submit_directory: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
@@ -196,12 +223,14 @@ class ServeSettings:
             "quantize": env.get(BATCHLANE_QUANTIZE, "").strip() or None,
             "max_batch_delay_ms": env.get(BATCHLANE_MAX_BATCH_DELAY_MS, "").strip() or None,
             "onnx_cache": onnx_cache_dir(env),
+            "install_requirements": _bool(env, BATCHLANE_INSTALL_REQUIREMENTS, True),
+            "requirements_cache": requirements_cache_dir(env),
             "submit_directory": env.get(SAGEMAKER_SUBMIT_DIRECTORY, "").strip() or None,
             "host": default_host(env),
             "extra_env": dict(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("model_dir", "onnx_cache"):
+        for key in ("model_dir", "onnx_cache", "requirements_cache"):
             if isinstance(values[key], str):
                 values[key] = Path(values[key])
         return cls(**values)  # type: ignore[arg-type]

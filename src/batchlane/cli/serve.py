@@ -89,6 +89,13 @@ def register(app: typer.Typer) -> None:
             help="int8: dynamic int8 quantisation, with --runtime onnx (env BATCHLANE_QUANTIZE; default none).",
             show_default=False,
         ),
+        install_requirements: bool = typer.Option(
+            None,
+            "--install-requirements/--no-install-requirements",
+            help="pip-install the model's code/requirements.txt before loading inference.py, into a cache under "
+            "BATCHLANE_HOME reused while the file is unchanged (env BATCHLANE_INSTALL_REQUIREMENTS; default on).",
+            show_default=False,
+        ),
     ) -> None:
         """Serve a model with the SageMaker container contract: GET /ping, GET /execution-parameters, POST /invocations."""
         from batchlane.serving.server import run_server
@@ -107,6 +114,7 @@ def register(app: typer.Typer) -> None:
             threads=threads,
             runtime=runtime,
             quantize=quantize,
+            install_requirements=install_requirements,
             max_batch_delay_ms=None if max_batch_delay_ms is None else f"{max_batch_delay_ms:g}",
         )
         run_server(settings)

@@ -5,7 +5,8 @@ SageMaker semantics (inference toolkit ``Transformer``) with the improvements of
 * The module is ``<code dir>/<SAGEMAKER_PROGRAM or inference.py>``; the code dir is ``SAGEMAKER_SUBMIT_DIRECTORY``
   when it names a local folder, else ``<model dir>/code``. It goes to the front of ``sys.path`` so sibling imports
   work. A program that was named explicitly but does not exist is a start-up error; a missing default
-  ``inference.py`` means "use the default handler". The log says which file was loaded.
+  ``inference.py`` means "use the default handler". The log says which file was loaded. A ``requirements.txt`` in
+  the code dir is pip-installed first (``serving.requirements``), unless turned off.
 * Hooks: ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn`` or ``transform_fn``, plus ``pre_model_fn`` and
   ``model_warmup_fn``; each may take one trailing ``context`` parameter. The arity is checked at start-up, and
   ``transform_fn`` together with input/predict/output_fn is refused there too. Missing hooks come from ``defaults``.
@@ -33,6 +34,7 @@ from batchlane import codecs, content_types
 from batchlane import settings as settings_mod
 from batchlane.errors import BatchlaneError, ModelError, ModelLoadError
 from batchlane.serving.context import Context
+from batchlane.serving.requirements import REQUIREMENTS_FILE, activate
 from batchlane.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -133,9 +135,24 @@ def _program_named_explicitly(settings: ServeSettings) -> bool:
     return settings.program != "inference.py" or bool(settings.extra_env.get(settings_mod.SAGEMAKER_PROGRAM))
 
 
+def _install_requirements(settings: ServeSettings, directory: Path) -> None:
+    """Make ``code/requirements.txt``'s packages importable, as SageMaker does before loading the module.
+
+    Installed even without a user module: the default handler may need them too (a tokenizer's sentencepiece).
+    """
+    file = directory / REQUIREMENTS_FILE
+    if not file.is_file():
+        return
+    if not settings.install_requirements:
+        logger.info("%s not installed (--no-install-requirements)", file)
+        return
+    activate(file, settings.requirements_cache)
+
+
 def load_user_module(settings: ServeSettings, model_dir: Path) -> Any | None:
     """Import the user module, or return None when there is none (then defaults are used)."""
     directory = code_dir(settings, model_dir)
+    _install_requirements(settings, directory)
     program = settings.program if settings.program.endswith(".py") else f"{settings.program}.py"
     path = directory / program
     if not path.is_file():
@@ -151,11 +168,6 @@ def load_user_module(settings: ServeSettings, model_dir: Path) -> Any | None:
             )
         logger.info("no user module at %s: using the default sequence-classification handler", path)
         return None
-    if (directory / "requirements.txt").is_file():
-        logger.warning(
-            "%s exists but batchlane does not pip-install at start-up; install those packages in the image",
-            directory / "requirements.txt",
-        )
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
     name = Path(program).stem
