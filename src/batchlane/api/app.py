@@ -106,7 +106,7 @@ def _route(request: Request, body: bytes) -> tuple[_Route, list[tuple[str, str]]
     raise _Unroutable(
         AwsError(
             "MissingAction",
-            "no X-Amz-Target header and no Action parameter: point an AWS SDK (SageMaker or SQS) at this endpoint",
+            "no X-Amz-Target header and no Action parameter: point an AWS SDK (SageMaker, SQS or CloudWatch Logs) at this endpoint",
         ),
         Protocol.JSON_1_1,
     )
