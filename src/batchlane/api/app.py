@@ -5,6 +5,7 @@ URL), routed by what AWS SDKs send:
 
 * ``X-Amz-Target: SageMaker.<Action>`` → ``sagemaker.SageMakerApi`` (AWS JSON 1.1);
 * ``X-Amz-Target: AmazonSQS.<Action>`` → ``sqs.SqsApi`` (AWS JSON 1.0);
+* ``X-Amz-Target: Logs_20140328.<Action>`` → ``logs.LogsApi`` (AWS JSON 1.1; CloudWatch Logs over the job logs);
 * a form-encoded body (or query string) with ``Action=…`` → ``sqs.SqsApi`` (SQS query protocol, XML answers).
 
 Every request goes through, in order: the ``Host`` check (DNS rebinding) and a refusal of browser ``Origin``s, the
@@ -29,7 +30,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from batchlane.api import sagemaker, sqs, sqs_query
+from batchlane.api import logs, sagemaker, sqs, sqs_query
 from batchlane.api.auth import AccessKey, SignedRequest, SigV4Verifier
 from batchlane.api.config import ServerConfig
 from batchlane.api.executor import JobExecutor
@@ -55,7 +56,7 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 class _Route:
     """Where a request goes, known from its headers (and, for the query protocol, its form fields)."""
 
-    service: str  # "sagemaker" or "sqs": also the SigV4 credential scope's service
+    service: str  # "sagemaker", "sqs" or "logs": also the SigV4 credential scope's service
     protocol: Protocol
     action: str
 
@@ -78,13 +79,15 @@ def _route(request: Request, body: bytes) -> tuple[_Route, list[tuple[str, str]]
             return _Route(sagemaker.SERVICE, Protocol.JSON_1_1, action), None
         if prefix == sqs.TARGET_PREFIX:
             return _Route(sqs.SERVICE, Protocol.JSON_1_0, action), None
+        if prefix == logs.TARGET_PREFIX:
+            return _Route(logs.SERVICE, Protocol.JSON_1_1, action), None
         protocol = (
             Protocol.JSON_1_0 if "1.0" in request.headers.get("content-type", "") else Protocol.JSON_1_1
         )
         raise _Unroutable(
             AwsError(
                 "UnknownOperationException",
-                f"unknown target {target!r}: this server speaks SageMaker and SQS",
+                f"unknown target {target!r}: this server speaks SageMaker, SQS and CloudWatch Logs",
             ),
             protocol,
         )
@@ -103,7 +106,7 @@ def _route(request: Request, body: bytes) -> tuple[_Route, list[tuple[str, str]]
     raise _Unroutable(
         AwsError(
             "MissingAction",
-            "no X-Amz-Target header and no Action parameter: point an AWS SDK (SageMaker or SQS) at this endpoint",
+            "no X-Amz-Target header and no Action parameter: point an AWS SDK (SageMaker, SQS or CloudWatch Logs) at this endpoint",
         ),
         Protocol.JSON_1_1,
     )
@@ -184,6 +187,7 @@ class ControlPlane:
             )
         self.queue = queue  # created (with its dead-letter queue) if missing, so the seed's sender finds it
         self.sqs = sqs.SqsApi(queue.path, region=self.store.region, account=self.store.account)
+        self.logs = logs.LogsApi(self.store)
         self.verifier = SigV4Verifier(config.keys, self.store.region) if config.auth else None
         self.queue_worker: Any = None
 
@@ -244,6 +248,8 @@ class ControlPlane:
     def call(self, route: _Route, params: dict[str, Any], endpoint: str) -> dict[str, Any]:
         if route.service == sagemaker.SERVICE:
             return self.sagemaker.handle(route.action, params)
+        if route.service == logs.SERVICE:
+            return self.logs.handle(route.action, params)
         return self.sqs.handle(route.action, params, endpoint)
 
 

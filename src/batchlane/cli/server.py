@@ -1,4 +1,5 @@
-"""`batchlane server`: the control plane that speaks SageMaker's and SQS's APIs (thin over ``batchlane.api``)."""
+"""`batchlane server`: the control plane that speaks SageMaker's, SQS's and CloudWatch Logs' APIs (thin over
+``batchlane.api``)."""
 
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def register(app: typer.Typer) -> None:
             None, "--ssl-keyfile", help="The certificate's private key (PEM)."
         ),
     ) -> None:
-        """Serve SageMaker's (CreateModel, CreateTransformJob, Describe/List/Stop…) and SQS's APIs for AWS clients.
+        """Serve SageMaker's (CreateModel, CreateTransformJob, Describe/List/Stop…), SQS's and CloudWatch Logs' (job logs) APIs for AWS clients.
 
         Point boto3 or the aws CLI at it with endpoint_url / --endpoint-url and the configured key. Requests must be signed (SigV4); jobs run on the server's own workers.
         """  # noqa: E501 - one line per paragraph, or --help breaks it mid-sentence
