@@ -81,7 +81,10 @@ def test_top_k_ranks_labels(classifier: SequenceClassifier) -> None:
         scores = [r["score"] for r in ranked]
         assert scores == sorted(scores, reverse=True)
         assert sum(scores) == pytest.approx(1.0, abs=1e-4)
-    assert classifier.classify(TEXTS[:1], top_k=10)[0][0] == results[0][0]
+    # A batch of one pads differently from a batch of two, so bf16 scores may differ in the last digits.
+    alone = classifier.classify(TEXTS[:1], top_k=10)[0][0]
+    assert alone["label"] == results[0][0]["label"]
+    assert alone["score"] == pytest.approx(results[0][0]["score"], abs=1e-3)
 
 
 def test_truncates_to_max_length(tiny_bert_dir: Path) -> None:
