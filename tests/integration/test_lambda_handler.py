@@ -118,7 +118,11 @@ def test_one_job_for_duplicates_and_reordered_keys_across_invocations(aws: Aws) 
     assert job["ModelName"] == aws.model
     assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{aws.bucket}/in/"
     assert (job["TransformInput"]["ContentType"], job["TransformInput"]["SplitType"]) == ("text/csv", "Line")
-    assert job["TransformOutput"] == {"S3OutputPath": f"s3://{aws.bucket}/out/", "AssembleWith": "Line"}
+    assert job["TransformOutput"] == {
+        "S3OutputPath": f"s3://{aws.bucket}/out/",
+        "Accept": "application/json",  # the seed's default: BATCHLANE_DEFAULT_ACCEPT is not set here
+        "AssembleWith": "Line",
+    }
     assert job["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}
     model = aws.sagemaker.describe_model(ModelName=aws.model)  # created because it was missing
     assert model["PrimaryContainer"]["ModelDataUrl"] == aws.env["BATCHLANE_MODEL_DATA_URL"]
