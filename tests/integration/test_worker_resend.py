@@ -36,9 +36,7 @@ def predict_fn(lines, model):
     return [line.upper() for line in lines]
 """
 # What the worker sent before the seed's defaults existed: nothing for the fields a seed message leaves out.
-NO_DEFAULTS = RequestDefaults(
-    content_type=None, split_type=None, accept=None, strategy=None, max_payload_mb=None
-)
+NO_DEFAULTS = RequestDefaults(**dict.fromkeys(RequestDefaults.__dataclass_fields__))
 
 
 def results(output: str) -> list[str]:
