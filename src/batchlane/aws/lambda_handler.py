@@ -5,13 +5,14 @@
 SageMaker API instead (RELIABILITY §0, §1.2):
 
 * ``parse_message`` (plus: both paths must be ``s3://`` and the instance type an ``ml.*`` one: SageMaker runs it);
-* the model: the message's ``model_name`` must exist; without one, the configured default (``BATCHLANE_MODEL_NAME``,
-  else a model named "default" that must exist) is used, and a configured default is created if missing (``BATCHLANE_MODEL_IMAGE``, ``BATCHLANE_MODEL_DATA_URL``, ``BATCHLANE_EXECUTION_ROLE_ARN``) and, if it
-  exists, must have that image, model data and role: a drifted model is a conflict, never silently reused;
+* the model: the message's ``model_name`` must exist; without one, the configured default (``BATCHLANE_MODEL_NAME``)
+  is created if missing (``BATCHLANE_MODEL_IMAGE``, ``BATCHLANE_MODEL_DATA_URL``, ``BATCHLANE_EXECUTION_ROLE_ARN``)
+  and, if it exists, must have that image, model data and role: a drifted model is a conflict, never silently
+  reused; with no ``BATCHLANE_MODEL_NAME``, a model named "default" must exist;
 * the request: ``build_request`` with the seed's defaults (text/plain, Line, application/json, AssembleWith Line,
   MultiRecord, 6 MB), each overridden by its ``BATCHLANE_DEFAULT_*`` variable and by the message's own fields;
-* the job, named by ``resolve_attempt`` (never a clock; a message sent after its job ended Failed moves on to the
-  next attempt, ``<name>-r<k>``, since SageMaker never frees a job name): ``DescribeTransformJob`` first (moto,
+* the job, named by ``resolve_attempt`` (not from a clock; a message sent after its job ended Failed moves on to
+  the next attempt, ``<name>-r<k>``, since SageMaker never frees a job name): ``DescribeTransformJob`` first (moto,
   unlike SageMaker, accepts a duplicate name and replaces the job), the input prefix checked only for a new job,
   then ``CreateTransformJob``; ``ResourceInUse`` (a concurrent duplicate) and an existing job are success when every
   field we send matches, a conflict otherwise.

@@ -10,8 +10,8 @@ Pure functions shared by the queue worker (:mod:`batchlane.queue.worker`, local 
   failure"): a message sent after its job ended ``Failed`` moves on to the next attempt's name; any other message
   (the one that made the job, a duplicate or a redelivery of it) finds its job as before.
 * ``build_request(message, ...)``: the seed's four fields plus the optional ones, with ``RequestDefaults`` filling
-  the fields the message leaves out. The defaults are the seed Lambda's own request (``SEED_DEFAULTS``: text/plain
-  lines in, JSON out, MultiRecord, 6 MB), each overridden by its ``BATCHLANE_DEFAULT_*`` variable.
+  the fields the message leaves out. The defaults are the seed Lambda's own request (``RequestDefaults()``:
+  text/plain lines in, JSON out, MultiRecord, 6 MB), each overridden by its ``BATCHLANE_DEFAULT_*`` variable.
   ``SplitType=Line`` gets ``AssembleWith=Line`` so every record's result is one line of the ``.out`` file.
 * ``retry_delay_s(receive_count, ...)``: exponential backoff for transient failures, capped.
 """
@@ -96,9 +96,6 @@ class RequestDefaults:
             strategy=get(settings.BATCHLANE_DEFAULT_STRATEGY, seed.strategy),
             max_payload_mb=int(payload) if payload else seed.max_payload_mb,
         )
-
-
-SEED_DEFAULTS = RequestDefaults()
 
 
 def attempt_of(attributes: Mapping[str, str] | None) -> int:

@@ -8,8 +8,8 @@ One message at a time (docs/automation.md has the whole contract and every crash
 3. the model: the message's ``model_name``, or the worker's default (``model``; when None, the model named
    ``settings.DEFAULT_MODEL_NAME``, "default"); a ``ModelSpec`` default is registered if missing (the same name with
    another spec is a ``Conflict``: dead-lettered with the differences);
-4. the job, named by ``resolve_attempt`` (never a clock; a message sent after its job ended Failed moves on to the
-   next attempt, see docs/queue.md): ``engines.local.submit(…, if_same_spec_ok=True)``, so a duplicate or
+4. the job, named by ``resolve_attempt`` (not from a clock; a message sent after its job ended Failed moves on to
+   the next attempt, see docs/queue.md): ``engines.local.submit(…, if_same_spec_ok=True)``, so a duplicate or
    redelivered message finds the job it already made; the input prefix is checked first (only when the job does not
    exist yet), so an empty or missing prefix is a permanent error rather than a Failed job;
 5. ``run_jobs=True``: run the job here to its end (waiting for another runner if one holds it); else start it in a
