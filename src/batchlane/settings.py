@@ -81,12 +81,16 @@ BATCHLANE_DEFAULT_CONTENT_TYPE = "BATCHLANE_DEFAULT_CONTENT_TYPE"
 BATCHLANE_DEFAULT_SPLIT_TYPE = "BATCHLANE_DEFAULT_SPLIT_TYPE"
 BATCHLANE_DEFAULT_ACCEPT = "BATCHLANE_DEFAULT_ACCEPT"
 BATCHLANE_DEFAULT_STRATEGY = "BATCHLANE_DEFAULT_STRATEGY"
+BATCHLANE_DEFAULT_MAX_PAYLOAD_MB = "BATCHLANE_DEFAULT_MAX_PAYLOAD_MB"
 AWS_ENDPOINT_URL_SAGEMAKER = "AWS_ENDPOINT_URL_SAGEMAKER"
 
 DEFAULT_PORT = 8080
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_MAX_PAYLOAD_MB = 6
 DEFAULT_ACCEPT = "application/json"
+# The model a queue message without model_name runs when neither --model nor BATCHLANE_MODEL_NAME names one
+# (docs/automation.md): `batchlane models create default --model-data DIR` makes seed messages work as they are.
+DEFAULT_MODEL_NAME = "default"
 
 
 def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:

@@ -17,7 +17,7 @@ import pytest
 from batchlane.aws import TEMPLATE_PATH
 from batchlane.aws.lambda_handler import handler
 from batchlane.errors import ValidationError
-from batchlane.queue.launcher import job_name_for_attempt
+from batchlane.queue.launcher import build_request, job_name_for_attempt
 from batchlane.queue.message import job_name_for, parse_message
 from batchlane.queue.sqs import ATTR_ORIGINAL_ID, ATTR_REASON
 from tests.conftest import free_port
@@ -118,7 +118,11 @@ def test_one_job_for_duplicates_and_reordered_keys_across_invocations(aws: Aws) 
     assert job["ModelName"] == aws.model
     assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{aws.bucket}/in/"
     assert (job["TransformInput"]["ContentType"], job["TransformInput"]["SplitType"]) == ("text/csv", "Line")
-    assert job["TransformOutput"] == {"S3OutputPath": f"s3://{aws.bucket}/out/", "AssembleWith": "Line"}
+    assert job["TransformOutput"] == {
+        "S3OutputPath": f"s3://{aws.bucket}/out/",
+        "Accept": "application/json",  # the seed's default: BATCHLANE_DEFAULT_ACCEPT is not set here
+        "AssembleWith": "Line",
+    }
     assert job["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}
     model = aws.sagemaker.describe_model(ModelName=aws.model)  # created because it was missing
     assert model["PrimaryContainer"]["ModelDataUrl"] == aws.env["BATCHLANE_MODEL_DATA_URL"]
@@ -258,3 +262,82 @@ def _settings_names() -> set[str]:
     from batchlane import settings
 
     return {value for name, value in vars(settings).items() if name.isupper() and isinstance(value, str)}
+
+
+def test_seed_message_gets_the_seed_lambdas_request_without_default_settings(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BATCHLANE_DEFAULT_CONTENT_TYPE")
+    monkeypatch.delenv("BATCHLANE_DEFAULT_SPLIT_TYPE")
+    body = aws.body()
+    name = job_name_for(body)
+
+    assert handler(sqs_event(body), None) == {"batchItemFailures": []}
+    assert handler(sqs_event(reordered(body)), None) == {"batchItemFailures": []}  # no conflict with itself
+
+    job = aws.sagemaker.describe_transform_job(TransformJobName=name)
+    assert (job["TransformInput"]["ContentType"], job["TransformInput"]["SplitType"]) == (
+        "text/plain",
+        "Line",
+    )
+    assert (job["TransformOutput"]["Accept"], job["TransformOutput"]["AssembleWith"]) == (
+        "application/json",
+        "Line",
+    )
+    assert (job["BatchStrategy"], job["MaxPayloadInMB"]) == ("MultiRecord", 6)
+    # The queue worker builds the same request from the same message (one function for both).
+    worker_request = build_request(parse_message(body), job_name=name, model_name=aws.model)
+    assert {k: v for k, v in job.items() if k in worker_request} == worker_request
+    assert len(aws.jobs(name)) == 1 and aws.dead_letters() == {}
+
+    # The message's own fields win over the defaults.
+    csv_body = aws.body(content_type="text/csv", accept="text/csv", strategy="SingleRecord")
+    assert handler(sqs_event(csv_body), None) == {"batchItemFailures": []}
+    job = aws.sagemaker.describe_transform_job(TransformJobName=job_name_for(csv_body))
+    assert (job["TransformInput"]["ContentType"], job["TransformOutput"]["Accept"]) == (
+        "text/csv",
+        "text/csv",
+    )
+    assert job["BatchStrategy"] == "SingleRecord"
+
+
+def test_a_message_whose_model_was_missing_starts_its_job_when_resent_after_the_model_exists(
+    aws: Aws,
+) -> None:
+    body = aws.body(model_name=f"later-{uuid.uuid4().hex[:8]}")
+    first = sqs_event(body)
+    assert handler(first, None) == {"batchItemFailures": []}
+    [letter] = aws.dead_letters().values()
+    assert "does not exist in SageMaker" in letter["reason"]
+    assert aws.jobs(job_name_for(body)) == []
+
+    aws.sagemaker.create_model(
+        ModelName=parse_message(body).model_name,
+        PrimaryContainer={"Image": "x:1"},
+        ExecutionRoleArn=aws.env["BATCHLANE_EXECUTION_ROLE_ARN"],
+    )
+    assert handler(sqs_event(letter["body"]), None) == {"batchItemFailures": []}
+    assert [j["TransformJobName"] for j in aws.jobs(job_name_for(body))] == [job_name_for(body)]
+
+
+def test_a_message_sent_after_its_job_failed_starts_the_next_attempt(aws: Aws) -> None:
+    from moto.sagemaker.models import sagemaker_backends
+
+    body = aws.body()
+    name = job_name_for(body)
+    original = sqs_event(body)  # sent now, before its job exists
+    assert handler(original, None) == {"batchItemFailures": []}
+    # moto completes every job at once; SageMaker would report this failure itself (moto's state, not ours).
+    moto_job = sagemaker_backends["123456789012"]["us-east-1"].transform_jobs[name]
+    moto_job.transform_job_status = "Failed"
+    moto_job.failure_reason = "ClientError: 415 the request has no Content-Type"
+
+    assert handler(original, None) == {"batchItemFailures": []}  # a redelivery finds its Failed job
+    assert [j["TransformJobName"] for j in aws.jobs(name)] == [name]
+
+    time.sleep(0.01)  # SentTimestamp has millisecond resolution
+    assert handler(sqs_event(body), None) == {"batchItemFailures": []}  # re-sent after the fix
+    retry = job_name_for_attempt(parse_message(body), 1)
+    assert sorted(j["TransformJobName"] for j in aws.jobs(name)) == [name, retry]
+    assert handler(sqs_event(body), None) == {"batchItemFailures": []}  # and again: retry is not Failed
+    assert len(aws.jobs(name)) == 2 and aws.dead_letters() == {}

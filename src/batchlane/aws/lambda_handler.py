@@ -5,12 +5,16 @@
 SageMaker API instead (RELIABILITY §0, §1.2):
 
 * ``parse_message`` (plus: both paths must be ``s3://`` and the instance type an ``ml.*`` one: SageMaker runs it);
-* the model: the message's ``model_name`` must exist; the configured default (``BATCHLANE_MODEL_NAME``) is created
-  if missing (``BATCHLANE_MODEL_IMAGE``, ``BATCHLANE_MODEL_DATA_URL``, ``BATCHLANE_EXECUTION_ROLE_ARN``) and, if it
-  exists, must have that image, model data and role: a drifted model is a conflict, never silently reused;
-* the job, named by ``job_name_for_attempt`` (never a clock): ``DescribeTransformJob`` first (moto, unlike SageMaker,
-  accepts a duplicate name and replaces the job), the input prefix checked only for a new job, then
-  ``CreateTransformJob``; ``ResourceInUse`` (a concurrent duplicate) and an existing job are success when every
+* the model: the message's ``model_name`` must exist; without one, the configured default (``BATCHLANE_MODEL_NAME``)
+  is created if missing (``BATCHLANE_MODEL_IMAGE``, ``BATCHLANE_MODEL_DATA_URL``, ``BATCHLANE_EXECUTION_ROLE_ARN``)
+  and, if it exists, must have that image, model data and role: a drifted model is a conflict, never silently
+  reused; with no ``BATCHLANE_MODEL_NAME``, a model named "default" must exist;
+* the request: ``build_request`` with the seed's defaults (text/plain, Line, application/json, AssembleWith Line,
+  MultiRecord, 6 MB), each overridden by its ``BATCHLANE_DEFAULT_*`` variable and by the message's own fields;
+* the job, named by ``resolve_attempt`` (not from a clock; a message sent after its job ended Failed moves on to
+  the next attempt, ``<name>-r<k>``, since SageMaker never frees a job name): ``DescribeTransformJob`` first (moto,
+  unlike SageMaker, accepts a duplicate name and replaces the job), the input prefix checked only for a new job,
+  then ``CreateTransformJob``; ``ResourceInUse`` (a concurrent duplicate) and an existing job are success when every
   field we send matches, a conflict otherwise.
 
 Outcomes per record: started or already there → success (SQS deletes it); transient (throttling, limits, network,
@@ -37,7 +41,7 @@ from typing import Any
 
 from batchlane import settings
 from batchlane.errors import BatchlaneError, Conflict, NotFound, ValidationError
-from batchlane.queue.launcher import RequestDefaults, attempt_of, build_request, job_name_for_attempt
+from batchlane.queue.launcher import JobState, RequestDefaults, attempt_of, build_request, resolve_attempt
 from batchlane.queue.message import (
     MODEL_NAME_RE,
     TransformMessage,
@@ -67,6 +71,7 @@ CONFIG_VARIABLES = (
     settings.BATCHLANE_DEFAULT_SPLIT_TYPE,
     settings.BATCHLANE_DEFAULT_ACCEPT,
     settings.BATCHLANE_DEFAULT_STRATEGY,
+    settings.BATCHLANE_DEFAULT_MAX_PAYLOAD_MB,
     settings.AWS_ENDPOINT_URL_SAGEMAKER,
     settings.AWS_ENDPOINT_URL_SQS,
     settings.AWS_ENDPOINT_URL_S3,
@@ -201,7 +206,7 @@ class SageMakerLauncher:
                 log.error("record without a messageId cannot be acknowledged or reported: %r", record)
                 continue
             try:
-                job = self.launch(record.get("body") or "", _message_attributes(record))
+                job = self.launch(record.get("body") or "", _message_attributes(record), _sent_at(record))
             except Exception as exc:
                 reason = str(exc) or type(exc).__name__
                 if is_permanent(exc):
@@ -218,14 +223,27 @@ class SageMakerLauncher:
             _report(message_id, "started", job=job)
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
 
-    def launch(self, body: str, attributes: Mapping[str, str] | None = None) -> str:
-        """Validate one message and make sure its job exists; returns the job name. Raises with a reason."""
+    def launch(
+        self, body: str, attributes: Mapping[str, str] | None = None, sent_at: float | None = None
+    ) -> str:
+        """Validate one message and make sure its job exists; returns the job name. Raises with a reason.
+
+        ``sent_at``: when the message was sent (Unix seconds; the record's ``SentTimestamp``), for the re-send rule.
+        """
         message = parse_message(body)
         self._check_for_sagemaker(message)
-        name = job_name_for_attempt(message, attempt_of(attributes))
+        described: dict[str, dict[str, Any] | None] = {}
+
+        def lookup(job_name: str) -> JobState | None:
+            found = described[job_name] = self._describe("describe_transform_job", TransformJobName=job_name)
+            if found is None:
+                return None
+            return JobState(str(found.get("TransformJobStatus")), found.get("TransformEndTime"))
+
+        _, name = resolve_attempt(message, attempt_of(attributes), sent_at, lookup)
         model_name = self._ensure_model(message.model_name)
         request = build_request(message, job_name=name, model_name=model_name, defaults=self.config.defaults)
-        existing = self._describe("describe_transform_job", TransformJobName=name)
+        existing = described[name]
         if existing is None:
             if self.check_inputs:
                 check_input_exists(message.input_path, self.env)
@@ -261,14 +279,15 @@ class SageMakerLauncher:
 
     def _ensure_model(self, requested: str | None) -> str:
         default = self.config.model_name
-        name = requested or default
-        if name is None:
-            raise ValidationError(
-                f"the message has no model_name and the function has no {settings.BATCHLANE_MODEL_NAME}",
-                field="model_name",
-            )
+        name = requested or default or settings.DEFAULT_MODEL_NAME
         existing = self._describe("describe_model", ModelName=name)
         if name != default:
+            if existing is None and requested is None:
+                raise NotFound(
+                    f"the message has no model_name, {settings.BATCHLANE_MODEL_NAME} is not set, and the default "
+                    f"model {name} does not exist in SageMaker",
+                    field="model_name",
+                )
             if existing is None:
                 raise NotFound(f"model {name} does not exist in SageMaker", field="model_name")
             return name
@@ -333,12 +352,11 @@ class SageMakerLauncher:
             )
             return False
         system = record.get("attributes") or {}
-        sent_ms = system.get("SentTimestamp")
         attributes = {
             ATTR_REASON: reason[:MAX_REASON_CHARS],
             ATTR_ATTEMPTS: str(system.get("ApproximateReceiveCount", "1")),
             ATTR_SOURCE: str(record.get("eventSourceARN", "")).rsplit(":", 1)[-1] or "unknown",
-            ATTR_SENT_AT: str(int(sent_ms) / 1000) if str(sent_ms or "").isdigit() else "0",
+            ATTR_SENT_AT: str(_sent_at(record) or 0),
             ATTR_ORIGINAL_ID: str(record.get("messageId")),
         }
         try:
@@ -353,6 +371,12 @@ class SageMakerLauncher:
             log.exception("message %s: could not send it to the dead-letter queue", record.get("messageId"))
             return False
         return True
+
+
+def _sent_at(record: Mapping[str, Any]) -> float | None:
+    """When SQS accepted the record's message (``attributes.SentTimestamp``, epoch milliseconds), in seconds."""
+    sent_ms = str((record.get("attributes") or {}).get("SentTimestamp") or "")
+    return int(sent_ms) / 1000 if sent_ms.isdigit() else None
 
 
 def _message_attributes(record: Mapping[str, Any]) -> dict[str, str]:

@@ -56,7 +56,10 @@ def send(
     instance_type: str = typer.Option("local", "--instance-type", help="'local' or an ml.* instance type."),
     instance_count: int = typer.Option(1, "--instance-count", help="Number of instances, 1-100."),
     model_name: str | None = typer.Option(
-        None, "--model-name", help="Model to run (SageMaker ModelName rules)."
+        None,
+        "--model-name",
+        help="Model to run (SageMaker ModelName rules). Default: the worker's (--model or BATCHLANE_MODEL_NAME, "
+        "else the model named 'default').",
     ),
     job_name: str | None = typer.Option(
         None, "--job-name", help="Transform job name; default: derived from content."
@@ -64,10 +67,26 @@ def send(
     idempotency_key: str | None = typer.Option(
         None, "--idempotency-key", help="Key that names the job: the same key never starts a second job."
     ),
-    content_type: str | None = typer.Option(None, "--content-type", help="Media type of the input records."),
-    split_type: str | None = typer.Option(None, "--split-type", help="None, Line, RecordIO or TFRecord."),
-    strategy: str | None = typer.Option(None, "--strategy", help="MultiRecord or SingleRecord."),
-    accept: str | None = typer.Option(None, "--accept", help="Media type of the output."),
+    content_type: str | None = typer.Option(
+        None,
+        "--content-type",
+        help="Media type of the input records. Default: the worker's, text/plain (BATCHLANE_DEFAULT_CONTENT_TYPE).",
+    ),
+    split_type: str | None = typer.Option(
+        None,
+        "--split-type",
+        help="None, Line, RecordIO or TFRecord. Default: the worker's, Line (BATCHLANE_DEFAULT_SPLIT_TYPE).",
+    ),
+    strategy: str | None = typer.Option(
+        None,
+        "--strategy",
+        help="MultiRecord or SingleRecord. Default: the worker's, MultiRecord (BATCHLANE_DEFAULT_STRATEGY).",
+    ),
+    accept: str | None = typer.Option(
+        None,
+        "--accept",
+        help="Media type of the output. Default: the worker's, application/json (BATCHLANE_DEFAULT_ACCEPT).",
+    ),
     delay: int = typer.Option(0, "--delay", help="Seconds before the message becomes visible (0-900)."),
     skip_input_check: bool = typer.Option(
         False, "--skip-input-check", help="Send without checking that the input prefix has objects."
@@ -75,7 +94,10 @@ def send(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     queue: str | None = _queue_option(),
 ) -> None:
-    """Validate a transform request, check its input exists, and send it to the queue."""
+    """Validate a transform request, check its input exists, and send it to the queue.
+
+    Options left out are left out of the message, as the seed's sender does, and the consumer fills them with its defaults: the seed Lambda's text/plain lines in, application/json out, MultiRecord, 6 MB (docs/queue.md). A message re-sent after its job ended Failed runs again as <job>-r1, -r2, …
+    """  # noqa: E501 - one line per paragraph, or --help breaks it mid-sentence
     from batchlane.queue import open_queue
     from batchlane.queue.message import check_input_exists, job_name_for, parse_message
 

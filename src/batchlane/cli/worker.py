@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
             "--model",
             envvar="BATCHLANE_MODEL_NAME",
             help="Default model for messages without model_name: a registered model's name (with --model-data it "
-            "is registered if missing; a different spec under that name dead-letters the message).",
+            "is registered if missing; a different spec under that name dead-letters the message). "
+            "Default: the model named 'default'.",
         ),
         model_data: str | None = typer.Option(
             None,
@@ -99,7 +100,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Receive transform requests, start their jobs (idempotently), run them, and acknowledge.
 
-        Bad messages go to the dead-letter queue at once with the reason; transient errors are retried until the queue's receive limit. Ctrl-C or SIGTERM finishes the current message and exits; a second one abandons it.
+        Fields a message leaves out get the seed Lambda's defaults (text/plain lines in, application/json out, MultiRecord, 6 MB), each overridden by its BATCHLANE_DEFAULT_* variable (CONTENT_TYPE, SPLIT_TYPE, ACCEPT, STRATEGY, MAX_PAYLOAD_MB).
+
+        Bad messages go to the dead-letter queue at once with the reason; transient errors are retried until the queue's receive limit. A message re-sent after its job ended Failed runs again as <job>-r1, -r2, … Ctrl-C or SIGTERM finishes the current message and exits; a second one abandons it.
         """  # noqa: E501 - one line per paragraph, or --help breaks it mid-sentence
         from batchlane.errors import ValidationError
         from batchlane.models import ModelSpec

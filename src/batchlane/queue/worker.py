@@ -5,11 +5,13 @@ One message at a time (docs/automation.md has the whole contract and every crash
 1. receive under a lease (the visibility timeout), renewed by a heartbeat thread while the message is handled; a
    refused renewal (``StaleReceipt``) means the lease is lost and the message is not touched again;
 2. ``parse_message``; a bad message is dead-lettered at once with the reason;
-3. the model: the message's ``model_name``, or the worker's default (a ``ModelSpec`` is registered if missing; the
-   same name with another spec is a ``Conflict``: dead-lettered with the differences);
-4. the job, named by ``job_name_for_attempt`` (never a clock): ``engines.local.submit(…, if_same_spec_ok=True)``, so
-   a duplicate or redelivered message finds the job it already made; the input prefix is checked first (only when
-   the job does not exist yet), so an empty or missing prefix is a permanent error rather than a Failed job;
+3. the model: the message's ``model_name``, or the worker's default (``model``; when None, the model named
+   ``settings.DEFAULT_MODEL_NAME``, "default"); a ``ModelSpec`` default is registered if missing (the same name with
+   another spec is a ``Conflict``: dead-lettered with the differences);
+4. the job, named by ``resolve_attempt`` (not from a clock; a message sent after its job ended Failed moves on to
+   the next attempt, see docs/queue.md): ``engines.local.submit(…, if_same_spec_ok=True)``, so a duplicate or
+   redelivered message finds the job it already made; the input prefix is checked first (only when the job does not
+   exist yet), so an empty or missing prefix is a permanent error rather than a Failed job;
 5. ``run_jobs=True``: run the job here to its end (waiting for another runner if one holds it); else start it in a
    background process;
 6. a Failed job with ``requeue_failed`` attempts left is re-sent as attempt ``k+1`` (a new job name); then delete.
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from batchlane import settings
 from batchlane.errors import BatchlaneError, NotFound, StaleReceipt, ValidationError
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobRecord, JobStore
@@ -36,10 +39,12 @@ from batchlane.queue.base import MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_S, Message, 
 from batchlane.queue.heartbeat import Heartbeat
 from batchlane.queue.launcher import (
     ATTEMPT_ATTRIBUTE,
+    JobState,
     RequestDefaults,
     attempt_of,
     build_request,
     job_name_for_attempt,
+    resolve_attempt,
     retry_delay_s,
 )
 from batchlane.queue.message import MODEL_NAME_RE, check_input_exists, is_permanent, parse_message
@@ -55,8 +60,9 @@ class Worker:
     """Consumes transform requests from ``queue`` and runs their jobs with the local engine over ``store``.
 
     ``model``: the default model for messages without ``model_name``: a registered model's name, or a ``ModelSpec``
-    registered if missing (``exist_ok``; another spec under that name is a Conflict, dead-lettered). ``defaults``
-    fill optional request fields a message leaves out; ``job_options`` are batchlane's ``JobOptions`` for every job.
+    registered if missing (``exist_ok``; another spec under that name is a Conflict, dead-lettered); None means the
+    model named ``settings.DEFAULT_MODEL_NAME`` ("default"). ``defaults`` fill optional request fields a message
+    leaves out (default: the seed's, ``RequestDefaults()``); ``job_options`` are batchlane's ``JobOptions``.
     ``run_jobs``: run each job here to its end before deleting the message (False: start it in a background process
     and delete at once). ``requeue_failed``: re-send a message whose job ended Failed, up to this many more times
     (needs ``run_jobs``). ``visibility_timeout_s``: the lease per receive (default: the queue's); ``heartbeat_s``:
@@ -124,7 +130,7 @@ class Worker:
             )
         self.queue = queue
         self.store = store
-        self.model = model
+        self.model: str | ModelSpec = settings.DEFAULT_MODEL_NAME if model is None else model
         self.defaults = defaults or RequestDefaults()
         self.job_options = dict(job_options or {})
         self.run_jobs = run_jobs
@@ -188,7 +194,9 @@ class Worker:
                 self.store.get_model(self.model)
             except NotFound:
                 log.warning(
-                    "worker: default model %s is not registered: its messages will be dead-lettered",
+                    "worker: the default model %s is not registered, so messages without model_name will be "
+                    "dead-lettered until it is (batchlane models create %s --model-data DIR)",
+                    self.model,
                     self.model,
                 )
         log.info(
@@ -262,8 +270,9 @@ class Worker:
     # -- one message -----------------------------------------------------------------------------------------
     def _handle(self, message: Message, lease: Heartbeat) -> Outcome:
         request = parse_message(message.body)
-        attempt = attempt_of(message.attributes)
-        name = job_name_for_attempt(request, attempt)
+        attempt, name = resolve_attempt(
+            request, attempt_of(message.attributes), message.sent_at, self._job_state
+        )
         model_name = self._ensure_model(request.model_name)
         if self.check_inputs and self.store.find_job(name) is None:
             check_input_exists(request.input_path, self.env)
@@ -300,6 +309,10 @@ class Worker:
         lease.stop()
         return self._delete(message, Action.DONE, record, record.failure_reason)
 
+    def _job_state(self, name: str) -> JobState | None:
+        record = self.store.find_job(name)
+        return None if record is None else JobState(record.status.value, record.end_time)
+
     def _ensure_model(self, requested: str | None) -> str:
         default = self.model
         if isinstance(default, ModelSpec) and (
@@ -309,13 +322,15 @@ class Worker:
             return default.name
         if requested is not None:
             return requested  # submit says NotFound (permanent) if it is not registered
-        if isinstance(default, str):
-            return default
-        raise ValidationError(
-            "the message has no model_name and this worker has no default model "
-            "(start it with --model NAME, and --model-data to create the model)",
-            field="model_name",
-        )
+        try:
+            self.store.get_model(default)
+        except NotFound:
+            raise NotFound(
+                f"the message has no model_name and the worker's default model {default} does not exist: create "
+                f"it (batchlane models create {default} --model-data DIR), or start the worker with --model NAME",
+                field="model_name",
+            ) from None
+        return default
 
     def _run_to_end(self, name: str, lease: Heartbeat) -> JobRecord:
         """Run the job here until it ends; while another live runner holds it, look again every ``poll_s``."""
