@@ -11,6 +11,7 @@ import pytest
 
 from batchlane.errors import AlreadyExists, Conflict, NotFound, StorageError, ValidationError
 from batchlane.jobs import FileState, JobStatus, JobStore, describe_job, summarize_job
+from batchlane.jobs.db import _SCHEMA_V1, SCHEMA_VERSION
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -77,7 +78,7 @@ def test_schema_version_and_reopen(tmp_path: Path) -> None:
     again = JobStore(path)
     assert again.get_job("a").arn == "arn:aws:sagemaker:eu-west-1:123456789012:transform-job/a"
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute("UPDATE schema_version SET version = 99")
     with pytest.raises(StorageError, match="schema version 99"):
@@ -322,6 +323,59 @@ def test_resume_resets_progress_of_pending_files_only(store: JobStore) -> None:
     store.transition("j", JobStatus.COMPLETED, owner="w2")
     with pytest.raises(Conflict, match="can no longer change"):
         store.mark_file("j", "in/b.jsonl", FileState.DONE)
+
+
+def test_file_warnings_sum_per_job_and_are_redone_with_their_file(store: JobStore) -> None:
+    store.create_job("j", request("j"))
+    store.add_files("j", PLANS)
+    assert store.claim("j", "w1", 10, now=T0)
+    assert "Warnings" not in describe_job(store.get_job("j"))["Batchlane"]
+    store.set_file_warnings(
+        "j", "in/b.jsonl", 2, "in/b.jsonl: model returned 1 result for 3 records", owner="w1"
+    )
+    store.set_file_warnings(
+        "j", "in/a.jsonl", 1, "in/a.jsonl: model returned 2 results for 3 records", owner="w1"
+    )
+    # Set, not added: a file's warnings recorded twice count once.
+    store.set_file_warnings(
+        "j", "in/a.jsonl", 1, "in/a.jsonl: model returned 2 results for 3 records", owner="w1"
+    )
+    job = store.get_job("j")
+    # The first warning is the first file's in plan order, not the first written.
+    assert (job.warnings, job.first_warning) == (3, "in/a.jsonl: model returned 2 results for 3 records")
+    assert describe_job(job)["Batchlane"]["Warnings"] == {"Count": 3, "First": job.first_warning}
+    assert [(f.warnings, f.warning is not None) for f in store.files("j")] == [(1, True), (2, True)]
+    store.mark_file("j", "in/a.jsonl", FileState.DONE, owner="w1")
+    with pytest.raises(Conflict, match="held by w1"):
+        store.set_file_warnings("j", "in/b.jsonl", 1, "x", owner="w2")
+    # w1 dies; w2 redoes in/b.jsonl, so its warnings go; the committed file keeps its own.
+    assert store.claim("j", "w2", 10, now=T0 + timedelta(seconds=11))
+    job = store.get_job("j")
+    assert (job.warnings, job.first_warning) == (1, "in/a.jsonl: model returned 2 results for 3 records")
+    with pytest.raises(Conflict, match="is done, not pending"):
+        store.set_file_warnings("j", "in/a.jsonl", 5, "x", owner="w2")
+
+
+def test_a_version_1_store_is_migrated_keeping_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        for statement in _SCHEMA_V1:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO jobs (name, arn, status, request, options, spec_hash, creation_time, last_modified_time)"
+            " VALUES ('old', 'arn:x', 'Completed', '{}', '{}', 'h', '2024-05-01T12:00:00.000000Z',"
+            " '2024-05-01T12:00:00.000000Z')"
+        )
+    conn.close()
+    store = JobStore(path)
+    job = store.get_job("old")
+    assert (job.status, job.warnings, job.first_warning) == (JobStatus.COMPLETED, 0, None)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    conn.close()
+    store.close()
 
 
 def test_list_filters_sorting_and_paging(store: JobStore, clock: Clock) -> None:

@@ -239,15 +239,24 @@ def test_max_error_ratio_fails_a_file_with_too_many_bad_records(store: JobStore,
     assert "b.txt: 2 of 3 records failed, more than max_error_ratio=0.5" in record.failure_reason
 
 
-def test_result_count_mismatch_fails_the_file(store: JobStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize("record_count", ["lenient", "strict"])
+def test_result_count_mismatch_warns_or_with_strict_fails_the_file(
+    store: JobStore, tmp_path: Path, record_count: str
+) -> None:
     request = transform_request(
-        "count-mismatch",
+        f"count-mismatch-{record_count}",
         _inputs(tmp_path / "in", {"a.txt": "one\nhalf two\nthree\n"}),
         f"{tmp_path}/out/",
     )
 
-    record = run_job(store, request)
+    record = run_job(store, request, {"record_count": record_count})
 
+    if record_count == "lenient":
+        # As SageMaker: the response is written as returned; the mismatch is a warning.
+        assert record.status is JobStatus.COMPLETED, record.failure_reason
+        assert (tmp_path / "out/a.txt.out").read_text() == "echo:one\necho:half two\n"
+        assert "model returned 2 results for 3 records (text/plain response)" in record.first_warning
+        return
     assert record.status is JobStatus.FAILED
     assert "model returned 2 results for 3 records" in record.failure_reason
     assert "lines 1-3" in record.failure_reason

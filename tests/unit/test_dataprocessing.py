@@ -14,6 +14,7 @@ from batchlane.transform import jsonpath
 from batchlane.transform.assemble import Assembler
 from batchlane.transform.dataprocessing import (
     DataProcessor,
+    ResultCountMismatch,
     apply_input_filter,
     apply_output_filter,
     join,
@@ -145,8 +146,10 @@ def test_split_response(body: bytes, content_type: str, expected: int, results: 
     ],
 )
 def test_split_response_mismatch(body: bytes, content_type: str, expected: int, match: str) -> None:
-    with pytest.raises(BadInput, match=match):
+    with pytest.raises(BadInput, match=match) as caught:
         split_response(body, content_type, expected)
+    # Only a real count difference is a ResultCountMismatch; an unsplittable body is not countable.
+    assert isinstance(caught.value, ResultCountMismatch) is match.startswith("model returned")
 
 
 @pytest.mark.parametrize(
@@ -292,29 +295,104 @@ def rec(data: bytes, index: int = 0) -> Record:
     return Record(data, index, index + 1, 0)
 
 
-def test_processor_count_mismatch_fails_with_the_lines() -> None:
+THREE = [rec(b"a", 0), rec(b"b", 1), rec(b"c", 2)]
+
+
+def test_lenient_count_mismatch_writes_the_body_and_warns() -> None:
+    """As SageMaker: a response with another number of results is written as returned; the caller hears of it."""
     processor = DataProcessor(content_type=CSV, accept=CSV, split_type="Line")
-    records = [rec(b"a", 0), rec(b"b", 1), rec(b"c", 2)]
-    assert processor.verify_count and not processor.per_record
-    with pytest.raises(BadInput, match=r"model returned 2 results for 3 records .* mini-batch of lines 1-3"):
-        processor.handle(records, b"1\n2\n")
-    assert processor.handle(records, b"1\n2\n3") == [b"1\n2\n3"]
+    warnings: list[str] = []
+    assert processor.counting and processor.count_required_by is None
+    assert processor.handle(THREE, b"1\n2\n", warn=warnings.append) == [b"1\n2\n"]
+    assert warnings == [
+        "model returned 2 results for 3 records (text/csv response) in the mini-batch of lines 1-3"
+    ]
+    assert processor.handle(THREE, b"1\n2\n3", warn=warnings.append) == [b"1\n2\n3"]
+    # Not countable (invalid JSON): written as returned, no warning.
+    assert processor.handle(THREE, b"{oops", "application/json", warn=warnings.append) == [b"{oops"]
+    assert len(warnings) == 1
+
+
+def test_strict_count_mismatch_fails_naming_both_counts_and_the_lines() -> None:
+    processor = DataProcessor(content_type=CSV, accept=CSV, split_type="Line", record_count="strict")
+    with pytest.raises(
+        BadInput,
+        match=r"^model returned 2 results for 3 records \(text/csv response\) in the mini-batch of lines 1-3; "
+        r"record_count=strict needs one result per record$",
+    ):
+        processor.handle(THREE, b"1\n2\n")
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "verify"),
+    ("kwargs", "reason"),
+    [
+        ({"join_source": "Input"}, "JoinSource=Input"),
+        ({"output_filter": "$[0]"}, r"OutputFilter \$\[0\]"),
+        ({"alignment": "on_record_error=error-row"}, "on_record_error=error-row"),
+        ({"alignment": "consolidate", "record_count": "strict"}, "consolidate"),
+    ],
+)
+def test_features_that_line_results_up_need_equal_counts_and_say_why(
+    kwargs: dict[str, Any], reason: str
+) -> None:
+    processor = DataProcessor(**{"content_type": CSV, "split_type": "Line", **kwargs})
+    with pytest.raises(
+        BadInput,
+        match=rf"^model returned 1 result for 3 records \(application/json response\) in the mini-batch of "
+        rf"lines 1-3; {reason} needs one result per record$",
+    ):
+        processor.handle(THREE, b'{"predictions":[1,2,3]}', "application/json; charset=utf-8")
+
+
+def test_a_response_is_split_by_its_own_content_type() -> None:
+    """Accept unset on a CSV job: the container answers JSON, and the JSON array holds one result per record."""
+    processor = DataProcessor(content_type=CSV, split_type="Line", record_count="strict")
+    body = b'[{"label":"a"},{"label":"b"},{"label":"c"}]'
+    assert processor.handle(THREE, body, "application/json") == [body]
+    # Read as the request's text/csv, this body would be one line: 1 result for 3 records.
+    with pytest.raises(BadInput, match="1 result for 3 records"):
+        processor.handle(THREE, body)
+
+
+def test_a_csv_join_reads_a_json_result_and_writes_csv() -> None:
+    processor = DataProcessor(content_type=CSV, join_source="Input", split_type="Line")
+    records = [rec(b"1,x", 0), rec(b"2,y", 1)]
+    out = processor.handle(records, b'[[0.9,"pos"],{"label":"neg"}]', "application/json")
+    assert out == [b"1,x,0.9,pos", b'2,y,"{""label"":""neg""}"']
+    assert processor.result_columns(b'[0.9,"pos"]', "application/json") == 2
+    # A text/plain result is one text field.
+    assert processor.handle(records, b"a,b\nc\n", "text/plain") == [b'1,x,"a,b"', b"2,y,c"]
+
+
+def test_an_output_filter_without_join_keeps_the_responses_format() -> None:
+    processor = DataProcessor(content_type=CSV, output_filter="$.label", split_type="Line")
+    out = processor.handle(THREE[:2], b'[{"label":"a"},{"label":"b"}]', "application/json")
+    assert out == [b'"a"', b'"b"']
+    assert processor.output_type("application/json") == "application/json"
+    assert processor.output_type("text/plain") == CSV
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "counting"),
     [
         ({"split_type": "Line"}, True),
         ({"split_type": "Line", "batch_strategy": "MULTI_RECORD"}, True),
         ({"split_type": "Line", "batch_strategy": "SingleRecord"}, False),
         ({"split_type": "None"}, False),
         ({"split_type": "RecordIO"}, False),
-        ({"split_type": "Line", "accept": "application/x-npy"}, False),
-        ({"split_type": "Line", "verify_count": False}, False),
     ],
 )
-def test_when_counts_are_verified(kwargs: dict[str, Any], verify: bool) -> None:
-    assert DataProcessor(**{"content_type": CSV, **kwargs}).verify_count is verify
+def test_when_counts_are_checked(kwargs: dict[str, Any], counting: bool) -> None:
+    assert DataProcessor(**{"content_type": CSV, **kwargs}).counting is counting
+
+
+def test_binary_responses_are_not_counted_even_when_strict() -> None:
+    processor = DataProcessor(
+        content_type=CSV, accept="application/x-npy", split_type="Line", record_count="strict"
+    )
+    warnings: list[str] = []
+    assert processor.handle(THREE, b"\x93NUMPY", warn=warnings.append) == [b"\x93NUMPY"]
+    assert warnings == []
 
 
 def test_passthrough_processor_is_inactive() -> None:
@@ -361,6 +439,12 @@ def test_error_row_mode_building_blocks() -> None:
     ("kwargs", "header", "expected"),
     [
         ({"join_source": "Input"}, b"id,f1,f2", b"id,f1,f2,SageMakerOutput"),
+        ({"join_source": "Input", "columns": 2}, b"id,f1", b"id,f1,SageMakerOutput_1,SageMakerOutput_2"),
+        (
+            {"join_source": "Input", "output_filter": "$[0,-1]", "columns": 3},
+            b"id,f1",
+            b"id,SageMakerOutput_3",
+        ),
         ({"join_source": "Input", "output_filter": "$[0,-1]"}, b"id,f1,f2", b"id,SageMakerOutput"),
         ({"join_source": "Input", "output_filter": "$[9]"}, b"id,f1,f2", None),
         ({}, b"id,f1,f2", None),
@@ -368,8 +452,9 @@ def test_error_row_mode_building_blocks() -> None:
     ],
 )
 def test_output_header(kwargs: dict[str, Any], header: bytes, expected: bytes | None) -> None:
+    columns = kwargs.pop("columns", 1)
     processor = DataProcessor(**{"content_type": CSV, "accept": CSV, "split_type": "Line", **kwargs})
-    assert processor.output_header(header) == expected
+    assert processor.output_header(header, columns) == expected
 
 
 def test_filter_header() -> None:

@@ -272,6 +272,14 @@ def transform(
             "input object and first record (off: SageMaker sends none).",
         ),
     ] = False,
+    record_count: Annotated[
+        str | None,
+        typer.Option(
+            "--record-count",
+            help="lenient (default, as SageMaker: a response with another number of results than records is "
+            "written as returned, with a warning) or strict (such a response fails its file).",
+        ),
+    ] = None,
     startup_timeout: Annotated[
         float | None,
         typer.Option("--startup-timeout", help="Seconds the model container has to answer /ping."),
@@ -321,6 +329,7 @@ def transform(
             "consolidate": consolidate,
             "startup_timeout_s": startup_timeout,
             "source_headers": source_headers or None,
+            "record_count": record_count,
         }.items()
         if value is not None
     }

@@ -1,7 +1,8 @@
 """Per-file checkpoints of a transform job (the ``job_files`` table), as a part of ``JobStore``.
 
 A job's record/byte counters always equal the sum over its files: ``add_progress`` adds to a pending file and its
-job in one transaction, ``mark_file`` finalises a file and recounts the job in the same transaction.
+job in one transaction, ``mark_file`` finalises a file and recounts the job in the same transaction. Likewise a job's
+warning count is the sum of its files' (``set_file_warnings``); a file that goes back to pending loses its warnings.
 """
 
 from __future__ import annotations
@@ -112,6 +113,12 @@ class CheckpointTable:
                 " updated = ? WHERE job = ? AND input_key = ?",
                 (target.value, new_records, new_failed, new_bytes, new_error, now, name, input_key),
             )
+            if target is FileState.PENDING:
+                conn.execute(
+                    "UPDATE job_files SET warnings = 0, warning = NULL WHERE job = ? AND input_key = ?",
+                    (name, input_key),
+                )
+                self._recount_warnings(conn, name)
             conn.execute(
                 "UPDATE jobs SET files_done = files_done + ?, files_failed = files_failed + ?,"
                 " records_done = records_done + ?, records_failed = records_failed + ?, bytes_done = bytes_done + ?"
@@ -161,6 +168,27 @@ class CheckpointTable:
                 (records, records_failed, bytes_read, name),
             )
 
+    def set_file_warnings(
+        self, name: str, input_key: str, count: int, message: str | None, *, owner: str | None = None
+    ) -> None:
+        """Set a pending file's warning count and first warning message, and the job's totals, in one transaction.
+
+        Setting (not adding) keeps a redone file from counting its warnings twice."""
+        with self._write() as conn:
+            job = self._job_row(conn, name)
+            self._check_active(job)
+            self._check_owner(job, owner)
+            row = self._file_row(conn, name, input_key)
+            if row["state"] != FileState.PENDING.value:
+                raise Conflict(
+                    f"input file {input_key!r} of transform job {name} is {row['state']}, not pending"
+                )
+            conn.execute(
+                "UPDATE job_files SET warnings = ?, warning = ? WHERE job = ? AND input_key = ?",
+                (count, _reason(message) if message else None, name, input_key),
+            )
+            self._recount_warnings(conn, name)
+
     def _file_row(self, conn: sqlite3.Connection, name: str, input_key: str) -> sqlite3.Row:
         row = conn.execute(
             "SELECT * FROM job_files WHERE job = ? AND input_key = ?", (name, input_key)
@@ -179,6 +207,17 @@ class CheckpointTable:
                 records_done = (SELECT COALESCE(SUM(records), 0) FROM job_files WHERE job = :n),
                 records_failed = (SELECT COALESCE(SUM(records_failed), 0) FROM job_files WHERE job = :n),
                 bytes_done = (SELECT COALESCE(SUM(bytes_done), 0) FROM job_files WHERE job = :n)
+            WHERE name = :n""",
+            {"n": name},
+        )
+        self._recount_warnings(conn, name)
+
+    def _recount_warnings(self, conn: sqlite3.Connection, name: str) -> None:
+        conn.execute(
+            """UPDATE jobs SET
+                warnings = (SELECT COALESCE(SUM(warnings), 0) FROM job_files WHERE job = :n),
+                first_warning = (SELECT warning FROM job_files WHERE job = :n AND warning IS NOT NULL
+                                 ORDER BY seq LIMIT 1)
             WHERE name = :n""",
             {"n": name},
         )

@@ -24,7 +24,7 @@ from typing import Any
 
 from batchlane.errors import StorageError, ValidationError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_FAILURE_REASON = 1024
 MAX_NEXT_TOKEN = 8192
 
@@ -78,7 +78,14 @@ _SCHEMA_V1 = [
     )""",
     "CREATE INDEX models_by_creation ON models (creation_time, name)",
 ]
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1}
+# Version 2: result-count warnings (``CheckpointTable.set_file_warnings``), per file and summed per job.
+_SCHEMA_V2 = [
+    "ALTER TABLE jobs ADD COLUMN warnings INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN first_warning TEXT",
+    "ALTER TABLE job_files ADD COLUMN warnings INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE job_files ADD COLUMN warning TEXT",
+]
+_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 def utcnow() -> datetime:

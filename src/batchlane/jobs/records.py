@@ -15,7 +15,8 @@ from batchlane.jobs.state import FileState, JobStatus
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One transform job as stored. ``request`` is the CreateTransformJob request, ``options`` batchlane's extras."""
+    """One transform job as stored. ``request`` is the CreateTransformJob request, ``options`` batchlane's extras.
+    ``warnings`` sums its files' warnings; ``first_warning`` is the first file's (in plan order)."""
 
     name: str
     arn: str
@@ -38,6 +39,8 @@ class JobRecord:
     owner: str | None
     lease_expires: datetime | None
     attempts: int
+    warnings: int = 0
+    first_warning: str | None = None
 
     @property
     def model_name(self) -> str | None:
@@ -75,12 +78,15 @@ class JobRecord:
             owner=row["owner"],
             lease_expires=_dt(row["lease_expires"]),
             attempts=row["attempts"],
+            warnings=row["warnings"],
+            first_warning=row["first_warning"],
         )
 
 
 @dataclass(frozen=True)
 class FileCheckpoint:
-    """The checkpoint of one input file of a job."""
+    """The checkpoint of one input file of a job. ``warnings`` counts its warnings (e.g. mini-batches whose result
+    count differed from their record count); ``warning`` is the first one's message."""
 
     input_key: str
     output_key: str
@@ -91,6 +97,8 @@ class FileCheckpoint:
     bytes_done: int
     error: str | None
     updated: datetime
+    warnings: int = 0
+    warning: str | None = None
 
     @classmethod
     def _from_row(cls, row: sqlite3.Row) -> FileCheckpoint:
@@ -104,6 +112,8 @@ class FileCheckpoint:
             bytes_done=row["bytes_done"],
             error=row["error"],
             updated=_dt(row["updated"]),  # type: ignore[arg-type]
+            warnings=row["warnings"],
+            warning=row["warning"],
         )
 
 

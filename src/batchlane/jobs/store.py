@@ -311,7 +311,8 @@ class JobStore(Database, CheckpointTable):
             )
             if new_owner:
                 conn.execute(
-                    "UPDATE job_files SET records = 0, records_failed = 0, bytes_done = 0 WHERE job = ? AND state = ?",
+                    "UPDATE job_files SET records = 0, records_failed = 0, bytes_done = 0, warnings = 0,"
+                    " warning = NULL WHERE job = ? AND state = ?",
                     (name, FileState.PENDING.value),
                 )
                 self._recount(conn, name)

@@ -10,11 +10,17 @@ Serialisation: CSV fields are written with minimal quoting (``str`` as is, ``Non
 JSON, nested values as compact JSON); JSON is compact (``ensure_ascii=False``). An identity filter (``$``) never
 re-serialises: the bytes pass through unchanged.
 
-Splitting a response (CONTRACT §6 decision): CSV, JSON Lines and ``text/*`` split by line (one trailing newline,
+Splitting a response (CONTRACT §6 decision) goes by the **response's own Content-Type** (else Accept, else
+ContentType, when the response declares none): CSV, JSON Lines and ``text/*`` split by line (one trailing newline,
 and ``\\r`` before ``\\n``, ignored); ``application/json`` splits a top-level array with exactly one element per
 record, falls back to lines for newline-separated documents, and is taken whole for a single record (an object,
-or e.g. a top-k list of another length). A different count raises ``BadInput``: "model returned N results for M
-records".
+or e.g. a top-k list of another length). A different count raises ``ResultCountMismatch``: "model returned N results
+for M records".
+
+Result counts (``record_count``): like SageMaker, a response is written as returned and never needs to hold one
+result per record, unless something must line results up with records (``alignment``: a join, an OutputFilter,
+error rows, consolidation) or ``record_count="strict"``. Otherwise a checkable mismatch is only reported to the
+caller's ``warn`` callback.
 
 Joins: CSV → the input's columns followed by the result's columns (``1,2,3`` + ``1`` → ``1,2,3,1``); JSON → an
 input object gets the result under ``SageMakerOutput`` (overwriting a field of that name); any other input becomes
@@ -26,7 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +42,7 @@ from batchlane.transform import jsonpath
 from batchlane.transform.split import Record
 
 if TYPE_CHECKING:
+    from batchlane.transform.options import JobOptions
     from batchlane.transform.params import EffectiveParams
 
 JSON_TYPES = frozenset({content_types.JSON, content_types.JSONLINES})
@@ -120,9 +127,29 @@ def _lines(body: bytes) -> list[bytes]:
     return [line[:-1] if line.endswith(b"\r") else line for line in body.split(b"\n")]
 
 
+class ResultCountMismatch(BadInput):
+    """A response holds another number of results than the records it answers."""
+
+    def __init__(self, got: int, expected: int, media: str, detail: str = "") -> None:
+        super().__init__(
+            f"model returned {got} result{'s' if got != 1 else ''} for {expected} "
+            f"record{'s' if expected != 1 else ''} ({media or 'untyped'} response){detail}"
+        )
+        self.got = got
+        self.expected = expected
+        self.media = media
+
+
+def countable(content_type: str | None) -> bool:
+    """Whether responses of this type can be split into results: CSV, JSON, JSON Lines and ``text/*``."""
+    media = content_types.normalize(content_type)
+    return media in (content_types.CSV, *JSON_TYPES) or media.startswith("text/")
+
+
 def split_response(body: bytes, content_type: str | None, expected: int) -> list[bytes]:
-    """The per-record results of one response for ``expected`` records (module docstring); ``BadInput`` on a count
-    mismatch or a type that cannot be split (binary types are only accepted whole, for one record)."""
+    """The per-record results of one response for ``expected`` records (module docstring). ``content_type`` is the
+    response's. ``ResultCountMismatch`` on a count mismatch; ``BadInput`` for a body that cannot be split (invalid
+    JSON, or a binary type, which is only accepted whole, for one record)."""
     media = content_types.normalize(content_type)
     if expected == 1 and not body.strip():
         return [body]
@@ -143,17 +170,14 @@ def split_response(body: bytes, content_type: str | None, expected: int) -> list
                 ]
             else:
                 results = value if isinstance(value, list) else [value]
-    elif media in (content_types.CSV, content_types.JSONLINES) or media.startswith("text/"):
+    elif countable(media):
         results = _lines(body) if body else []
     elif expected == 1:
         return [body]
     else:
         raise BadInput(f"cannot split a {media or 'untyped'} response into {expected} records")
     if len(results) != expected:
-        raise BadInput(
-            f"model returned {len(results)} result{'s' if len(results) != 1 else ''} for {expected} "
-            f"record{'s' if expected != 1 else ''} ({media or 'untyped'} response)"
-        )
+        raise ResultCountMismatch(len(results), expected, media)
     return results
 
 
@@ -174,17 +198,23 @@ def join(input_record: bytes, result: bytes, content_type: str | None) -> bytes:
     return serialize_record(joined, content_type)
 
 
+def _lines_where(records: Sequence[Record]) -> str:
+    return f"the mini-batch of lines {records[0].line}-{records[-1].line}" if records else "an empty batch"
+
+
 class DataProcessor:
-    """DataProcessing for one job, built once (paths parsed, types normalised).
+    """DataProcessing and result counting for one job, built once (paths parsed, types normalised).
 
     Runner use, per file::
 
-        record = processor.filter_record(record)           # before pack(); keeps the original for joins
-        outputs = processor.handle(batch.records, body)     # per response: bytes for the Assembler, in order
+        record = processor.filter_record(record)                  # before pack(); keeps the original for joins
+        outputs = processor.handle(records, body, response_type, warn=log_once)  # bytes for the Assembler, in order
 
-    ``handle`` returns per-record outputs when a join or OutputFilter is active, else ``[body]`` (after checking,
-    when ``verify_count`` applies, that the response holds one result per record). Errors are ``BadInput`` naming
-    the record (``Record.where()``). For error-row mode call ``split`` and ``process_one`` per record instead.
+    ``handle`` returns per-record outputs when a join or OutputFilter is active, else ``[body]``. ``response_type`` is
+    the response's Content-Type (module docstring). ``count_required_by`` names what needs one result per record (a
+    join, an OutputFilter, ``alignment`` from the job's options, or ``record_count="strict"``); with it a mismatch is
+    a ``BadInput`` saying so, without it a mismatch goes to ``warn``. Errors name the record (``Record.where()``) or
+    the mini-batch's lines. For error-row mode call ``split`` and ``process_one`` per record instead.
     """
 
     def __init__(
@@ -197,7 +227,8 @@ class DataProcessor:
         join_source: str = "None",
         split_type: str = "None",
         batch_strategy: str = "MultiRecord",
-        verify_count: bool = True,
+        record_count: str = "lenient",
+        alignment: str | None = None,
     ) -> None:
         self.content_type = content_type
         self.result_type = accept or content_type
@@ -206,19 +237,25 @@ class DataProcessor:
         self.join = join_source == "Input"
         self.filters_input = not self.input_path.is_identity
         self.per_record = self.join or not self.output_path.is_identity
-        media = content_types.normalize(self.result_type)
-        splittable = media in (content_types.CSV, *JSON_TYPES) or media.startswith("text/")
         # Counting only means something when records are lines packed several to a payload (CONTRACT §5.16).
-        self.verify_count = (
-            verify_count
-            and split_type == "Line"
-            and batch_strategy in ("MultiRecord", "MULTI_RECORD")
-            and splittable
-        )
+        self.counting = split_type == "Line" and batch_strategy in ("MultiRecord", "MULTI_RECORD")
+        reasons = [
+            "JoinSource=Input" if self.join else None,
+            None if self.output_path.is_identity else f"OutputFilter {self.output_path}",
+            alignment,
+            "record_count=strict" if record_count == "strict" else None,
+        ]
+        self.count_required_by = next((reason for reason in reasons if reason), None)
 
     @classmethod
-    def from_params(cls, params: EffectiveParams, *, verify_count: bool = True) -> DataProcessor:
-        """Build from ``spec.resolve(request, ...)``."""
+    def from_params(cls, params: EffectiveParams, options: JobOptions | None = None) -> DataProcessor:
+        """Build from ``spec.resolve(request, ...)`` and the job's options (``record_count``; error rows and
+        consolidation need one result per record)."""
+        alignment = None
+        if options is not None and options.on_record_error != "fail":
+            alignment = f"on_record_error={options.on_record_error}"
+        elif options is not None and options.consolidate:
+            alignment = "consolidate"
         return cls(
             content_type=params.content_type,
             accept=params.accept,
@@ -227,13 +264,29 @@ class DataProcessor:
             join_source=params.join_source,
             split_type=params.split_type,
             batch_strategy=params.batch_strategy,
-            verify_count=verify_count,
+            record_count=options.record_count if options is not None else "lenient",
+            alignment=alignment,
         )
 
     @property
     def active(self) -> bool:
         """True when any record-level processing happens (filter, join or count check)."""
-        return self.filters_input or self.per_record or self.verify_count
+        return self.filters_input or self.per_record or self.counting
+
+    def response_type(self, declared: str | None) -> str | None:
+        """What a response is parsed as: its own Content-Type, else Accept, else ContentType."""
+        return declared or self.result_type
+
+    def output_type(self, response_type: str | None) -> str | None:
+        """The format of ``handle``'s outputs for a response of this type: a join is written like Accept/ContentType
+        (the input's family); a filtered result in its own type when that is CSV or JSON, else like Accept/ContentType;
+        anything else is the response as returned."""
+        rtype = self.response_type(response_type)
+        if self.join or (
+            self.per_record and content_types.normalize(rtype) not in (content_types.CSV, *JSON_TYPES)
+        ):
+            return self.result_type
+        return rtype
 
     def filter_record(self, record: Record) -> Record:
         """The record with InputFilter applied (``original`` keeps the input bytes); unchanged for ``$``."""
@@ -249,47 +302,90 @@ class DataProcessor:
         """A CSV header line with InputFilter applied (for ``csv_header="repeat"``)."""
         return apply_input_filter(header, self.input_path, self.content_type)
 
-    def output_header(self, header: bytes) -> bytes | None:
+    def output_header(self, header: bytes, result_columns: int = 1) -> bytes | None:
         """The header to write first in a ``.out`` for ``csv_header="skip"``: with a CSV join, the input header plus
-        a ``SageMakerOutput`` column, with the OutputFilter applied; None when there is no join (outputs are then
-        model results, which the input header does not describe) or the filter does not fit the header."""
+        one column per result column (``SageMakerOutput``, or ``SageMakerOutput_1``... when a result has several;
+        see ``result_columns``), with the OutputFilter applied; None when there is no join (outputs are then model
+        results, which the input header does not describe) or the filter does not fit the header."""
         if not self.join or _family(self.content_type) != "csv":
             return None
+        names = (
+            ["SageMakerOutput"]
+            if result_columns == 1
+            else [f"SageMakerOutput_{n}" for n in range(1, result_columns + 1)]
+        )
         try:
-            value = self.output_path.apply([*parse_record(header, self.content_type), "SageMakerOutput"])
+            value = self.output_path.apply([*parse_record(header, self.content_type), *names])
             return serialize_record(value, self.content_type)
         except BadInput:
             return None
 
-    def split(self, records: Sequence[Record], body: bytes) -> list[bytes]:
-        """The response split into one result per record (``BadInput`` on a count mismatch, naming the lines)."""
-        try:
-            return split_response(body, self.result_type, len(records))
-        except BadInput as exc:
-            where = f"lines {records[0].line}-{records[-1].line}" if records else "an empty batch"
-            raise BadInput(f"{exc} in the mini-batch of {where}") from None
+    def result_columns(self, result: bytes, response_type: str | None = None) -> int:
+        """How many columns one result adds to a CSV join row (a list is spread over columns, anything else is one)."""
+        value = self._result_value(result, self.response_type(response_type))
+        return len(value) if isinstance(value, list) else 1
 
-    def process_one(self, record: Record, result: bytes) -> bytes:
-        """Join and/or OutputFilter for one record and its result; ``BadInput`` naming the record."""
+    def split(self, records: Sequence[Record], body: bytes, response_type: str | None = None) -> list[bytes]:
+        """The response split into one result per record; ``BadInput`` naming the lines on a count mismatch (and
+        what needs one result per record) or a body that cannot be split."""
         try:
-            if not self.per_record:
-                return result
-            family = _family(self.result_type)
-            value = parse_record(result, self.result_type)
+            return split_response(body, self.response_type(response_type), len(records))
+        except ResultCountMismatch as exc:
+            need = f"; {self.count_required_by} needs one result per record" if self.count_required_by else ""
+            raise ResultCountMismatch(
+                exc.got, exc.expected, exc.media, f" in {_lines_where(records)}{need}"
+            ) from None
+        except BadInput as exc:
+            raise BadInput(f"{exc} in {_lines_where(records)}") from None
+
+    def _result_value(self, result: bytes, response_type: str | None) -> Any:
+        media = content_types.normalize(response_type)
+        if media == content_types.CSV or media in JSON_TYPES:
+            return parse_record(result, response_type)
+        if media.startswith("text/"):
+            return _decode(result, response_type)
+        raise BadInput(f"a {media or 'untyped'} result cannot be read as a record")
+
+    def process_one(self, record: Record, result: bytes, response_type: str | None = None) -> bytes:
+        """Join and/or OutputFilter for one record and its result (read as ``response_type``); ``BadInput`` naming
+        the record. A join is written in the input's format; a filtered result in its own (CSV or JSON), else as
+        Accept/ContentType."""
+        if not self.per_record:
+            return result
+        rtype = self.response_type(response_type)
+        try:
+            value = self._result_value(result, rtype)
             if self.join:
-                value = _join_values(parse_record(record.unfiltered, self.content_type), value, family)
-            if self.output_path.is_identity:
-                return serialize_record(value, self.result_type)
-            return serialize_record(self.output_path.apply(value), self.result_type)
+                input_value = parse_record(record.unfiltered, self.content_type)
+                value = _join_values(input_value, value, _family(self.content_type))
+            if not self.output_path.is_identity:
+                value = self.output_path.apply(value)
+            return serialize_record(value, self.output_type(rtype))
         except BadInput as exc:
             raise BadInput(f"{record.where()}: {exc}") from None
 
-    def handle(self, records: Sequence[Record], body: bytes) -> list[bytes]:
+    def handle(
+        self,
+        records: Sequence[Record],
+        body: bytes,
+        response_type: str | None = None,
+        *,
+        warn: Callable[[str], None] | None = None,
+    ) -> list[bytes]:
         """Outputs for one mini-batch response, in record order (see the class docstring)."""
         if self.per_record:
-            return [
-                self.process_one(r, res) for r, res in zip(records, self.split(records, body), strict=True)
-            ]
-        if self.verify_count:
-            self.split(records, body)
+            results = self.split(records, body, response_type)
+            return [self.process_one(r, res, response_type) for r, res in zip(records, results, strict=True)]
+        if self.counting and countable(self.response_type(response_type)):
+            try:
+                self.split(records, body, response_type)
+            except ResultCountMismatch as exc:
+                if self.count_required_by:
+                    raise
+                if warn is not None:
+                    warn(str(exc))
+            except BadInput:
+                # Not countable (e.g. invalid JSON): SageMaker writes it as returned, and so do we unless asked.
+                if self.count_required_by:
+                    raise
         return [body]

@@ -5,6 +5,11 @@ per response → assemble in input order, written through the object store's ato
 With ``on_record_error`` = ``error-row``/``skip`` a failing multi-record batch is bisected until the poison records
 are isolated; they become error rows (or are left out) and the file still completes. The job-level loop, leases and
 checkpoints are ``runner``'s.
+
+Responses are read as their own Content-Type (``DataProcessor``). Under ``record_count="lenient"`` a mini-batch
+whose result count differs is written as returned and counted; the file's count and first message go to the job log
+and the job store once the file is done (one warning per file, not per batch). In a ``text/csv`` file whose line 1
+looks like a header (``csv_header``), errors and warnings about the mini-batch holding line 1 say so.
 """
 
 from __future__ import annotations
@@ -16,13 +21,16 @@ import tempfile
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import TYPE_CHECKING, BinaryIO
 
+from batchlane import content_types
 from batchlane.errors import BadInput, BatchlaneError
 from batchlane.jobs.store import FileCheckpoint
 from batchlane.storage.base import ObjectStore
 from batchlane.transform import assemble
 from batchlane.transform.assemble import Assembler
+from batchlane.transform.csv_header import HINT, SAMPLE_LINES, looks_like_header
 from batchlane.transform.dataprocessing import DataProcessor, split_response
 from batchlane.transform.invoke import InvocationFailed, Invoker, source_headers
 from batchlane.transform.options import JobOptions
@@ -50,12 +58,15 @@ class FileFailed(BatchlaneError):
 
 @dataclass
 class FileOutcome:
-    """What one file came to: records answered and failed, bytes read, the first error."""
+    """What one file came to: records answered and failed, bytes read, the first error, and how many mini-batches
+    answered another number of results than records (``record_count="lenient"``) with the first such message."""
 
     records: int = 0
     failed: int = 0
     bytes_read: int = 0
     first_error: str | None = None
+    warnings: int = 0
+    first_warning: str | None = None
 
 
 @dataclass
@@ -65,6 +76,7 @@ class _BatchResult:
     failed: int
     consolidated: list[bytes] = field(default_factory=list)
     error: str | None = None
+    result_columns: int | None = None  # for a pending CSV join header: the columns one result adds
 
 
 class FileTransform:
@@ -93,6 +105,15 @@ class FileTransform:
         self._unflushed = {"records": 0, "failed": 0, "bytes": 0}
         self._last_flush = 0.0
         self._last_error: str | None = None
+        # A header hint needs line 1 of a CSV file that is sent as a record.
+        self._sniff = (
+            options.csv_header == "none"
+            and content_types.normalize(params.content_type) == content_types.CSV
+            and params.split_type == "Line"
+        )
+        self._head: list[bytes] = []
+        self._header_verdict: bool | None = None
+        self._pending_header: bytes | None = None
 
     async def run(self, in_store: ObjectStore, out_store: ObjectStore) -> FileOutcome:
         key = self.checkpoint.input_key
@@ -105,6 +126,7 @@ class FileTransform:
             with in_store.open(key) as raw, out_store.writer(self.checkpoint.output_key) as out:
                 stream = open_decompressed(raw, self.params.compression_type)
                 await self._transform(stream, out, part)
+            self._record_warnings(in_store.url_for(key))
             if part is not None:
                 part.close()
                 os.replace(part.name, part_path)
@@ -158,10 +180,13 @@ class FileTransform:
             first = next(records, None)
             if first is not None and self.options.csv_header == "repeat":
                 header = self.processor.filter_header(first.data)
-            elif first is not None:
-                out_header = self.processor.output_header(first.data)
-                if out_header is not None:
-                    out.write(self.assembler.add(out_header))
+            elif first is not None and self.processor.output_header(first.data) is not None:
+                # Written before the first output, once a result shows how many columns it adds.
+                self._pending_header = first.data
+        if self._sniff:
+            head = list(islice(records, SAMPLE_LINES))
+            self._head = [record.data for record in head]
+            records = chain(head, records)
         in_flight: deque[asyncio.Task[_BatchResult]] = deque()
         limit = max(1, params.max_concurrent_transforms)
         try:
@@ -172,12 +197,50 @@ class FileTransform:
                     self._write(await in_flight.popleft(), out, part)
             while in_flight:
                 self._write(await in_flight.popleft(), out, part)
+            self._write_header(out, None)
             self._check_error_ratio(final=True)
         finally:
             for task in in_flight:
                 task.cancel()
 
+    def _write_header(self, out: BinaryIO, result_columns: int | None) -> None:
+        if self._pending_header is not None:
+            header = self.processor.output_header(self._pending_header, result_columns or 1)
+            self._pending_header = None
+            if header is not None:
+                out.write(self.assembler.add(header))
+
+    def _header_hint(self, records: tuple[Record, ...]) -> str:
+        """``"; line 1 looks like a CSV header..."`` for a mini-batch holding line 1 of such a file, else ``""``."""
+        if not self._sniff or not records or records[0].index != 0:
+            return ""
+        if self._header_verdict is None:
+            self._header_verdict = looks_like_header(self._head)
+        return f"; {HINT}" if self._header_verdict else ""
+
+    def _count_warning(self, message: str) -> None:
+        self.outcome.warnings += 1
+        if self.outcome.first_warning is None:
+            self.outcome.first_warning = message
+
+    def _record_warnings(self, url: str) -> None:
+        """Log and store the file's result-count warnings: once per file, with their number."""
+        count, first = self.outcome.warnings, self.outcome.first_warning
+        if not count:
+            return
+        more = f" ({count} mini-batches of this file differ)" if count > 1 else ""
+        message = f"{url}: {first}{more}"
+        self.runner.job_log.info(
+            "[batchlane]: warning: %s; the output holds the responses as returned (--record-count strict "
+            "makes this an error)",
+            message,
+        )
+        self.runner.store.set_file_warnings(
+            self.runner.name, self.checkpoint.input_key, count, message, owner=self.runner.owner
+        )
+
     def _write(self, result: _BatchResult, out: BinaryIO, part: BinaryIO | None) -> None:
+        self._write_header(out, result.result_columns)
         for chunk in result.chunks:
             out.write(chunk)
         if part is not None:
@@ -234,16 +297,28 @@ class FileTransform:
             answer = await self.invoker.invoke(
                 batch.body, content_type=self.params.content_type, accept=self.params.accept, headers=headers
             )
-            outputs = self.processor.handle(batch.records, answer.body)
+            hint = self._header_hint(batch.records)
+            outputs = self.processor.handle(
+                batch.records,
+                answer.body,
+                answer.content_type,
+                warn=lambda message: self._count_warning(f"{message}{hint}"),
+            )
             chunks = [self.assembler.add(chunk) for chunk in outputs]
-            consolidated = self._consolidated(batch.records, outputs, answer.body) if self.consolidate else []
-            return _BatchResult(chunks, len(batch.records), 0, consolidated)
+            consolidated = (
+                self._consolidated(batch.records, outputs, answer.body, answer.content_type)
+                if self.consolidate
+                else []
+            )
+            columns = self._result_columns(batch.records, answer.body, answer.content_type)
+            return _BatchResult(chunks, len(batch.records), 0, consolidated, result_columns=columns)
         except (InvocationFailed, BadInput) as exc:
             if not self.isolate or (isinstance(exc, InvocationFailed) and exc.kind == "connection"):
                 kind = exc.kind if isinstance(exc, InvocationFailed) else None
-                raise FileFailed(f"{exc} ({batch.where()})", kind=kind) from None
+                hint = "" if kind in ("connection", "timeout") else self._header_hint(batch.records)
+                raise FileFailed(f"{exc} ({batch.where()}){hint}", kind=kind) from None
             if len(batch.records) == 1:
-                return self._record_error(batch.records[0], str(exc))
+                return self._record_error(batch.records[0], f"{exc}{self._header_hint(batch.records)}")
             middle = len(batch.records) // 2
             merged = _BatchResult([], 0, 0)
             for half in (batch.records[:middle], batch.records[middle:]):
@@ -259,7 +334,20 @@ class FileTransform:
                     merged.ok += result.ok
                     merged.failed += result.failed
                     merged.error = result.error or merged.error
+                    merged.result_columns = merged.result_columns or result.result_columns
             return merged
+
+    def _result_columns(
+        self, records: tuple[Record, ...], body: bytes, response_type: str | None
+    ) -> int | None:
+        """While a CSV join header waits to be written: how many columns a result of this response adds."""
+        if self._pending_header is None:
+            return None
+        try:
+            results = self.processor.split(records, body, response_type)
+            return self.processor.result_columns(results[0], response_type)
+        except BadInput:
+            return None
 
     def _record_error(self, record: Record, message: str) -> _BatchResult:
         self.runner.job_log.info("%s: %s: %s", self.checkpoint.input_key, record.where(), message)
@@ -273,17 +361,20 @@ class FileTransform:
         )
         return _BatchResult(chunks, 0, 1, consolidated, error=f"{record.where()}: {message}")
 
-    def _consolidated(self, records: tuple[Record, ...], chunks: list[bytes], body: bytes) -> list[bytes]:
+    def _consolidated(
+        self, records: tuple[Record, ...], chunks: list[bytes], body: bytes, response_type: str | None
+    ) -> list[bytes]:
+        rtype = self.processor.output_type(response_type)
         if len(chunks) == len(records):
             outputs = chunks
         else:
             try:
-                outputs = split_response(body, self.params.result_type, len(records))
-            except BadInput:
+                outputs = split_response(body, rtype, len(records))
+            except (
+                BadInput
+            ):  # a type that cannot be split (binary): the whole body goes with the first record
                 outputs = [body] + [b""] * (len(records) - 1)
         return [
-            assemble.consolidated_line(
-                self.checkpoint.input_key, record, output=output, content_type=self.params.result_type
-            )
+            assemble.consolidated_line(self.checkpoint.input_key, record, output=output, content_type=rtype)
             for record, output in zip(records, outputs, strict=False)
         ]

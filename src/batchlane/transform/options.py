@@ -31,6 +31,10 @@ class JobOptions(BaseModel):
     * ``source_headers`` (CONTRACT §5.18): send every ``/invocations`` request with headers naming its input object
       and its first record (``invoke.SOURCE_HEADERS``), so the container can tell what it is processing. Off by
       default: SageMaker sends no such headers.
+    * ``record_count``: ``"lenient"`` = as SageMaker, a response is written as returned even when it holds another
+      number of results than the records sent; a checkable mismatch is a warning (job log, ``Batchlane.Warnings``
+      in describe). ``"strict"`` = such a mismatch fails the file. A join, an OutputFilter, error rows and
+      ``consolidate`` always need one result per record (``DataProcessor.count_required_by``).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -42,6 +46,7 @@ class JobOptions(BaseModel):
     max_error_ratio: float | None = Field(None, ge=0, le=1)
     output_layout: Literal["mirror"] = "mirror"
     source_headers: bool = False
+    record_count: Literal["lenient", "strict"] = "lenient"
 
 
 def validate_options(

@@ -27,7 +27,8 @@ from batchlane.transform.spec import (
 class EffectiveParams:
     """Every value the runner needs, defaults applied. ``sources`` says where the three execution parameters came
     from (``"request"``, ``"container"`` or ``"default"``). ``accept`` is None when the request sets none (no header
-    is sent); ``result_type`` is what responses are parsed as (Accept, else ContentType)."""
+    is sent); ``result_type`` is the declared output type (Accept, else ContentType): what a response is parsed as when
+    it declares no Content-Type of its own, and the format of joins and error rows."""
 
     max_concurrent_transforms: int
     max_payload_mb: int

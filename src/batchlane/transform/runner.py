@@ -297,7 +297,7 @@ class JobRunner:
         files: list[FileCheckpoint],
         container: ModelContainer | None = None,
     ) -> None:
-        processor = DataProcessor.from_params(params)
+        processor = DataProcessor.from_params(params, options)
         assembler = Assembler(params.assemble_with, params.result_type)
         invoker = Invoker(
             url,

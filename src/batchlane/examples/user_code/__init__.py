@@ -11,6 +11,8 @@
 | ``broken_model_fn``| a ``model_fn`` that raises (the server exits non-zero)                              |
 | ``mixed``          | ``transform_fn`` together with ``predict_fn``: refused at start-up                  |
 | ``bad_signature``  | a ``predict_fn`` with the wrong number of parameters: refused at start-up           |
+| ``json_answers``   | classic hooks answering JSON to CSV requests (the default when Accept is unset)     |
+| ``per_batch``      | one ``{"predictions": [...]}`` per mini-batch, not one result per record            |
 """
 
 from __future__ import annotations
