@@ -41,10 +41,14 @@ def exit_code(status: JobStatus, signum: int | None = None) -> int:
 class JobProgress:
     """The live display of a job run here: "starting model (N s)" while the container starts, then a bar over files
     with this run's records and docs/s (the start-up time is left out of the rate). While the bar is live, log
-    records are printed through rich's console, above the bar, instead of into it. ``quiet``: no display."""
+    records are printed through rich's console, above the bar, instead of into it. ``quiet``: no display;
+    ``console``: where the bar goes (default: stderr)."""
 
-    def __init__(self, quiet: bool, description: str = "transform") -> None:
+    def __init__(
+        self, quiet: bool, description: str = "transform", *, console: Console | None = None
+    ) -> None:
         self.quiet = quiet
+        self.console = console
         self.description = description
         self.records = 0
         self.failed = 0
@@ -78,7 +82,7 @@ class JobProgress:
             _StatusColumn(self),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=self.console or Console(stderr=True),
             transient=True,
         )
         self.bar.__enter__()
@@ -173,9 +177,11 @@ def print_summary(store: Any, name: str, progress: JobProgress, *, seconds: floa
         console.print(f"  retry the failed files: batchlane jobs resume {name}")
 
 
-def run_here(store: Any, name: str, *, quiet: bool, description: str = "transform") -> int:
-    """Run (or resume) job ``name`` in this process with the progress display and Ctrl-C handling; print the
-    summary (or, ``quiet``, ``NAME: Status``) and return the exit code."""
+def run_here(
+    store: Any, name: str, *, quiet: bool, brief: bool = False, description: str = "transform"
+) -> int:
+    """Run (or resume) job ``name`` in this process with the progress display (none if ``quiet``) and Ctrl-C
+    handling; print the summary (or, ``brief``, just ``NAME: Status``) and return the exit code."""
     from batchlane.engines import local
 
     started = time.monotonic()
@@ -192,7 +198,7 @@ def run_here(store: Any, name: str, *, quiet: bool, description: str = "transfor
     if not final.is_terminal:
         sys.stderr.write(f"error: job {name} is held by another runner ({final.owner}); not run here\n")
         return EXIT_FAILED
-    if quiet:
+    if brief:
         print(f"{final.name}: {final.status.value}")
         if final.status is JobStatus.STOPPED:
             print(f"resume with: batchlane jobs resume {name}")

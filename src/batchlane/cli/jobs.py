@@ -115,7 +115,7 @@ def resume(
             "files already done",
             err=True,
         )
-    raise typer.Exit(run_here(store, record.name, quiet=quiet))
+    raise typer.Exit(run_here(store, record.name, quiet=quiet, brief=quiet))
 
 
 @jobs_app.command("wait")

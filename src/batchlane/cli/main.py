@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     a bad value) becomes one line with click's hint and exit 2; Ctrl-C that reaches here exits 130.
     """
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="batchlane", standalone_mode=False)
     except BatchlaneError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
