@@ -40,9 +40,9 @@ def env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _transform_args(tmp_path: Path, name: str, output: str) -> list[str]:
+def _transform_args(tmp_path: Path, name: str, output: str, source: str = "in") -> list[str]:
     return [
-        "transform", "--model", "echo", "--name", name, "--input", f"{tmp_path}/in/", "--output", output,
+        "transform", "--model", "echo", "--name", name, "--input", f"{tmp_path}/{source}/", "--output", output,
         "--content-type", "text/plain", "--split-type", "Line", "--strategy", "SingleRecord", "--concurrency", "1",
     ]  # fmt: skip
 
@@ -135,8 +135,12 @@ def test_a_second_ctrl_c_aborts_at_once_and_the_job_stays_resumable(
 ) -> None:
     store = JobStore(env["BATCHLANE_DB"])
 
-    # Each request takes 3 s, so the graceful stop is still waiting for the one in flight at the second Ctrl-C.
-    slow = [*_transform_args(tmp_path, "aborted", f"{tmp_path}/out/"), "--env", "ECHO_BATCH_SLEEP_S=3"]
+    # The first record takes 3 s (the echo model sleeps on "slow"), so the graceful stop is still waiting for that
+    # request at the second Ctrl-C.
+    for i in range(3):
+        (tmp_path / "slow-in" / f"part-{i}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "slow-in" / f"part-{i}.txt").write_text(("slow\n" if i == 0 else "") + f"{i}-a\n{i}-b\n")
+    slow = _transform_args(tmp_path, "aborted", f"{tmp_path}/out/", source="slow-in")
     code, stdout, stderr = _start_and_interrupt(env, slow, store, tmp_path / "out", presses=2, files_done=0)
 
     assert code == 130, stdout + stderr
@@ -149,7 +153,7 @@ def test_a_second_ctrl_c_aborts_at_once_and_the_job_stays_resumable(
     }
 
     # The same name, or another job on the same output, points at `jobs resume` (the runner is gone).
-    overlap = _run(_transform_args(tmp_path, "other", f"{tmp_path}/out/"), env)
+    overlap = _run(_transform_args(tmp_path, "other", f"{tmp_path}/out/", source="slow-in"), env)
     assert overlap.returncode == 1
     assert (
         "(it is InProgress with no live runner: resume it with `batchlane jobs resume aborted`)"
@@ -159,7 +163,11 @@ def test_a_second_ctrl_c_aborts_at_once_and_the_job_stays_resumable(
     resumed = _run(["jobs", "resume", "aborted", "-q"], env)
     assert (resumed.returncode, resumed.stdout.strip()) == (0, "aborted: Completed")
     assert temp_files(tmp_path / "out") == []
-    assert len(tree(tmp_path / "out")) == len(FILES)
+    assert tree(tmp_path / "out") == {
+        "part-0.txt.out": b"echo:slow\necho:0-a\necho:0-b\n",
+        "part-1.txt.out": b"echo:1-a\necho:1-b\n",
+        "part-2.txt.out": b"echo:2-a\necho:2-b\n",
+    }
 
 
 def test_resume_refuses_a_job_a_live_runner_holds(env: dict[str, str], tmp_path: Path) -> None:
@@ -174,3 +182,33 @@ def test_resume_refuses_a_job_a_live_runner_holds(env: dict[str, str], tmp_path:
         f"error: transform job held is being run by elsewhere:{os.getpid()}:x; `batchlane jobs wait held` waits "
         "for it, `batchlane jobs stop held` stops it"
     )
+
+
+def test_ctrl_c_while_the_model_starts_stops_the_job_at_once(env: dict[str, str], tmp_path: Path) -> None:
+    from batchlane.examples.user_code import make_model_dir
+
+    # model_fn blocks until a file appears that never does: /ping answers 503 for 120 s.
+    slow = make_model_dir("slow_load", ECHO_DIR, tmp_path / "slow")
+    store = JobStore(env["BATCHLANE_DB"])
+    runner = subprocess.Popen(
+        [*CLI, "transform", "--model-dir", str(slow), "--name", "starting", "--input", f"{tmp_path}/in/",
+         "--output", f"{tmp_path}/out/", "--content-type", "text/plain", "--split-type", "Line"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        log = store.folder / "logs" / "starting.container.log"
+        wait_until(
+            lambda: log.exists() and "loaded user module" in log.read_text(), timeout=90, interval=0.05
+        )
+        pressed = time.monotonic()
+        os.killpg(runner.pid, signal.SIGINT)
+        stdout, stderr = runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+
+    assert runner.returncode == 130, stdout + stderr
+    assert time.monotonic() - pressed < 20
+    assert "starting: Stopped" in stdout and "resume with: batchlane jobs resume starting" in stdout
+    assert store.get_job("starting").status is JobStatus.STOPPED
+    assert not (tmp_path / "out").exists()

@@ -48,7 +48,7 @@ def test_howto_pandas_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monkey
     store = JobStore(env["BATCHLANE_DB"])
     register_echo(store, name="dispute")  # the echo model answers {"echo": <record>} per line
     store.close()
-    texts = ["card charged twice", "app keeps crashing", "account taken over"]
+    texts = ["card charged twice", "app keeps freezing", "account taken over"]
     (tmp_path / "tickets/more").mkdir(parents=True)
     (tmp_path / "tickets/a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:2]))
     (tmp_path / "tickets/more/b.jsonl").write_text(json.dumps({"text": texts[2]}) + "\n")

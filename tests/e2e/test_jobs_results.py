@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -66,9 +67,9 @@ def test_the_head_is_a_table_of_joined_rows(finished: tuple[dict[str, str], Path
 
     assert result.returncode == 0, result.stderr
     rows = [
-        [cell.strip() for cell in line.strip("│").split("│")]
+        [cell.strip() for cell in re.split("[│┃]", line)[1:-1]]
         for line in result.stdout.splitlines()
-        if line.startswith("│")
+        if line.startswith(("│", "┃"))
     ]
     assert rows == [
         ["input_key", "record_index", "input", "output"],
