@@ -1,5 +1,6 @@
 """Running a job in this terminal (``transform``, ``jobs resume``, ``demo``): the progress display, Ctrl-C, the
-summary and the exit status. The exit codes are documented in docs/transform.md ("Exit codes and Ctrl-C")."""
+summary and the exit status. The exit codes are documented in docs/transform.md ("Exit codes, Ctrl-C, waiting and results"); 2, a usage
+error, comes from ``cli.main``."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from batchlane.jobs.state import FileState, JobStatus
 
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1  # the job ended Failed (also any error: unknown job, name taken, ...)
-EXIT_USAGE = 2  # an invalid option, command or request
 EXIT_STOPPED = 3  # the job ended Stopped by `batchlane jobs stop` (or the control plane)
 EXIT_TIMEOUT = 124  # `jobs wait --timeout` ran out while the job was still running (as coreutils' timeout)
 SIGNAL_BASE = 128  # stopped by a signal: 128 + its number (130 for Ctrl-C, 143 for SIGTERM)
