@@ -30,7 +30,7 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from batchlane.cli.transform import _Progress
+    from batchlane.cli.foreground import JobProgress, exit_code
     from batchlane.demo import run_demo
     from batchlane.jobs.state import JobStatus
 
@@ -39,7 +39,7 @@ def demo(
     if model_dir is None:
         console.print("  model: the demo classifier (built and cached on first use: a few minutes on CPU)")
     store = open_job_store(db)
-    with _Progress(quiet=False) as progress:
+    with JobProgress(quiet=False, description="demo") as progress:
         result = run_demo(
             workdir.resolve(), store, files=files, limit=limit, model_dir=model_dir, on_progress=progress
         )
@@ -55,13 +55,13 @@ def demo(
         console.print(f"  reason: {job.failure_reason}")
     console.print(
         f"  documents: {result.records:,} in {job.files_done} files   accuracy vs true labels: "
-        f"{result.accuracy:.3f}   throughput: {result.docs_per_second:,.1f} docs/s ({result.seconds:.1f} s)"
+        f"{result.accuracy:.3f}   throughput: {progress.docs_per_second:,.1f} docs/s ({result.seconds:.1f} s, "
+        f"model start-up {progress.startup_s:.1f} s)"
     )
     console.print(f"  model: {result.model_dir} (metrics.json beside it)")
     console.print(f"  inputs: {workdir / 'input'}   outputs: {result.output_dir}")
     console.print(f"  more: batchlane jobs describe {job.name} | batchlane jobs logs {job.name}")
-    if job.status is not JobStatus.COMPLETED:
-        raise typer.Exit(1)
+    raise typer.Exit(exit_code(job.status))
 
 
 def register(app: typer.Typer) -> None:

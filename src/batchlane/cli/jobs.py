@@ -1,9 +1,11 @@
-"""``batchlane jobs``: watch and control transform jobs (List/Describe/StopTransformJob, resume, logs)."""
+"""``batchlane jobs``: watch and control transform jobs (List/Describe/StopTransformJob, resume, wait, logs,
+results)."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,7 +13,8 @@ import typer
 from batchlane.cli.options import DbOption, open_job_store
 
 jobs_app = typer.Typer(
-    help="List, describe, stop and resume transform jobs; read their logs.", no_args_is_help=True
+    help="List, describe, stop, resume and wait for transform jobs; read their logs and results.",
+    no_args_is_help=True,
 )
 
 
@@ -87,8 +90,9 @@ def resume(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final status.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Resume a job whose runner died: committed files are kept, the rest is done now, in this process."""
-    from batchlane.cli.transform import _Progress, print_summary
+    """Continue a job here: one whose runner died, or one that was Stopped or Failed (its failed files are
+    retried). Committed files are kept. Exits like `batchlane transform`."""
+    from batchlane.cli.foreground import run_here
     from batchlane.engines import local
     from batchlane.errors import ValidationError
     from batchlane.jobs.state import JobStatus
@@ -100,15 +104,102 @@ def resume(
         for record in local.resume_orphans(store):
             typer.echo(f"{record.name}: {record.status.value}")
         return
-    started = time.monotonic()
-    with _Progress(quiet) as progress:
-        final = local.run(store, name, on_progress=progress)  # type: ignore[arg-type]
-    if quiet:
-        typer.echo(f"{final.name}: {final.status.value}")
-    else:
-        print_summary(store, final.name, time.monotonic() - started)
-    if final.status not in (JobStatus.COMPLETED, JobStatus.IN_PROGRESS, JobStatus.STOPPED):
-        raise typer.Exit(1)
+    before = store.get_job(name)  # type: ignore[arg-type]
+    if before.status is JobStatus.COMPLETED:
+        typer.echo(f"{before.name}: Completed; nothing to resume (`batchlane jobs results {before.name}`)")
+        return
+    record = local.reopen(store, before.name)
+    if before.status is not record.status and not quiet:
+        typer.echo(
+            f"resuming {record.name} (was {before.status.value}): {record.files_done} of {record.files_total} "
+            "files already done",
+            err=True,
+        )
+    raise typer.Exit(run_here(store, record.name, quiet=quiet, brief=quiet))
+
+
+@jobs_app.command("wait")
+def wait(
+    name: Annotated[str, typer.Argument(help="TransformJobName.")],
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Give up after this many seconds (exit 124). Default: wait for ever."),
+    ] = None,
+    poll: Annotated[float, typer.Option("--poll", help="Seconds between status checks.")] = 2.0,
+    db: DbOption = None,
+) -> None:
+    """Wait until the job ends; exit 0 only if it Completed (1 Failed, 3 Stopped, 124 timed out)."""
+    from batchlane.cli.foreground import EXIT_TIMEOUT, exit_code
+
+    store = open_job_store(db)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    record = store.get_job(name)
+    while not record.is_terminal:
+        if deadline is not None and time.monotonic() >= deadline:
+            typer.echo(f"{record.name}: still {record.status.value} after {timeout:g} s", err=True)
+            raise typer.Exit(EXIT_TIMEOUT)
+        time.sleep(max(0.05, poll if deadline is None else min(poll, deadline - time.monotonic())))
+        record = store.get_job(name)
+    typer.echo(f"{record.name}: {record.status.value}")
+    if record.failure_reason:
+        typer.echo(f"  reason: {record.failure_reason}")
+    raise typer.Exit(exit_code(record.status))
+
+
+@jobs_app.command("results")
+def results(
+    name: Annotated[str, typer.Argument(help="TransformJobName.")],
+    head: Annotated[int, typer.Option("--head", help="How many rows to print as a table.")] = 10,
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to",
+            help="Export every row to this file (.parquet, .csv or .jsonl) instead of printing a table.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="parquet, csv or jsonl (default: from the --to file's suffix)."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Print or export a job's outputs, joined with their input records when SplitType=Line (docs/howto-pandas.md)."""
+    from batchlane.errors import ValidationError
+    from batchlane.jobs.results import COLUMNS, export, format_for, iter_results
+
+    store = open_job_store(db)
+    if fmt is not None and to is None:
+        raise ValidationError("--format needs --to FILE", field="--format")
+    if to is not None:
+        kind = format_for(to, fmt)
+        count = export(iter_results(store, name), to, kind)
+        typer.echo(f"wrote {count:,} rows to {to} ({kind})")
+        return
+    if head < 1:
+        raise ValidationError("--head must be at least 1", field="--head")
+    from itertools import islice
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*COLUMNS)
+    for row in islice(iter_results(store, name), head):
+        table.add_row(
+            row.input_key,
+            "" if row.record_index is None else str(row.record_index),
+            _cell(row.input),
+            _cell(row.output),
+        )
+    Console().print(table)
+
+
+def _cell(text: str | None, limit: int = 200) -> str:
+    """A table cell: at most ``limit`` characters, shown literally (no rich markup)."""
+    from rich.markup import escape
+
+    if text is None:
+        return ""
+    return escape(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 @jobs_app.command("logs")

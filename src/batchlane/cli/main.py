@@ -63,24 +63,41 @@ for _name in COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; a ``BatchlaneError`` becomes ``error: <message>`` and its exit code."""
+    """Run the CLI and exit with its status (see docs/transform.md, "Exit codes").
+
+    A ``BatchlaneError`` becomes ``error: <message>`` and its exit code; a usage error (an unknown option or command,
+    a bad value) becomes one line with click's hint and exit 2; Ctrl-C that reaches here exits 130.
+    """
     try:
-        app(args=argv, standalone_mode=False) if argv is not None else app(standalone_mode=False)
+        code = app(args=argv, prog_name="batchlane", standalone_mode=False)
     except BatchlaneError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
+        code = exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click as typer._click)
+        sys.exit(_usage_error(exc))
+    # With standalone_mode=False click returns what the command returned, or the code of a typer.Exit it caught.
+    sys.exit(code if isinstance(code, int) else 0)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _usage_error(exc: Exception) -> int:
+    """Print a click exception as one line (``error: <message> Try '<command> --help' for help.``); return its exit
+    code."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `batchlane` or `batchlane jobs` alone: show the help
+        exc.show()  # type: ignore[attr-defined]
+        return 0
+    format_message = getattr(exc, "format_message", None)
+    message = (format_message() if format_message else str(exc)).strip()
+    if not message.endswith((".", "?", "!")):
+        message += "."
+    hint = f" Try '{ctx.command_path} --help' for help." if ctx is not None else ""
+    typer.echo(f"error: {message}{hint}", err=True)
+    return int(getattr(exc, "exit_code", 2))
 
 
 if __name__ == "__main__":

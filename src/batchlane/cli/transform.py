@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -88,77 +87,6 @@ def _model_from_dir(store: Any, model_dir: str) -> str:
     name = f"{stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
     ModelRegistry(store).create(ModelSpec(name=name, model_data=str(path)), exist_ok=True)
     return name
-
-
-class _Progress:
-    """A rich progress bar over files and records (docs/s, ETA by bytes)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.records = 0
-        self.failed = 0
-        self.started = time.monotonic()
-        self.bar: Any = None
-
-    def __enter__(self) -> _Progress:
-        if not self.quiet:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total} files"),
-                TextColumn("{task.fields[records]} records ({task.fields[rate]} docs/s)"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=True,
-            )
-            self.bar.__enter__()
-            self.task = self.bar.add_task("transform", total=None, records=0, rate="-")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        if event == "start":
-            self.started = time.monotonic()
-        if event == "batch":
-            self.records += data.get("records", 0)
-            self.failed += data.get("failed", 0)
-        if self.bar is None:
-            return
-        rate = self.records / max(1e-9, time.monotonic() - self.started)
-        if event == "start":
-            self.bar.update(self.task, total=data["files"], completed=data.get("done", 0))
-        elif event == "file":
-            self.bar.advance(self.task)
-        self.bar.update(self.task, records=self.records, rate=f"{rate:,.0f}")
-
-
-def print_summary(store: Any, name: str, seconds: float) -> None:
-    """The end-of-job summary: status, counts, throughput, where the outputs are."""
-    from rich.console import Console
-
-    from batchlane.jobs.state import FileState
-
-    record = store.get_job(name)
-    console = Console(stderr=False, highlight=False)
-    colour = {"Completed": "green", "Failed": "red"}.get(record.status.value, "yellow")
-    console.print(f"[bold]{name}[/bold]: [{colour}]{record.status.value}[/{colour}]")
-    if record.failure_reason:
-        console.print(f"  reason: {record.failure_reason}")
-    rate = record.records_done / seconds if seconds > 0 else 0.0
-    console.print(
-        f"  files: {record.files_done} done, {record.files_failed} failed, {record.files_total} total"
-        f"   records: {record.records_done:,} ok, {record.records_failed:,} failed"
-        f"   time: {seconds:.1f} s ({rate:,.1f} docs/s)"
-    )
-    console.print(f"  output: {record.request['TransformOutput']['S3OutputPath']}")
-    for checkpoint in store.files(name, FileState.FAILED)[:5]:
-        console.print(f"  failed: {checkpoint.input_key}: {checkpoint.error}")
-    console.print(f"  logs: batchlane jobs logs {name}")
 
 
 def transform(
@@ -291,8 +219,8 @@ def transform(
     db: DbOption = None,
 ) -> None:
     """Run a batch transform job: one <input>.out per input object, SageMaker Batch Transform semantics."""
+    from batchlane.cli.foreground import run_here
     from batchlane.engines import local
-    from batchlane.jobs.state import JobStatus
 
     store = open_job_store(db)
     if model_dir and model:
@@ -338,12 +266,8 @@ def transform(
         local.start_detached(store, record.name)
         typer.echo(record.name)
         return
-    started = time.monotonic()
-    with _Progress(quiet) as progress:
-        final = local.run(store, record.name, on_progress=progress)
-    print_summary(store, final.name, time.monotonic() - started)
-    if final.status is not JobStatus.COMPLETED:
-        raise typer.Exit(1)
+    # Exit status: 0 Completed, 1 Failed, 3 Stopped, 130 Ctrl-C (see cli.foreground).
+    raise typer.Exit(run_here(store, record.name, quiet=quiet))
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,10 @@ Decisions:
 * ``Stopping → Completed`` is refused: once a stop was accepted the job ends ``Stopped`` (or ``Failed``), even if the
   runner happened to finish the last file at the same moment, so the caller who asked to stop gets a predictable
   answer. botocore's ``TransformJobCompletedOrStopped`` waiter treats both as success anyway.
-* Terminal states (``Completed``, ``Failed``, ``Stopped``) have no way out; a re-run is a new job.
+* Terminal states (``Completed``, ``Failed``, ``Stopped``) have no way out through ``TRANSITIONS``; a re-run is a
+  new job. The one exception is batchlane's own ``jobs resume`` (SageMaker has no resume): it reopens a ``Stopped``
+  or ``Failed`` job (``REOPENABLE``) as ``InProgress``, keeping its committed files and retrying its failed ones
+  (``JobStore.reopen``). The control plane never does this.
 * Moving to the state a job is already in is not a transition (``check_transition`` refuses it); idempotent
   operations such as stop handle that case themselves.
 
@@ -68,6 +71,7 @@ class JobStatus(StrEnum):
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED})
 ACTIVE = frozenset({JobStatus.IN_PROGRESS, JobStatus.STOPPING})
+REOPENABLE = frozenset({JobStatus.STOPPED, JobStatus.FAILED})
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.IN_PROGRESS: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPING}),

@@ -47,7 +47,7 @@ from batchlane.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from batchlane.jobs.checkpoints import CheckpointTable
 from batchlane.jobs.db import MAX_FAILURE_REASON, Database, _dt, _json, _reason, _ts, spec_hash, utcnow
 from batchlane.jobs.records import FileCheckpoint, JobRecord, ModelRow
-from batchlane.jobs.state import ACTIVE, FileState, JobStatus, check_job_name, check_transition
+from batchlane.jobs.state import ACTIVE, REOPENABLE, FileState, JobStatus, check_job_name, check_transition
 
 __all__ = [
     "MAX_FAILURE_REASON",
@@ -280,6 +280,31 @@ class JobStore(Database, CheckpointTable):
                 )
                 row = self._job_row(conn, name)
             return JobRecord._from_row(row)
+
+    def reopen(self, name: str) -> JobRecord:
+        """Stopped or Failed → InProgress, for ``batchlane jobs resume`` (see ``jobs.state``): failed files become
+        pending again with their counts zeroed, committed files stay done, the failure reason and end time are
+        cleared. ``Conflict`` naming the state for any other job."""
+        with self._write() as conn:
+            row = self._job_row(conn, name)
+            current = JobStatus(row["status"])
+            if current not in REOPENABLE:
+                raise Conflict(
+                    f"transform job {name} is {current.value}; only Stopped or Failed jobs can be reopened"
+                )
+            now = _ts(self._now())
+            conn.execute(
+                "UPDATE job_files SET state = ?, records = 0, records_failed = 0, bytes_done = 0, error = NULL,"
+                " updated = ? WHERE job = ? AND state = ?",
+                (FileState.PENDING.value, now, name, FileState.FAILED.value),
+            )
+            conn.execute(
+                "UPDATE jobs SET status = ?, failure_reason = NULL, end_time = NULL, owner = NULL,"
+                " lease_expires = NULL, last_modified_time = ? WHERE name = ? AND status = ?",
+                (JobStatus.IN_PROGRESS.value, now, name, current.value),
+            )
+            self._recount(conn, name)
+            return JobRecord._from_row(self._job_row(conn, name))
 
     def claim(self, name: str, owner: str, lease_s: float, *, now: datetime | None = None) -> bool:
         """Take the job for ``owner`` until now + ``lease_s``; False if it is finished or another owner's lease is

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -58,6 +58,7 @@ class ModelContainer:
         startup_timeout_s: float = 120.0,
         log_file: str | Path | None = None,
         serve_args: Sequence[str] = (),
+        on_wait: Callable[[], None] | None = None,
     ) -> None:
         if sum(x is not None for x in (model_dir, serve_command, url)) != 1:
             raise ValueError("give exactly one of model_dir, serve_command or url")
@@ -68,6 +69,8 @@ class ModelContainer:
         self.startup_timeout_s = startup_timeout_s
         self.log_file = Path(log_file) if log_file else None
         self.serve_args = list(serve_args)
+        # Called on every /ping poll during start-up; it may raise (e.g. the job was asked to stop) to give up.
+        self.on_wait = on_wait
         self.process: subprocess.Popen[bytes] | None = None
         self._log_handle: IO[bytes] | None = None
 
@@ -112,6 +115,9 @@ class ModelContainer:
             stdout=self._log_handle or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            # Its own process group: Ctrl-C in a terminal reaches the runner only, which stops the job gracefully
+            # (requests in flight still get their answers) and then stops this server itself.
+            process_group=0,
         )
         self.url = f"http://127.0.0.1:{port}"
         try:
@@ -135,6 +141,8 @@ class ModelContainer:
         last = "no answer"
         with httpx.Client(timeout=PING_TIMEOUT_S) as client:
             while True:
+                if self.on_wait is not None:
+                    self.on_wait()
                 if self.process is not None and self.process.poll() is not None:
                     tail = self._tail_log()
                     raise ModelLoadError(

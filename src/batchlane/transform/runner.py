@@ -86,8 +86,10 @@ def job_context(record: JobRecord) -> tuple[CreateTransformJobRequest, JobOption
 class JobRunner:
     """Runs job ``name`` from ``store`` to a terminal state. ``run()`` returns the final record.
 
-    ``on_progress(event, data)`` receives ``"start"`` (files, bytes), ``"batch"`` (records, failed, bytes) and
-    ``"file"`` (key, state) events for progress displays. ``lease_s`` is how long the lease lasts without renewal.
+    ``on_progress(event, data)`` receives ``"start"`` (files, bytes, done), ``"starting"`` (the model container is
+    being started), ``"ready"`` (startup_s: it answers /ping), ``"batch"`` (records, failed, bytes) and ``"file"``
+    (key, state) events for progress displays; records are this run's only. ``lease_s`` is how long the lease lasts
+    without renewal. ``interrupt()`` stops the job gracefully (signal handlers call it).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._done = threading.Event()
+        self._interrupted = threading.Event()
         self.job_log = logging.getLogger(f"batchlane.job.{name}")
 
     # -- lease and stop signal -------------------------------------------------------------------------------
@@ -137,6 +140,12 @@ class JobRunner:
                     self._stop.set()
             except Exception:  # a busy database must not kill the heartbeat; the next beat retries
                 log.exception("job %s: heartbeat failed", self.name)
+
+    def interrupt(self) -> None:
+        """Stop the job as ``batchlane jobs stop`` would: the file in flight is abandoned at its next mini-batch (its
+        output is never committed) and the job ends Stopped. Only sets flags, so a signal handler may call it."""
+        self._interrupted.set()
+        self._stop.set()
 
     def check_interrupt(self) -> None:
         if self._lost.is_set():
@@ -201,7 +210,11 @@ class JobRunner:
         )
         if pending:
             try:
+                self.check_interrupt()
+                self.on_progress("starting", {})
+                starting = time.monotonic()
                 with self._container(request, options, model) as container:
+                    self.on_progress("ready", {"startup_s": time.monotonic() - starting})
                     params = resolve(request, self._execution_parameters(request, container))
                     self.job_log.info("[sagemaker logs]: %s", params.log_line())
                     asyncio.run(
@@ -213,6 +226,9 @@ class JobRunner:
                 self.job_log.info("[batchlane]: interrupted: %s", exc)
                 if self._lost.is_set():
                     return self.store.get_job(self.name)
+                if self._interrupted.is_set():
+                    # InProgress → Stopping → Stopped, the same path as `batchlane jobs stop`.
+                    self.store.request_stop(self.name)
                 return self._finish(JobStatus.STOPPED)
             except BatchlaneError as exc:
                 self.job_log.info("[batchlane]: %s", exc)
@@ -268,7 +284,12 @@ class JobRunner:
     ) -> ModelContainer:
         env = container_environment(request, model.environment)
         log_file = self.store.log_path(self.name).with_suffix(".container.log")
-        common = {"env": env, "startup_timeout_s": options.startup_timeout_s, "log_file": log_file}
+        common = {
+            "env": env,
+            "startup_timeout_s": options.startup_timeout_s,
+            "log_file": log_file,
+            "on_wait": self.check_interrupt,
+        }
         if model.serve_url:
             return ModelContainer(url=model.serve_url, **common)
         if model.serve_command:
@@ -320,6 +341,9 @@ class JobRunner:
                     NotFound,
                     StorageError,
                 ) as exc:
+                    if self._stop.is_set() or self._lost.is_set():
+                        # Failing while stopping (a request cut short): abandon the file, do not mark it failed.
+                        raise Interrupted(f"stopped while transforming {checkpoint.input_key}") from exc
                     # NotFound: the object vanished after the job was planned (e.g. before a resume). StorageError:
                     # reading this object or writing its output failed (a full disk, a folder where the .out goes);
                     # the other files may still succeed, and none of this file's output became visible.
