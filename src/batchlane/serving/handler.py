@@ -3,9 +3,10 @@
 SageMaker semantics (inference toolkit ``Transformer``) with the improvements of CONTRACT §5:
 
 * The module is ``<code dir>/<SAGEMAKER_PROGRAM or inference.py>``; the code dir is ``SAGEMAKER_SUBMIT_DIRECTORY``
-  when it names a local folder, else ``<model dir>/code``. It goes to the front of ``sys.path`` so sibling imports
-  work. A program that was named explicitly but does not exist is a start-up error; a missing default
-  ``inference.py`` means "use the default handler". The log says which file was loaded.
+  when it names a local folder, else ``<model dir>/code`` (``code_paths``: paths are resolved, and code must stay
+  inside the model folder). It goes to the front of ``sys.path`` so sibling imports work. A program that was named
+  explicitly but does not exist is a start-up error; a missing default ``inference.py`` means "use the default
+  handler". The log says which file was loaded.
 * Hooks: ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn`` or ``transform_fn``, plus ``pre_model_fn`` and
   ``model_warmup_fn``; each may take one trailing ``context`` parameter. The arity is checked at start-up, and
   ``transform_fn`` together with input/predict/output_fn is refused there too. Missing hooks come from ``defaults``.
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 from batchlane import codecs, content_types
 from batchlane import settings as settings_mod
 from batchlane.errors import BatchlaneError, ModelError, ModelLoadError
+from batchlane.serving.code_paths import code_dir, code_file
 from batchlane.serving.context import Context
 from batchlane.settings import ServeSettings
 
@@ -121,14 +123,6 @@ class Hooks:
         return [hook.name for hook in hooks if hook is not None and hook.user]
 
 
-def code_dir(settings: ServeSettings, model_dir: Path) -> Path:
-    """``SAGEMAKER_SUBMIT_DIRECTORY`` when it is a local folder (``file://`` allowed), else ``<model_dir>/code``."""
-    submit = (settings.submit_directory or "").removeprefix("file://")
-    if submit and "://" not in submit and Path(submit).is_dir():
-        return Path(submit)
-    return model_dir / "code"
-
-
 def _program_named_explicitly(settings: ServeSettings) -> bool:
     return settings.program != "inference.py" or bool(settings.extra_env.get(settings_mod.SAGEMAKER_PROGRAM))
 
@@ -151,6 +145,8 @@ def load_user_module(settings: ServeSettings, model_dir: Path) -> Any | None:
             )
         logger.info("no user module at %s: using the default sequence-classification handler", path)
         return None
+    # A link to a file outside the model is refused here, before anything is imported.
+    code_file(path, directory, model_dir, "the user module")
     if (directory / "requirements.txt").is_file():
         logger.warning(
             "%s exists but batchlane does not pip-install at start-up; install those packages in the image",
