@@ -197,3 +197,14 @@ def test_sagemakers_model_path_means_the_model_folder(tmp_path: Path) -> None:
         code_dir(_settings(model, SAGEMAKER_SUBMIT_DIRECTORY="/opt/ml/model/../outside"), model)
     remote = _settings(model, SAGEMAKER_SUBMIT_DIRECTORY="s3://bucket/sourcedir.tar.gz")
     assert code_dir(remote, model) == Path(os.path.realpath(model / "code"))
+
+
+def test_the_runner_checks_again_before_it_starts_a_model_process(tmp_path: Path) -> None:
+    """A job or model stored before these rules existed is refused when its model process would start."""
+    from batchlane.transform.container import ModelContainer
+
+    marker = tmp_path / "started"
+    container = ModelContainer(serve_command=["touch", str(marker)], env={"LD_PRELOAD": "/tmp/x.so"})
+    with pytest.raises(ValidationError, match=r"'Environment\.LD_PRELOAD'"):
+        container.start()
+    assert container.process is None and not marker.exists()

@@ -114,7 +114,7 @@ def refusal(key: str, value: str) -> Refusal | None:
             key,
             f"Environment must not set {key}: it changes which code, libraries or executables the model server "
             f"loads (refused: {', '.join(p + '*' for p in LOADER_PREFIXES)}, {', '.join(sorted(REFUSED_VARIABLES))}; "
-            f"allowed: {', '.join(sorted(SAFE_PYTHON_VARIABLES))})",
+            f"allowed PYTHON* variables: {', '.join(sorted(SAFE_PYTHON_VARIABLES))})",
         )
     if key == settings.SAGEMAKER_SUBMIT_DIRECTORY and isinstance(value, str):
         reason = _submit_directory_refusal(value)
