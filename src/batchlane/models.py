@@ -14,7 +14,8 @@ A ``ModelSpec`` says how a transform job gets a model server, in exactly one of 
 * ``serve_url``: an ``http(s)://`` URL of a container that is already running (``/ping``, ``/invocations``).
 
 ``environment`` follows CreateTransformJob's Environment limits (≤16 entries, key ``[a-zA-Z_][a-zA-Z0-9_]{0,1023}``,
-value ≤10240 characters); a job's Environment wins over the model's (``effective_environment``). ``image`` is kept
+value ≤10240 characters) and refuses variables that change which code loads (``serving.environment``); a job's
+Environment wins over the model's (``effective_environment``). ``image`` is kept
 for DescribeModel and informational only for local runs.
 
 ``ModelRegistry.create`` is idempotent on request: the same name with the same spec returns the existing model when
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from batchlane.errors import AlreadyExists, Conflict, ValidationError
 from batchlane.jobs.store import JobStore, ModelRow, spec_hash
+from batchlane.serving import environment as model_env_policy
 from batchlane.storage.base import parse_uri
 
 MODEL_NAME_PATTERN = re.compile(r"[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?")
@@ -72,6 +74,8 @@ def check_environment(env: Mapping[str, str], field: str = "Environment") -> dic
             raise ValidationError(f"{field}[{key}] must be a string, got {type(value).__name__}", field=field)
         if len(value) > MAX_ENV_VALUE:
             raise ValidationError(f"{field}[{key}] is longer than {MAX_ENV_VALUE} characters", field=field)
+    # Variables that change which code loads (LD_PRELOAD, PYTHONPATH, ...): serving/environment.py.
+    model_env_policy.check_environment(env, field)
     return dict(env)
 
 

@@ -3,10 +3,11 @@
 SageMaker semantics (inference toolkit ``Transformer``) with the improvements of CONTRACT §5:
 
 * The module is ``<code dir>/<SAGEMAKER_PROGRAM or inference.py>``; the code dir is ``SAGEMAKER_SUBMIT_DIRECTORY``
-  when it names a local folder, else ``<model dir>/code``. It goes to the front of ``sys.path`` so sibling imports
-  work. A program that was named explicitly but does not exist is a start-up error; a missing default
-  ``inference.py`` means "use the default handler". The log says which file was loaded. A ``requirements.txt`` in
-  the code dir is pip-installed first (``serving.requirements``), unless turned off.
+  when it names a local folder, else ``<model dir>/code`` (``code_paths``: paths are resolved, and code must stay
+  inside the model folder). It goes to the front of ``sys.path`` so sibling imports work. A program that was named
+  explicitly but does not exist is a start-up error; a missing default ``inference.py`` means "use the default
+  handler". The log says which file was loaded. A ``requirements.txt`` in the code dir is pip-installed first
+  (``serving.requirements``), unless turned off.
 * Hooks: ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn`` or ``transform_fn``, plus ``pre_model_fn`` and
   ``model_warmup_fn``; each may take one trailing ``context`` parameter. The arity is checked at start-up, and
   ``transform_fn`` together with input/predict/output_fn is refused there too. Missing hooks come from ``defaults``.
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 from batchlane import codecs, content_types
 from batchlane import settings as settings_mod
 from batchlane.errors import BatchlaneError, ModelError, ModelLoadError
+from batchlane.serving.code_paths import code_dir, code_file
 from batchlane.serving.context import Context
 from batchlane.serving.requirements import REQUIREMENTS_FILE, activate
 from batchlane.settings import ServeSettings
@@ -123,26 +125,20 @@ class Hooks:
         return [hook.name for hook in hooks if hook is not None and hook.user]
 
 
-def code_dir(settings: ServeSettings, model_dir: Path) -> Path:
-    """``SAGEMAKER_SUBMIT_DIRECTORY`` when it is a local folder (``file://`` allowed), else ``<model_dir>/code``."""
-    submit = (settings.submit_directory or "").removeprefix("file://")
-    if submit and "://" not in submit and Path(submit).is_dir():
-        return Path(submit)
-    return model_dir / "code"
-
-
 def _program_named_explicitly(settings: ServeSettings) -> bool:
     return settings.program != "inference.py" or bool(settings.extra_env.get(settings_mod.SAGEMAKER_PROGRAM))
 
 
-def _install_requirements(settings: ServeSettings, directory: Path) -> None:
+def _install_requirements(settings: ServeSettings, directory: Path, model_dir: Path) -> None:
     """Make ``code/requirements.txt``'s packages importable, as SageMaker does before loading the module.
 
     Installed even without a user module: the default handler may need them too (a tokenizer's sentencepiece).
+    A file that resolves outside the model (a symlink) is refused before pip reads it.
     """
     file = directory / REQUIREMENTS_FILE
     if not file.is_file():
         return
+    file = code_file(file, directory, model_dir, f"code/{REQUIREMENTS_FILE}")
     if not settings.install_requirements:
         logger.info("%s not installed (--no-install-requirements)", file)
         return
@@ -152,7 +148,7 @@ def _install_requirements(settings: ServeSettings, directory: Path) -> None:
 def load_user_module(settings: ServeSettings, model_dir: Path) -> Any | None:
     """Import the user module, or return None when there is none (then defaults are used)."""
     directory = code_dir(settings, model_dir)
-    _install_requirements(settings, directory)
+    _install_requirements(settings, directory, model_dir)
     program = settings.program if settings.program.endswith(".py") else f"{settings.program}.py"
     path = directory / program
     if not path.is_file():
@@ -168,6 +164,8 @@ def load_user_module(settings: ServeSettings, model_dir: Path) -> Any | None:
             )
         logger.info("no user module at %s: using the default sequence-classification handler", path)
         return None
+    # A link to a file outside the model is refused here, before anything is imported.
+    code_file(path, directory, model_dir, "the user module")
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
     name = Path(program).stem

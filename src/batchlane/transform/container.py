@@ -3,7 +3,9 @@ or an already running server at a URL.
 
 Start-up waits for ``GET /ping`` to answer 200 within a deadline (CONTRACT §5.10: a container that never becomes
 healthy fails the job quickly with the last status seen, instead of pinging for 30 minutes). A started process is
-tied to its parent (Linux ``PR_SET_PDEATHSIG``) so a runner killed with SIGKILL does not leave servers behind.
+tied to its parent (Linux ``PR_SET_PDEATHSIG``) so a runner killed with SIGKILL does not leave servers behind. It
+gets a clean environment (``serving.environment.model_process_environment``): runtime variables, SageMaker's and the
+job's, never the runner's credentials.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from batchlane.errors import ModelLoadError
+from batchlane.serving.environment import model_process_environment
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +105,8 @@ class ModelContainer:
             self._wait_healthy()
             return self.url
         port = free_port()
-        env = {**os.environ, **self.env, "SAGEMAKER_BIND_TO_PORT": str(port)}
+        # A clean environment, never ours: the model process runs user code (serving/environment.py).
+        env = model_process_environment(os.environ, {**self.env, "SAGEMAKER_BIND_TO_PORT": str(port)})
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()

@@ -45,6 +45,7 @@ from pydantic_core import PydanticCustomError
 
 from batchlane import content_types
 from batchlane.errors import ValidationError
+from batchlane.serving import environment as model_env_policy
 from batchlane.transform import jsonpath
 from batchlane.transform.field_errors import to_validation_error
 
@@ -249,6 +250,9 @@ def _check_environment(env: dict[str, str]) -> dict[str, str]:
             )
         if len(value) > 10240:
             raise _rule("Member must have length less than or equal to 10240", key, value)
+    refused = model_env_policy.find_refusal(env)
+    if refused is not None:
+        raise _rule(refused.constraint, refused.key, refused.value)
     return env
 
 
