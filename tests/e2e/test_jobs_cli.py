@@ -172,3 +172,53 @@ def test_jobs_list_describe_logs_and_stop_a_detached_job(env: dict[str, str], tm
     assert unknown.stderr.strip() == (
         "error: Could not find transform job 'arn:aws:sagemaker:us-east-1:000000000000:transform-job/no-such-job'."
     )
+
+
+def test_a_detached_runner_ended_by_sigterm_leaves_the_job_for_the_orphan_sweep(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGTERM to a background runner is a shutdown, not the user's stop: the job stays InProgress with a dead owner
+    (never Stopped, which nothing resumes on its own), and `jobs resume --all` finishes it byte-identically."""
+    import os
+    import signal
+
+    _ok(
+        _run(
+            ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "BATCHLANE_DEVICE=cpu"], env
+        )
+    )
+    files = {f"part-{i}.txt": f"{i}a\n{i}b\n" for i in range(8)}
+    for name, text in files.items():
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / name).write_text(text)
+    store = JobStore(env["BATCHLANE_DB"])
+    _ok(
+        _run(
+            ["transform", "--detach", "--model", "echo", "--name", "shutdown", "--input", f"{tmp_path}/in/",
+             "--output", f"{tmp_path}/out/", "--content-type", "text/plain", "--split-type", "Line",
+             "--strategy", "SingleRecord", "--env", "ECHO_BATCH_SLEEP_S=0.2"],
+            env,
+        )
+    )  # fmt: skip
+    running = wait_until(lambda: (job := store.get_job("shutdown")).files_done >= 1 and job, timeout=60)
+    pid = int(running.owner.split(":")[1])
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: _gone(pid), timeout=30, interval=0.1)
+
+    assert store.get_job("shutdown").status is JobStatus.IN_PROGRESS
+    assert temp_files(tmp_path / "out") == []
+    resumed = _ok(_run(["jobs", "resume", "--all"], env))
+    assert "shutdown: Completed" in resumed.stdout
+    assert tree(tmp_path / "out") == {
+        f"{name}.out": "".join(f"echo:{line}\n" for line in text.splitlines()).encode()
+        for name, text in files.items()
+    }
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie nobody has reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

@@ -88,6 +88,15 @@ def resume(
     name: Annotated[str | None, typer.Argument(help="TransformJobName; omit with --all.")] = None,
     all_jobs: Annotated[bool, typer.Option("--all", help="Resume every job whose runner is gone.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final status.")] = False,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background",
+            hidden=True,
+            help="Run as a background runner (`transform --detach`, the worker): a signal ends the process and "
+            "leaves the job InProgress, so the next orphan sweep resumes it, instead of stopping the job.",
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Continue a job here: one whose runner died, or one that was Stopped or Failed (its failed files are
@@ -109,6 +118,20 @@ def resume(
         typer.echo(f"{before.name}: Completed; nothing to resume (`batchlane jobs results {before.name}`)")
         return
     record = local.reopen(store, before.name)
+    if background:
+        # A shutdown's SIGTERM is not the user's "stop": the process just ends, the job stays InProgress with a
+        # dead owner, and whoever sweeps orphans (the worker, the control plane, `jobs resume --all`) goes on.
+        import signal
+
+        from batchlane.cli.foreground import exit_code
+
+        def shutdown(signum: int, frame: object) -> None:
+            raise SystemExit(128 + signum)  # unwinds: the file in flight is abandoned and its temp file removed
+
+        signal.signal(signal.SIGTERM, shutdown)
+        final = local.run(store, record.name)
+        typer.echo(f"{final.name}: {final.status.value}")
+        raise typer.Exit(exit_code(final.status, None))
     if before.status is not record.status and not quiet:
         typer.echo(
             f"resuming {record.name} (was {before.status.value}): {record.files_done} of {record.files_total} "

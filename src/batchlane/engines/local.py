@@ -167,12 +167,24 @@ def run_in_foreground(
 def start_detached(
     store: JobStore, name: str, *, log_file: str | Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Run job ``name`` in a new background process (``batchlane jobs resume NAME``) that outlives this one."""
+    """Run job ``name`` in a new background process (``batchlane jobs resume NAME --background``) that outlives this
+    one. A signal ends that process and leaves the job InProgress for the next orphan sweep, unlike Ctrl-C in a
+    terminal, which stops the job."""
     target = Path(log_file) if log_file else store.log_path(name).with_suffix(".runner.log")
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "ab") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "batchlane", "jobs", "resume", name, "--db", str(store.path), "--quiet"],
+            [
+                sys.executable,
+                "-m",
+                "batchlane",
+                "jobs",
+                "resume",
+                name,
+                "--db",
+                str(store.path),
+                "--background",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,

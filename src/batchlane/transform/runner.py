@@ -167,6 +167,13 @@ class JobRunner:
         beat.start()
         try:
             return self._run_claimed()
+        except (KeyboardInterrupt, SystemExit):
+            # Ended by a signal (a second Ctrl-C, a background runner's SIGTERM): the job stays InProgress and its
+            # lease is given up, so `jobs resume` or the next orphan sweep can continue it at once.
+            self._done.set()
+            beat.join(timeout=5)
+            self.store.release(self.name, self.owner)
+            raise
         finally:
             self._done.set()
             beat.join(timeout=5)
