@@ -165,7 +165,9 @@ def test_a_symlinked_module_outside_the_model_is_refused_before_import(tmp_path:
     assert not (tmp_path / "ran").exists()
 
 
-def test_a_symlinked_requirements_file_outside_the_model_is_refused_before_pip_reads_it(tmp_path: Path) -> None:
+def test_a_symlinked_requirements_file_outside_the_model_is_refused_before_pip_reads_it(
+    tmp_path: Path,
+) -> None:
     model = _model(tmp_path)
     (tmp_path / "outside" / "requirements.txt").write_text("--index-url http://127.0.0.1:9/evil\nanything\n")
     (model / "code" / "requirements.txt").symlink_to(tmp_path / "outside" / "requirements.txt")

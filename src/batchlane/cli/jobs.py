@@ -126,7 +126,9 @@ def resume(
         from batchlane.cli.foreground import exit_code
 
         def shutdown(signum: int, frame: object) -> None:
-            raise SystemExit(128 + signum)  # unwinds: the file in flight is abandoned and its temp file removed
+            raise SystemExit(
+                128 + signum
+            )  # unwinds: the file in flight is abandoned and its temp file removed
 
         signal.signal(signal.SIGTERM, shutdown)
         final = local.run(store, record.name)
