@@ -20,7 +20,8 @@ def _commands(
     for name, command in sorted(group.commands.items()):
         path = (*prefix, name)
         found.append((path, command))
-        if isinstance(command, click.Group):
+        # typer may bring its own copy of click, whose Group is not `click.Group`: recurse by shape.
+        if isinstance(getattr(command, "commands", None), dict):
             found.extend(_commands(command, path))
     return found
 
@@ -38,7 +39,7 @@ def test_the_main_groups_are_registered() -> None:
 def test_command_and_options_have_help(path: tuple[str, ...], command: click.Command) -> None:
     assert (command.help or command.short_help or "").strip(), f"batchlane {' '.join(path)} has no help text"
     for param in command.params:
-        if isinstance(param, click.Option) and not param.hidden:
+        if getattr(param, "param_type_name", None) == "option" and not param.hidden:
             assert (param.help or "").strip(), (
                 f"batchlane {' '.join(path)} option {param.opts[0]} has no help"
             )
