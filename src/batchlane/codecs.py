@@ -14,9 +14,13 @@ needs to read or write payloads. Decoded shapes:
 | ``text/plain``          | a list of lines (``str``), blank lines skipped       | a str, or a list (one line each; non-str   |
 |                         |                                                      | items written as JSON)                     |
 
-Malformed bodies raise ``BadInput`` (400) naming the line and column; an unknown content type raises
-``UnsupportedContentType`` (415); an Accept header naming no supported type raises ``NotAcceptable`` (406).
-Every encoded line-based body ends with a newline.
+Malformed bodies raise ``BadInput`` (400) naming the line and column, including JSON nested deeper than the parser
+can go and JSON strings holding a lone UTF-16 surrogate (``"\\ud800"``, which no UTF-8 text can carry); an unknown
+content type raises ``UnsupportedContentType`` (415); an Accept header naming no supported type raises
+``NotAcceptable`` (406). Every encoded line-based body ends with a newline.
+
+CSV fields may be as long as the largest payload (``CSV_FIELD_LIMIT``), not just the ``csv`` module's 131,072
+characters.
 """
 
 from __future__ import annotations
@@ -25,12 +29,25 @@ import csv
 import io
 import json
 import math
+import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from batchlane import content_types
 from batchlane.errors import BadInput, ModelError, NotAcceptable, UnsupportedContentType
+
+# A CSV field may fill a whole payload: MaxPayloadInMB is at most 100, and a character is at least one byte.
+# ``csv.field_size_limit`` is process-wide; it is raised once here, at import, to this fixed maximum (never lowered,
+# never set per call), so concurrent parsers cannot race on it. Every module that parses CSV imports this one.
+CSV_FIELD_LIMIT = 100 * 1024 * 1024
+csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+
+# A lone surrogate can only enter decoded JSON through a \uD800-\uDFFF escape: look for one before walking escapes.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,68 @@ def _json_error(exc: json.JSONDecodeError, what: str) -> BadInput:
     return BadInput(f"invalid {what} at line {exc.lineno}, column {exc.colno}: {exc.msg}")
 
 
+def _position(text: str, offset: int, first_line: int = 1) -> str:
+    line = text.count("\n", 0, offset) + first_line
+    return f"line {line}, column {offset - (text.rfind(chr(10), 0, offset) + 1) + 1}"
+
+
+def json_nesting_error(text: str, what: str = "JSON", first_line: int = 1) -> BadInput:
+    """The error for a document ``json.loads`` gave up on with ``RecursionError``: its depth and where.
+
+    Python's parser stops near the interpreter's recursion limit, so the accepted depth is about that many levels.
+    """
+    depth = deepest = where = 0
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest, where = depth, match.start()
+        elif token in "]}":
+            depth -= 1
+    return BadInput(
+        f"{what} nested deeper than the parser's limit of about {sys.getrecursionlimit()} levels "
+        f"({deepest} levels at {_position(text, where, first_line)})"
+    )
+
+
+def check_json_unicode(text: str, what: str = "JSON", first_line: int = 1) -> None:
+    """``BadInput`` naming the place when a JSON text escapes a lone UTF-16 surrogate (``"\\ud800"``).
+
+    Such strings decode in Python but cannot be encoded as UTF-8 (tokenizers and writers then fail with a
+    ``TypeError``/``UnicodeEncodeError``); RFC 8259 leaves their meaning undefined. Cheap when there is none.
+    """
+    if not _SURROGATE_ESCAPE.search(text):
+        return
+    pending: re.Match[str] | None = None  # a high surrogate waiting for its low half
+    for match in _ESCAPE.finditer(text):
+        unit = int(match.group(1), 16) if match.group(1) else None
+        if pending is not None:
+            if unit is not None and 0xDC00 <= unit <= 0xDFFF and match.start() == pending.end():
+                pending = None
+                continue
+            break
+        if unit is not None and 0xD800 <= unit <= 0xDBFF:
+            pending = match
+        elif unit is not None and 0xDC00 <= unit <= 0xDFFF:
+            pending = match
+            break
+    if pending is not None:
+        raise BadInput(
+            f"invalid unicode in {what}: lone surrogate {pending.group()} at "
+            f"{_position(text, pending.start(), first_line)}"
+        )
+
+
+def _loads(text: str, what: str, first_line: int = 1) -> Any:
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise json_nesting_error(text, what, first_line) from None
+    check_json_unicode(text, what, first_line)
+    return value
+
+
 def decode_json(text: str) -> Any:
     """One JSON document; several newline-separated documents (JSON Lines sent as JSON) become a list.
 
@@ -72,7 +151,7 @@ def decode_json(text: str) -> Any:
     with one record per line (CONTRACT §5.2); strict decoders fail them with "Extra data".
     """
     try:
-        return json.loads(text)
+        return _loads(text, "JSON")
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data" and "\n" in text.strip():
             return decode_jsonlines(text)
@@ -86,7 +165,7 @@ def decode_jsonlines(text: str) -> list[Any]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(_loads(line, f"JSON Lines record {len(records)}", line_number))
         except json.JSONDecodeError as exc:
             raise BadInput(
                 f"invalid JSON Lines record {len(records)} at line {line_number}, column {exc.colno}: {exc.msg}"
@@ -181,7 +260,11 @@ def codec_for(content_type: str | None) -> Codec:
 
 
 def body_text(body: bytes | str, content_type: str | None) -> str:
-    """The body as text, using the Content-Type's charset (UTF-8 by default, a leading BOM dropped)."""
+    """The body as text, using the Content-Type's charset (UTF-8 by default, a leading BOM dropped).
+
+    A JSON body is also checked for lone surrogate escapes (``check_json_unicode``), so user ``input_fn``s that
+    receive it as ``str`` never see one.
+    """
     if isinstance(body, str):
         return body
     encoding = content_types.charset(content_type)
@@ -193,7 +276,10 @@ def body_text(body: bytes | str, content_type: str | None) -> str:
         ) from None
     except UnicodeDecodeError as exc:
         raise BadInput(f"the body is not valid {encoding}: byte {exc.start} cannot be decoded") from None
-    return text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")
+    if content_types.normalize(content_type) in (content_types.JSON, content_types.JSONLINES):
+        check_json_unicode(text, "the body")
+    return text
 
 
 def decode(body: bytes | str, content_type: str | None) -> Any:

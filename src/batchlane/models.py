@@ -112,6 +112,12 @@ class ModelSpec(BaseModel):
     def _model_data(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if value.split("://", 1)[0].lower() in ("s3", "file") and "://" in value:
+            # A URI is nobody's relative path: '..' in it is refused, as in transform URIs. Plain paths come from
+            # a local caller and are resolved against its own working folder below.
+            from batchlane.transform.spec import split_uri
+
+            split_uri(value)
         try:
             parsed = parse_uri(value, field="model_data")
         except ValidationError as exc:
@@ -216,6 +222,29 @@ class ModelSpec(BaseModel):
         return spec_hash(self.model_dump(mode="json", exclude={"name"}))
 
 
+def check_model_data_url(value: Any, field: str) -> str:
+    """``ModelDataUrl`` as CreateModel takes it, checked at create time; ``ValidationError`` naming ``field``.
+
+    AWS takes an ``s3://`` URI or an ``https://`` S3 URL (returned here as ``s3://``; the bucket must follow AWS's
+    naming rules); batchlane also takes a ``file://`` URI or an absolute local path. A relative path is refused,
+    since it would resolve against the server's working folder, and so is any ``..`` segment.
+    """
+    from batchlane.transform.spec import canonical_uri, split_uri
+
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string", field=field)
+    try:
+        scheme, _, path = split_uri(value)
+    except ValueError as exc:
+        raise ValidationError(f"{field}: {exc}", field=field) from None
+    if scheme == "file" and not os.path.isabs(path):
+        raise ValidationError(
+            f"{field}: {value!r} is a relative path; give an s3:// URI, a file:// URI or an absolute path",
+            field=field,
+        )
+    return canonical_uri(value)
+
+
 def from_sagemaker(request: Mapping[str, Any]) -> ModelSpec:
     """A ``ModelSpec`` from a boto3 ``CreateModel`` request (``PrimaryContainer`` or a single ``Containers[0]``).
 
@@ -271,6 +300,10 @@ def from_sagemaker(request: Mapping[str, Any]) -> ModelSpec:
             f"{field}.ModelDataUrl is required: batchlane serves the model itself from its model data",
             field=f"{field}.ModelDataUrl",
         )
+    url_field = (
+        f"{field}.ModelDataSource.S3DataSource.S3Uri" if source is not None else f"{field}.ModelDataUrl"
+    )
+    model_data = check_model_data_url(model_data, url_field)
     environment = primary.get("Environment") or {}
     if not isinstance(environment, Mapping):
         raise ValidationError(f"{field}.Environment must be a map", field=f"{field}.Environment")

@@ -36,6 +36,7 @@ BATCHLANE_PRECISION = "BATCHLANE_PRECISION"
 BATCHLANE_TOP_K = "BATCHLANE_TOP_K"
 BATCHLANE_THREADS = "BATCHLANE_THREADS"
 BATCHLANE_MAX_RESPONSE_MB = "BATCHLANE_MAX_RESPONSE_MB"
+BATCHLANE_MAX_MODEL_ARCHIVE_MB = "BATCHLANE_MAX_MODEL_ARCHIVE_MB"  # most a model.tar.gz may extract to
 # Training: the folder with the CFPB demo data (train.csv.gz, test.csv.gz) when not running from a checkout.
 BATCHLANE_DEMO_DATA = "BATCHLANE_DEMO_DATA"
 BATCHLANE_QUEUE = "BATCHLANE_QUEUE"  # default queue: a name (embedded), sqlite:///…, sqs://name or an SQS URL
@@ -187,6 +188,7 @@ class ServeSettings:
     top_k: int = 1
     threads: int | None = None
     max_response_mb: int | None = None
+    max_model_archive_mb: int | None = None  # None: serving.archive's default cap
     max_batch_size: int | None = None
     # Validated by ClassifierOptions.from_settings, like precision: runtime/quantize names, the delay as given.
     runtime: str | None = None
@@ -222,6 +224,7 @@ class ServeSettings:
             "top_k": _int(env, BATCHLANE_TOP_K, 1),
             "threads": _int(env, BATCHLANE_THREADS, None),
             "max_response_mb": _int(env, BATCHLANE_MAX_RESPONSE_MB, None),
+            "max_model_archive_mb": _int(env, BATCHLANE_MAX_MODEL_ARCHIVE_MB, None),
             "max_batch_size": _int(env, BATCHLANE_MAX_BATCH_SIZE, None),
             "runtime": env.get(BATCHLANE_RUNTIME, "").strip() or None,
             "quantize": env.get(BATCHLANE_QUANTIZE, "").strip() or None,

@@ -318,7 +318,16 @@ def create_app(config: ServerConfig, *, store: JobStore | None = None) -> FastAP
         except _Unroutable as exc:
             protocol = exc.protocol
             response = render_error(exc.error, protocol, request_id)
-        except AwsError as exc:
+        except Exception as exc:
+            if not isinstance(exc, AwsError):
+                # A bug of ours: still AWS's error shape (never a plain-text 500), the traceback in the log.
+                log.exception("unexpected error serving request %s", request_id)
+                exc = AwsError(
+                    "InternalFailure",
+                    "An internal error occurred; see the server log",
+                    status=500,
+                    sender=False,
+                )
             if route is not None and route.service == sqs.SERVICE and not exc.type_prefix:
                 exc = sqs.sqs_error(exc.code, exc.message, status=exc.status, sender=exc.sender)
             response = render_error(exc, protocol, request_id)

@@ -22,6 +22,8 @@ from xml.etree import ElementTree
 
 from starlette.responses import Response
 
+from batchlane.codecs import json_nesting_error
+
 SQS_XML_NAMESPACE = "http://queue.amazonaws.com/doc/2012-11-05/"
 
 
@@ -114,13 +116,17 @@ def parse_timestamp(value: Any, field: str) -> datetime:
 
 
 def decode_json_body(body: bytes) -> dict[str, Any]:
-    """The JSON object of a JSON-protocol request (an empty body is ``{}``); ``SerializationException`` otherwise."""
+    """The JSON object of a JSON-protocol request (an empty body is ``{}``); ``SerializationException`` otherwise
+    (malformed, nested deeper than the parser goes, or not an object), as AWS answers a body it cannot read."""
     if not body.strip():
         return {}
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise AwsError("SerializationException", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        nesting = json_nesting_error(body.decode("utf-8", "replace"), "the request body")
+        raise AwsError("SerializationException", nesting.message) from None
     if not isinstance(data, dict):
         raise AwsError("SerializationException", "the request body must be a JSON object")
     return data

@@ -238,7 +238,7 @@ class SqsApi:
             policy = json.loads(value)
             count = int(policy["maxReceiveCount"])
             target = str(policy["deadLetterTargetArn"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise sqs_error(
                 "InvalidAttributeValue",
                 "RedrivePolicy must be JSON with deadLetterTargetArn and maxReceiveCount",

@@ -41,6 +41,7 @@ from batchlane.errors import (
     ValidationError,
 )
 from batchlane.queue.base import MAX_BODY_BYTES
+from batchlane.storage.bucket import bucket_name_problem
 
 MAX_URI_CHARS = 1024
 MAX_INSTANCE_COUNT = 100
@@ -49,7 +50,6 @@ MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?$")  # Sage
 # ml.<family>.<size> (AWS's enum changes too often to pin) or "local" for on-prem runs.
 INSTANCE_TYPE_RE = re.compile(r"^(ml\.[a-z][a-z0-9-]*\.[a-z0-9]+|local)$")
 MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9*][\w!#$&^.+*-]*(\s*;.*)?$")
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -80,10 +80,8 @@ def _split(value: Any) -> tuple[str, str, str]:
     scheme = scheme_match.group(1).lower() if scheme_match and "://" in value else ""
     if scheme == "s3":
         bucket, _, key = value.split("://", 1)[1].partition("/")
-        if not _BUCKET_RE.match(bucket):
-            raise _fail(
-                f"{bucket!r} is not a valid S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)"
-            )
+        if problem := bucket_name_problem(bucket):
+            raise _fail(problem)
         key = unquote(key)
         if "\\" in key:
             raise _fail("S3 keys must not contain backslashes")

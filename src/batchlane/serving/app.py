@@ -186,7 +186,10 @@ def create_app(
     """
     parameters = execution_parameters(settings)
     cache = cache_dir or settings_mod.home_dir(settings.extra_env or None) / "models-extracted"
-    model_dir = resolve_model_dir(Path(settings.model_dir), cache)
+    archive_cap = (
+        {} if settings.max_model_archive_mb is None else {"max_bytes": settings.max_model_archive_mb * MB}
+    )
+    model_dir = resolve_model_dir(Path(settings.model_dir), cache, **archive_cap)
     defaults = ClassifierHandler(settings)
     hooks = resolve_hooks(settings, model_dir, defaults)
     handler = Handler(hooks, settings, model_dir, defaults)

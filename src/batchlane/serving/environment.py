@@ -55,6 +55,7 @@ RUNTIME_VARIABLES = frozenset(
         settings.BATCHLANE_THREADS, settings.BATCHLANE_MAX_RESPONSE_MB, settings.BATCHLANE_MAX_BATCH_SIZE,
         settings.BATCHLANE_RUNTIME, settings.BATCHLANE_QUANTIZE, settings.BATCHLANE_ONNX_CACHE,
         settings.BATCHLANE_MAX_BATCH_DELAY_MS, settings.BATCHLANE_INSTALL_REQUIREMENTS,
+        settings.BATCHLANE_MAX_MODEL_ARCHIVE_MB,
     }
 )  # fmt: skip
 """Variables a model process inherits from the process that starts it (with ``RUNTIME_PREFIXES``)."""

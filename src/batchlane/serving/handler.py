@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from batchlane import codecs, content_types
 from batchlane import settings as settings_mod
-from batchlane.errors import BatchlaneError, ModelError, ModelLoadError
+from batchlane.errors import BadInput, BatchlaneError, ModelError, ModelLoadError
 from batchlane.serving.code_paths import code_dir, code_file
 from batchlane.serving.context import Context
 from batchlane.serving.requirements import REQUIREMENTS_FILE, activate
@@ -237,10 +237,13 @@ def hook_error(hook: str, exc: Exception) -> BatchlaneError:
     """Map an exception raised by a hook to our hierarchy (the traceback stays on ``__cause__`` for the log).
 
     Our own errors keep their status; errors carrying an HTTP ``status_code``/``error_code`` (the SageMaker and MMS
-    toolkits' exception classes) keep theirs; anything else is a 500 ``ModelError`` naming the hook.
+    toolkits' exception classes) keep theirs; a ``RecursionError`` while decoding (``input_fn``, ``transform_fn``)
+    is the input's fault, a 400 (deeply nested JSON); anything else is a 500 ``ModelError`` naming the hook.
     """
     if isinstance(exc, BatchlaneError):
         return exc
+    if isinstance(exc, RecursionError) and hook in ("input_fn", "transform_fn"):
+        return BadInput(f"{hook} raised {_short(exc)}: the input is nested too deeply to decode")
     error = ModelError(f"{hook} raised {_short(exc)}")
     for attribute in ("status_code", "error_code"):
         code = getattr(exc, attribute, None)

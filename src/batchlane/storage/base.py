@@ -22,7 +22,6 @@ from remote callers must check them against its allowed roots before calling it.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -31,12 +30,11 @@ from typing import BinaryIO, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from batchlane.errors import ValidationError
+from batchlane.storage.bucket import bucket_name_problem
 
 # SageMaker's S3Uri members allow at most 1024 characters; S3 keys are at most 1024 bytes of UTF-8.
 MAX_URI_CHARS = 1024
 MAX_KEY_BYTES = 1024
-# Permissive enough for legacy bucket names (uppercase, underscores), strict enough to keep hosts and paths out.
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -115,8 +113,8 @@ def parse_uri(uri: str, *, field: str | None = None) -> ParsedUri:
         if scheme == "s3":
             rest = uri.split("://", 1)[1]
             bucket, _, key = rest.partition("/")
-            if not _BUCKET.fullmatch(bucket):
-                raise ValidationError(f"{uri!r} does not name a valid S3 bucket", field=field)
+            if problem := bucket_name_problem(bucket):
+                raise ValidationError(f"{uri!r} does not name a valid S3 bucket: {problem}", field=field)
             return ParsedUri("s3", bucket, key)
         if scheme == "file":
             parts = urlsplit(uri)

@@ -36,7 +36,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from batchlane import content_types
+from batchlane import (
+    codecs,  # noqa: F401  (raises csv.field_size_limit: a CSV field may fill a payload)
+    content_types,
+)
 from batchlane.errors import BadInput, UnsupportedContentType
 from batchlane.transform import jsonpath
 from batchlane.transform.split import Record

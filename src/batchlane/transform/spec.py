@@ -14,7 +14,8 @@ Rules beyond the API shapes (CONTRACT §1.1), decided here:
   documented ``https://`` S3 forms (virtual-hosted ``https://b.s3[.region].amazonaws.com/k`` and path-style
   ``https://s3[.region].amazonaws.com/b/k``; ``canonical_uri`` rewrites them to ``s3://``), ``file:///abs/path``
   and plain local paths. Any other ``http(s)://`` URL or scheme is refused (SSRF, RELIABILITY §4 row 8), as are
-  ``..`` segments (also percent-encoded), NUL and more than 1024 characters (row 7).
+  ``..`` segments (also percent-encoded), NUL and more than 1024 characters (row 7). Bucket names follow AWS's
+  rules (``storage.bucket``), so ``s3://A_B/`` fails at create time, not when the job runs.
 * ``TransformResources.InstanceType``: any ``ml.<family>.<size>`` name (AWS's enum of ~116 values changes too often
   to pin) or ``local`` / ``local_gpu`` (the SDK's local-mode names) for on-prem runs. Locally it only labels the
   job. ``ModelName`` must be non-empty (the API allows 0 characters, but a model must be named).
@@ -46,6 +47,7 @@ from pydantic_core import PydanticCustomError
 from batchlane import content_types
 from batchlane.errors import ValidationError
 from batchlane.serving import environment as model_env_policy
+from batchlane.storage.bucket import bucket_name_problem
 from batchlane.transform import jsonpath
 from batchlane.transform.field_errors import to_validation_error
 
@@ -66,7 +68,6 @@ _S3_VIRTUAL = re.compile(
 _S3_PATH = re.compile(
     r"https://s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?/(?P<bucket>[^/]+)(?:/(?P<key>.*))?"
 )
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _TAG_PUNCT = set("_.:/=+-@")
 
 
@@ -131,8 +132,8 @@ def split_uri(uri: str) -> tuple[str, str, str]:
         raise ValueError(f"unsupported scheme {scheme!r}; use s3://, file:// or a local path")
     else:
         location = ("file", "", uri)
-    if location[0] == "s3" and not _BUCKET.fullmatch(location[1]):
-        raise ValueError(f"{location[1]!r} is not a valid S3 bucket name")
+    if location[0] == "s3" and (problem := bucket_name_problem(location[1])):
+        raise ValueError(problem)
     segments = re.split(r"[/\\]", location[2])
     if any(segment == ".." or unquote(segment) == ".." for segment in segments):
         raise ValueError("must not contain '..' path segments")

@@ -1,0 +1,62 @@
+"""A CSV field longer than the ``csv`` module's default 131,072 characters, but well within MaxPayloadInMB.
+
+Through the real `batchlane transform` CLI with DataProcessing (so the runner parses each CSV record) and through
+``/invocations`` of the default handler with ``text/csv`` (so the codec parses the body).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from batchlane.serving.app import create_app
+from batchlane.settings import ServeSettings
+from tests.models import CLI, ECHO_DIR, cli_env, tree
+
+LONG = "x" * 200_000
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_transform_with_input_filter_and_join_on_a_200k_character_field(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "home")
+    created = _run(
+        ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "BATCHLANE_DEVICE=cpu"], env
+    )
+    assert created.returncode == 0, created.stderr
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rows.csv").write_text(f'1,"{LONG}",0.5\n2,short,0.7\n')
+
+    done = _run(
+        ["transform", "--model", "echo", "--input", f"{tmp_path}/in/", "--output", f"{tmp_path}/out/",
+         "--content-type", "text/csv", "--accept", "text/csv", "--split-type", "Line",
+         "--input-filter", "$[1:]", "--join-source", "Input", "--name", "long-field", "-q"],
+        env,
+    )  # fmt: skip
+
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "long-field: Completed" in done.stdout
+    # Every input column, then the echo model's answer: the filtered fields it received joined with "|".
+    assert tree(tmp_path / "out") == {
+        "rows.csv.out": f"1,{LONG},0.5,{LONG}|0.5\n2,short,0.7,short|0.7\n".encode()
+    }
+
+
+def test_invocations_decode_a_200k_character_csv_field(tiny_bert_dir: Path) -> None:
+    with TestClient(create_app(ServeSettings.from_env({}, model_dir=tiny_bert_dir))) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ping").status_code != 200:
+            assert time.monotonic() < deadline, "model did not load"
+            time.sleep(0.05)
+        body = f'"{" ".join(["word"] * 40_000)}"\nshort text\n'
+        assert len(body) > 200_000
+        response = client.post(
+            "/invocations", content=body, headers={"content-type": "text/csv", "accept": "application/json"}
+        )
+    assert response.status_code == 200, response.text
+    assert len(response.json()) == 2
