@@ -2,7 +2,8 @@
 
 ``submit`` validates the request, resolves the model (a snapshot of its spec is stored with the job, so a later
 resume does not depend on the registry), refuses an output prefix that an active job is writing to (RELIABILITY §4
-row 17), and records the job InProgress. ``run`` drives it to the end in this process (``burst``); ``start_detached``
+row 17; the store re-checks it inside the insert's transaction) or that overlaps the input prefix, and records the
+job InProgress. ``run`` drives it to the end in this process (``burst``); ``start_detached``
 runs it in a background process; ``resume_orphans`` picks up jobs whose runner died (called at worker/server start).
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from batchlane.errors import Conflict, NotFound
+from batchlane.jobs.outputs import check_output_outside_input
 from batchlane.jobs.store import JobRecord, JobStore
 from batchlane.models import ModelRegistry
 from batchlane.transform.options import JobOptions, validate_options
@@ -39,6 +41,7 @@ def submit(
     """
     parsed = validate_request(request)
     job_options = validate_options(options, parsed)
+    check_output_outside_input(parsed.to_dict())
     try:
         model = ModelRegistry(store).get(parsed.ModelName)
     except NotFound:
@@ -63,7 +66,11 @@ def submit(
         "model": model.spec.model_dump(mode="json"),
     }
     return store.create_job(
-        parsed.TransformJobName, parsed.to_dict(), stored_options, if_same_spec_ok=if_same_spec_ok
+        parsed.TransformJobName,
+        parsed.to_dict(),
+        stored_options,
+        if_same_spec_ok=if_same_spec_ok,
+        exclusive_output=True,
     )
 
 
