@@ -7,12 +7,17 @@ needs to read or write payloads. Decoded shapes:
 |-------------------------|------------------------------------------------------|--------------------------------------------|
 | ``application/json``    | the JSON value; a body of several JSON documents,    | any JSON-able value (numpy/torch included) |
 |                         | one per line (JSON Lines), becomes a list of them    |                                            |
-| ``application/jsonlines``| a list, one value per non-blank line                | a list (one line each) or a single value   |
+| ``application/jsonlines``| a list, one value per line (``None`` if blank)      | a list (one line each) or a single value   |
 | ``text/csv``            | a list of rows (``list[str]``), RFC 4180 quoting,    | a list of rows; a row is a dict (values),  |
-|                         | blank lines skipped                                  | a list/tuple (fields, nested ones flattened)|
+|                         | ``[]`` for a blank line                              | a list/tuple (fields, nested ones flattened)|
 |                         |                                                      | or a scalar (one field)                    |
-| ``text/plain``          | a list of lines (``str``), blank lines skipped       | a str, or a list (one line each; non-str   |
+| ``text/plain``          | a list of lines (``str``), ``""`` for a blank line   | a str, or a list (one line each; non-str   |
 |                         |                                                      | items written as JSON)                     |
+
+Blank lines are records (docs/serving.md): a batch transform with ``SplitType=Line`` sends every line of a file,
+blank ones included, and expects one result per line back, so dropping them would break the count. A JSON body
+with a blank line (SageMaker's MultiRecord of a ``.jsonl`` file sent as ``application/json``) is read as JSON Lines;
+a body that is only whitespace but not empty is one blank record per line. An empty body holds no records.
 
 Malformed bodies raise ``BadInput`` (400) naming the line and column, including JSON nested deeper than the parser
 can go and JSON strings holding a lone UTF-16 surrogate (``"\\ud800"``, which no UTF-8 text can carry); an unknown
@@ -144,12 +149,22 @@ def _loads(text: str, what: str, first_line: int = 1) -> Any:
     return value
 
 
+# A whitespace-only line once the body's final line end is set aside (a regex: no copy of a large body).
+_BLANK_LINE = re.compile(r"(?:^|\n)[^\S\n]*(?:\n|$)")
+
+
 def decode_json(text: str) -> Any:
     """One JSON document; several newline-separated documents (JSON Lines sent as JSON) become a list.
 
     Why the fallback: SageMaker MultiRecord mini-batches of a ``.jsonl`` file arrive as ``application/json``
-    with one record per line (CONTRACT §5.2); strict decoders fail them with "Extra data".
+    with one record per line (CONTRACT §5.2); strict decoders fail them with "Extra data". A body with a blank line
+    is read the same way first, since ``json.loads`` would skip the blank record.
     """
+    if text and _BLANK_LINE.search(text[:-1] if text.endswith("\n") else text):
+        try:
+            return decode_jsonlines(text)
+        except BadInput:  # a pretty-printed document with a blank line in it
+            pass
     try:
         return _loads(text, "JSON")
     except json.JSONDecodeError as exc:
@@ -159,10 +174,12 @@ def decode_json(text: str) -> Any:
 
 
 def decode_jsonlines(text: str) -> list[Any]:
-    """One value per non-blank line; an error names the line, the column and the 0-based record index."""
+    """One value per line, ``None`` for a blank one; an error names the line, the column and the 0-based record
+    index."""
     records: list[Any] = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
+            records.append(None)
             continue
         try:
             records.append(_loads(line, f"JSON Lines record {len(records)}", line_number))
@@ -174,16 +191,16 @@ def decode_jsonlines(text: str) -> list[Any]:
 
 
 def decode_csv(text: str) -> list[list[str]]:
-    """RFC 4180 rows (quoted fields may hold commas, quotes and newlines); blank lines are skipped."""
+    """RFC 4180 rows (quoted fields may hold commas, quotes and newlines); a blank line is an empty row."""
     try:
-        return [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
+        return list(csv.reader(io.StringIO(text, newline=""), strict=True))
     except csv.Error as exc:
         raise BadInput(f"invalid CSV: {exc}") from None
 
 
 def decode_text(text: str) -> list[str]:
-    """One item per non-blank line, line terminators removed."""
-    return [line for line in text.splitlines() if line.strip()]
+    """One item per line (``""`` for a blank one), line terminators removed."""
+    return text.splitlines()
 
 
 def encode_json(value: Any) -> bytes:

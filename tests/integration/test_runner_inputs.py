@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from batchlane.errors import ValidationError
 from batchlane.jobs.describe import describe_job
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
@@ -267,19 +268,21 @@ def test_csv_header_option(store: JobStore, tmp_path: Path, mode: str) -> None:
     assert record.records_done == 3
 
 
-def test_raw_prefix_matches_sibling_folders_and_warns_when_outputs_overlap(
+def test_raw_prefix_matches_sibling_folders_and_refuses_outputs_it_would_read_back(
     store: JobStore, tmp_path: Path
 ) -> None:
     _write(tmp_path / "data/a.txt", "a\n")
     _write(tmp_path / "data-2/b.txt", "b\n")
     _write(tmp_path / "other/c.txt", "c\n")
+    # Every output key would start with ".../data-out/data", which the raw input prefix ".../data" matches: a later
+    # run over the same input would read these outputs back, so the job is refused at create.
+    with pytest.raises(ValidationError, match="TransformOutput.S3OutputPath .* is inside the input prefix"):
+        run_job(store, transform_request("overlap", f"{tmp_path}/data", f"{tmp_path}/data-out/"))
+    assert store.find_job("overlap") is None
     # S3Prefix is a raw string prefix (CONTRACT §1.3): ".../data" also matches ".../data-2/...".
-    request = transform_request("raw-prefix", f"{tmp_path}/data", f"{tmp_path}/data-out/")
+    request = transform_request("raw-prefix", f"{tmp_path}/data", f"{tmp_path}/results/")
 
     record = run_job(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
-    assert tree(tmp_path / "data-out") == {"data/a.txt.out": b"echo:a\n", "data-2/b.txt.out": b"echo:b\n"}
-    # Every output key starts with ".../data-out/data", which the input prefix ".../data" matches.
-    assert "[batchlane]: warning: TransformOutput.S3OutputPath" in job_log(store, "raw-prefix")
-    assert "overlaps the input prefix" in job_log(store, "raw-prefix")
+    assert tree(tmp_path / "results") == {"data/a.txt.out": b"echo:a\n", "data-2/b.txt.out": b"echo:b\n"}

@@ -1,8 +1,9 @@
 """The local engine: submit a CreateTransformJob request to the embedded job store and run it on this machine.
 
 ``submit`` validates the request, resolves the model (a snapshot of its spec is stored with the job, so a later
-resume does not depend on the registry), refuses an output prefix that an active job is writing to (RELIABILITY §4
-row 17), and records the job InProgress. ``run`` drives it to the end in this process (``burst``);
+resume does not depend on the registry), refuses an output prefix that an active job is writing to (the store
+re-checks it inside the insert's transaction; docs/reliability.md) or that overlaps the input prefix, and records the
+job InProgress. ``run`` drives it to the end in this process (``burst``);
 ``run_in_foreground`` does the same for a terminal, turning SIGINT/SIGTERM into a graceful stop; ``reopen`` prepares
 a Stopped or Failed job for ``batchlane jobs resume``; ``start_detached`` runs it in a background process;
 ``resume_orphans`` picks up jobs whose runner died (called at worker/server start).
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from batchlane.errors import AlreadyExists, Conflict, NotFound
+from batchlane.jobs.outputs import check_output_outside_input
 from batchlane.jobs.state import ACTIVE, REOPENABLE, JobStatus
 from batchlane.jobs.store import JobRecord, JobStore
 from batchlane.models import ModelRegistry
@@ -44,6 +46,7 @@ def submit(
     """
     parsed = validate_request(request)
     job_options = validate_options(options, parsed)
+    check_output_outside_input(parsed.to_dict())
     try:
         model = ModelRegistry(store).get(parsed.ModelName)
     except NotFound:
@@ -70,7 +73,11 @@ def submit(
     }
     try:
         return store.create_job(
-            parsed.TransformJobName, parsed.to_dict(), stored_options, if_same_spec_ok=if_same_spec_ok
+            parsed.TransformJobName,
+            parsed.to_dict(),
+            stored_options,
+            if_same_spec_ok=if_same_spec_ok,
+            exclusive_output=True,
         )
     except AlreadyExists as exc:
         if not isinstance(exc.existing, JobRecord):

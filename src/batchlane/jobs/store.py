@@ -44,6 +44,7 @@ from typing import Any
 
 from batchlane import settings
 from batchlane.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from batchlane.jobs import outputs
 from batchlane.jobs.checkpoints import CheckpointTable
 from batchlane.jobs.db import MAX_FAILURE_REASON, Database, _dt, _json, _reason, _ts, spec_hash, utcnow
 from batchlane.jobs.records import FileCheckpoint, JobRecord, ModelRow
@@ -128,9 +129,13 @@ class JobStore(Database, CheckpointTable):
         options: Mapping[str, Any] | None = None,
         *,
         if_same_spec_ok: bool = False,
+        exclusive_output: bool = False,
     ) -> JobRecord:
         """Create an InProgress job. A taken name raises ``AlreadyExists`` (``.existing`` is the stored job), unless
-        ``if_same_spec_ok`` and the existing job has the same spec hash, in which case that job is returned."""
+        ``if_same_spec_ok`` and the existing job has the same spec hash, in which case that job is returned.
+
+        ``exclusive_output``: raise ``Conflict`` naming the other job if an active job's output prefix overlaps this
+        one's (``jobs.outputs``), checked in the insert's own transaction so concurrent creates cannot both pass."""
         check_job_name(name)
         request = dict(request)
         options = dict(options or {})
@@ -154,6 +159,15 @@ class JobStore(Database, CheckpointTable):
                     existing=existing,
                     field="TransformJobName",
                 )
+            output = outputs.output_path(request)
+            if exclusive_output and output is not None:
+                active = conn.execute(
+                    "SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY creation_time, name",
+                    tuple(s.value for s in ACTIVE),
+                )
+                busy = outputs.conflicting_jobs(active, output)
+                if busy:
+                    raise Conflict(outputs.busy_message(output, busy[0]), field=outputs.OUTPUT_FIELD)
             conn.execute(
                 "INSERT INTO jobs (name, arn, status, request, options, spec_hash, creation_time, last_modified_time)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -372,22 +386,14 @@ class JobStore(Database, CheckpointTable):
         return [JobRecord._from_row(row) for row in rows]
 
     def active_jobs_writing_to(self, output_uri: str, *, exclude: str | None = None) -> list[JobRecord]:
-        """InProgress/Stopping jobs whose ``S3OutputPath`` overlaps ``output_uri`` as a raw string prefix (either one
-        starts with the other), other than ``exclude``. A caller starting a job refuses (409) when this is non-empty,
-        since two jobs on one output prefix overwrite each other's ``.out`` objects (RELIABILITY §4 row 17)."""
+        """InProgress/Stopping jobs whose ``S3OutputPath`` overlaps ``output_uri`` (canonical locations compared as
+        folders, ``jobs.outputs``), other than ``exclude``. Two jobs on one output prefix overwrite each other's
+        ``.out`` objects (RELIABILITY §4 row 17); ``create_job(exclusive_output=True)`` refuses them atomically."""
         rows = self._conn().execute(
             "SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY creation_time, name",
             tuple(s.value for s in ACTIVE),
         )
-        found = []
-        for row in rows:
-            record = JobRecord._from_row(row)
-            other = (record.request.get("TransformOutput") or {}).get("S3OutputPath")
-            if not isinstance(other, str) or (exclude is not None and record.name.lower() == exclude.lower()):
-                continue
-            if other.startswith(output_uri) or output_uri.startswith(other):
-                found.append(record)
-        return found
+        return outputs.conflicting_jobs(rows, output_uri, exclude=exclude)
 
     def _check_active(self, row: sqlite3.Row) -> None:
         if JobStatus(row["status"]) not in ACTIVE:

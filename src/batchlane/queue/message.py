@@ -7,8 +7,9 @@ Unknown fields are refused, so a typo is an error rather than a silently ignored
 Paths are ``s3://bucket/prefix``, ``file:///abs/path`` or an absolute local path. Relative paths are refused (the
 worker may run in another directory; the CLI resolves them before sending), as are ``http(s)://`` URLs (the worker
 must not fetch arbitrary hosts: SSRF, RELIABILITY §4 row 8), ``..`` segments (also percent-encoded), control
-characters, more than 1024 characters, and an output prefix that overlaps the input prefix as a *raw string*
-(inputs are listed by raw prefix, so ``s3://b/in-results`` would be read back as input of ``s3://b/in``).
+characters, more than 1024 characters, and an output prefix that overlaps the input prefix (inputs are listed by
+raw prefix, so ``s3://b/in-results`` would be read back as input of ``s3://b/in``; the rule is
+``storage.base.output_input_overlap``, shared with CreateTransformJob).
 
 ``job_name_for`` derives the transform job's name without a clock (RELIABILITY §0.2): duplicate deliveries and
 reordered JSON keys give the same name, so the second start finds the first job instead of making another.
@@ -41,6 +42,7 @@ from batchlane.errors import (
     ValidationError,
 )
 from batchlane.queue.base import MAX_BODY_BYTES
+from batchlane.storage.base import output_input_overlap
 from batchlane.storage.bucket import bucket_name_problem
 
 MAX_URI_CHARS = 1024
@@ -197,19 +199,18 @@ class TransformMessage(BaseModel):
 
     @model_validator(mode="after")
     def _no_overlap(self) -> TransformMessage:
-        source = _split(self.input_path)
-        target = _split(self.output_path)
-        if source[:2] == target[:2]:
-            if target[2].startswith(source[2]):
-                raise _fail(
-                    f"output_path {self.output_path!r} is inside input_path {self.input_path!r} (raw prefix "
-                    "match): outputs would be read back as inputs; choose an output prefix outside the input"
-                )
-            if source[2].startswith(target[2]):
-                raise _fail(
-                    f"output_path {self.output_path!r} contains input_path {self.input_path!r} (raw prefix "
-                    "match): outputs could overwrite inputs; choose prefixes that do not overlap"
-                )
+        # The same rule as CreateTransformJob's (storage.base.output_input_overlap), on canonical locations.
+        relation = output_input_overlap(self.input_path, self.output_path)
+        if relation == "inside":
+            raise _fail(
+                f"output_path {self.output_path!r} is inside input_path {self.input_path!r} (raw prefix "
+                "match): outputs would be read back as inputs; choose an output prefix outside the input"
+            )
+        if relation == "contains":
+            raise _fail(
+                f"output_path {self.output_path!r} contains input_path {self.input_path!r} (raw prefix "
+                "match): outputs could overwrite inputs; choose prefixes that do not overlap"
+            )
         return self
 
     def to_body(self) -> str:

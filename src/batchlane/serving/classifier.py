@@ -7,7 +7,11 @@ Input records (what ``predict_fn`` accepts: the value the default ``input_fn`` d
 * JSON Lines (also when sent as ``application/json``): one record per line, a string or ``{"text"|"inputs": str}``;
 * CSV rows: the text is the first column, or the column named ``text`` (or ``inputs``) when the first row contains
   such a header cell (that row is then not a record);
-* ``text/plain``: one record per non-blank line.
+* ``text/plain``: one record per line.
+
+A blank record (a blank line in any line-based format, or a record whose text is empty or whitespace only) never
+reaches the model and is answered with an empty result: ``null`` in JSON and JSON Lines, an empty line in CSV and
+text. A batch transform sends blank lines as records and expects one result line for each.
 
 Output: one ``{"label", "score"}`` per record in input order; with top-k > 1 a list of k of them per record, best
 first. ``output_fn`` writes CSV rows ``label,score`` (top-k: ``label,score,label,score…``) and text lines with the
@@ -443,7 +447,15 @@ class SequenceClassifier:
         self._model_thread.shutdown(wait=True)
 
 
-def _text_of(record: Any, index: int, column: int) -> str:
+def _text_of(record: Any, index: int, column: int) -> str | None:
+    """The record's text, or None for a blank record (module docstring)."""
+    if record is None or record == []:
+        return None
+    text = _raw_text(record, index, column)
+    return text if text.strip() else None
+
+
+def _raw_text(record: Any, index: int, column: int) -> str:
     if isinstance(record, str):
         return record
     if isinstance(record, dict):
@@ -462,8 +474,9 @@ def _text_of(record: Any, index: int, column: int) -> str:
     )
 
 
-def payload_texts(data: Any) -> tuple[list[str], dict[str, Any]]:
-    """The texts to classify and the request parameters, from a decoded payload (see the module docstring)."""
+def payload_texts(data: Any) -> tuple[list[str | None], dict[str, Any]]:
+    """The texts to classify (None for a blank record) and the request parameters, from a decoded payload (see the
+    module docstring)."""
     parameters: dict[str, Any] = {}
     if isinstance(data, dict) and "inputs" in data:
         parameters = data.get("parameters") or {}
@@ -473,14 +486,14 @@ def payload_texts(data: Any) -> tuple[list[str], dict[str, Any]]:
         records = [inputs] if isinstance(inputs, str) else inputs
         if not isinstance(records, list):
             raise BadInput("'inputs' must be a string or a list of strings")
-    elif isinstance(data, dict | str):
+    elif isinstance(data, dict | str) or data is None:
         records = [data]
     elif isinstance(data, list):
         records = data
     else:
         raise BadInput(f"cannot find texts in a {type(data).__name__} payload")
     column = 0
-    if records and all(isinstance(r, list) for r in records):
+    if records and records[0] and all(isinstance(r, list) for r in records):
         header = [str(cell).strip().lower() for cell in records[0]]
         for name in _TEXT_FIELDS:
             if name in header:
@@ -508,6 +521,8 @@ def _top_k(parameters: dict[str, Any], default: int, labels: int) -> int:
 
 
 def _label_line(item: Any) -> Any:
+    if item is None:
+        return ""
     if isinstance(item, dict) and "label" in item:
         return str(item["label"])
     if isinstance(item, list) and item and all(isinstance(x, dict) and "label" in x for x in item):
@@ -544,14 +559,19 @@ class ClassifierHandler:
         self.check_model(model)
         texts, parameters = payload_texts(data)
         k = _top_k(parameters, model.top_k, len(model.labels))
+        present = [text for text in texts if text is not None]
         # With dynamic batching on, concurrent requests share forward passes; the results are the same.
-        results = model.batcher.classify(texts, k) if model.batcher is not None else model.classify(texts, k)
-        if len(results) != len(texts):
-            raise ModelError(f"the model returned {len(results)} results for {len(texts)} records")
-        return results
+        classify = model.batcher.classify if model.batcher is not None else model.classify
+        results = classify(present, k) if present else []
+        if len(results) != len(present):
+            raise ModelError(f"the model returned {len(results)} results for {len(present)} records")
+        answers = iter(results)
+        return [None if text is None else next(answers) for text in texts]
 
     def output_fn(self, prediction: Any, accept: str) -> tuple[bytes, str]:
         media = codecs.negotiate(accept, self.default_accept)
         if media == content_types.TEXT and isinstance(prediction, list):
             prediction = [_label_line(item) for item in prediction]
+        elif media == content_types.CSV and isinstance(prediction, list):
+            prediction = [[] if item is None else item for item in prediction]  # an empty line, not ""
         return codecs.encode(prediction, media), media

@@ -15,6 +15,16 @@ URIs (``open_store`` / ``parse_uri``):
   S3Uri pattern admits ``https://`` virtual-host URLs, but following arbitrary URLs from a job request is an SSRF
   hole (RELIABILITY §4 row 8).
 
+Comparing URIs (``canonical_location``, ``outputs_overlap``, ``output_input_overlap``): two spellings of one place
+must compare equal, or a guard keyed on strings is bypassed by writing the same prefix another way. The canonical
+form is ``s3://bucket/key`` for S3 (the documented ``https://`` virtual-hosted and path-style forms included) and
+``file://`` + the resolved absolute path (symlinks resolved, a trailing slash kept) for local paths. Two *output*
+prefixes overlap when one, taken as a folder (a ``/`` added), is a prefix of the other: every output key is
+``<prefix>/...`` (``transform.plan.output_key_for``), so ``out`` and ``out2`` never share an object but ``out`` and
+``out/run1`` can. An output is refused relative to its *input* prefix when it starts with the raw input prefix
+(``inside``: inputs are listed by raw prefix, so ``in-results`` would be read back as input of ``in``), or when the
+input prefix lies in the output folder (``contains``: outputs would land among the inputs).
+
 Decision: ``open_store`` does not restrict *which* local folders a URI may name; a control plane that accepts URIs
 from remote callers must check them against its allowed roots before calling it.
 """
@@ -22,11 +32,12 @@ from remote callers must check them against its allowed roots before calling it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple, Protocol, runtime_checkable
+from typing import BinaryIO, Literal, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from batchlane.errors import ValidationError
@@ -35,6 +46,13 @@ from batchlane.storage.bucket import bucket_name_problem
 # SageMaker's S3Uri members allow at most 1024 characters; S3 keys are at most 1024 bytes of UTF-8.
 MAX_URI_CHARS = 1024
 MAX_KEY_BYTES = 1024
+# The https:// spellings of an S3 object that SageMaker's S3Uri pattern admits (virtual-hosted and path-style).
+S3_HTTPS_VIRTUAL = re.compile(
+    r"https://(?P<bucket>[a-z0-9][a-z0-9.-]*[a-z0-9])\.s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?(?:/(?P<key>.*))?"
+)
+S3_HTTPS_PATH = re.compile(
+    r"https://s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?/(?P<bucket>[^/]+)(?:/(?P<key>.*))?"
+)
 
 
 @dataclass(frozen=True)
@@ -140,6 +158,45 @@ def _split_local(path: str, uri: str, field: str | None) -> ParsedUri:
         return ParsedUri("file", absolute, "")
     root, name = os.path.split(absolute)
     return ParsedUri("file", root, name)
+
+
+def canonical_location(uri: str, *, field: str | None = None) -> str:
+    """The one spelling of ``uri`` used to compare locations (module docstring): ``s3://bucket/key`` or
+    ``file:///resolved/path`` (trailing slash kept). ``ValidationError`` naming ``field`` for what no store opens."""
+    if isinstance(uri, str) and uri[:8].lower() == "https://":
+        match = S3_HTTPS_VIRTUAL.fullmatch(uri) or S3_HTTPS_PATH.fullmatch(uri)
+        if match is None:
+            raise ValidationError(f"{uri!r} is not an S3 https:// URL", field=field)
+        return f"s3://{match['bucket']}/{unquote(match['key'] or '')}"
+    parsed = parse_uri(uri, field=field)
+    if parsed.scheme == "s3":
+        return f"s3://{parsed.location}/{parsed.key}"
+    path = os.path.join(parsed.location, parsed.key) if parsed.key else parsed.location
+    real = os.path.realpath(path)
+    trailing = not parsed.key and real != "/"
+    return "file://" + real + ("/" if trailing else "")
+
+
+def _as_folder(location: str) -> str:
+    return location if location.endswith("/") else location + "/"
+
+
+def outputs_overlap(first: str, second: str) -> bool:
+    """Whether jobs writing to output prefixes ``first`` and ``second`` could write the same object (module
+    docstring: canonical forms compared as folders)."""
+    a, b = _as_folder(canonical_location(first)), _as_folder(canonical_location(second))
+    return a.startswith(b) or b.startswith(a)
+
+
+def output_input_overlap(input_uri: str, output_uri: str) -> Literal["inside", "contains"] | None:
+    """``"inside"`` if outputs under ``output_uri`` would be listed as inputs of the raw prefix ``input_uri`` (equal
+    included), ``"contains"`` if the input prefix lies in the output folder, else None (module docstring)."""
+    source, target = canonical_location(input_uri), canonical_location(output_uri)
+    if target.startswith(source):
+        return "inside"
+    if source.startswith(_as_folder(target)):
+        return "contains"
+    return None
 
 
 def join_key(*parts: str) -> str:

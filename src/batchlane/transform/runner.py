@@ -204,6 +204,13 @@ class JobRunner:
     def _run_claimed(self) -> JobRecord:
         record = self.store.get_job(self.name)
         if record.status is JobStatus.STOPPING:
+            # Taken over to finish a stop (`batchlane jobs stop` after the runner died): its temp file goes too.
+            if self.store.files(self.name):
+                with contextlib.suppress(BatchlaneError):
+                    output = validate_request(record.request).TransformOutput.S3OutputPath
+                    self._clean_temps(
+                        *open_store(canonical_uri(output), field="TransformOutput.S3OutputPath")
+                    )
             return self._finish(JobStatus.STOPPED)
         try:
             request, options, model = job_context(record)

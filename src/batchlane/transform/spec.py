@@ -47,6 +47,8 @@ from pydantic_core import PydanticCustomError
 from batchlane import content_types
 from batchlane.errors import ValidationError
 from batchlane.serving import environment as model_env_policy
+from batchlane.storage.base import S3_HTTPS_PATH as _S3_PATH
+from batchlane.storage.base import S3_HTTPS_VIRTUAL as _S3_VIRTUAL
 from batchlane.storage.bucket import bucket_name_problem
 from batchlane.transform import jsonpath
 from batchlane.transform.field_errors import to_validation_error
@@ -62,12 +64,6 @@ MB = 1024 * 1024
 DATA_PROCESSING_TYPES = (content_types.CSV, content_types.JSON, content_types.JSONLINES)
 INSTANCE_TYPE_PATTERN = r"ml\.[a-z0-9-]+\.[a-z0-9-]+|local|local_gpu"
 
-_S3_VIRTUAL = re.compile(
-    r"https://(?P<bucket>[a-z0-9][a-z0-9.-]*[a-z0-9])\.s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?(?:/(?P<key>.*))?"
-)
-_S3_PATH = re.compile(
-    r"https://s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?/(?P<bucket>[^/]+)(?:/(?P<key>.*))?"
-)
 _TAG_PUNCT = set("_.:/=+-@")
 
 
