@@ -61,10 +61,12 @@ def _serve_pids() -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("on_record_error", ["fail", "error-row"])
 def test_a_hung_record_fails_only_its_file_and_the_server_is_restarted(
-    store: JobStore, tmp_path: Path
+    store: JobStore, tmp_path: Path, on_record_error: str
 ) -> None:
-    """Before: the server stayed stuck in the hung handler, and every later file timed out too."""
+    """Before: the server stayed stuck in the hung handler, and every later file timed out too (with error rows,
+    every later record became an error row after waiting out the timeout)."""
     files = {"a-hangs.txt": "slow\n", "b.txt": "one\ntwo\n", "c.txt": "three\n"}
     request = transform_request(
         "hung",
@@ -75,7 +77,7 @@ def test_a_hung_record_fails_only_its_file_and_the_server_is_restarted(
     )
 
     started = time.monotonic()
-    record = run_job(store, request)
+    record = run_job(store, request, {"on_record_error": on_record_error})
 
     assert time.monotonic() - started < 60
     assert record.status is JobStatus.FAILED  # as SageMaker: a failed file fails the job
