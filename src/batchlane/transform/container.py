@@ -195,11 +195,6 @@ class ModelContainer:
         """Whether we start the server ourselves (``model_dir`` or ``serve_command``) and so can restart it."""
         return self.model_dir is not None or self.serve_command is not None
 
-    @property
-    def pid(self) -> int | None:
-        """The server process's id, while we run one."""
-        return self.process.pid if self.process is not None else None
-
     def exit_code(self, wait_s: float = 0.0) -> int | None:
         """The exit code of the server we started, or None while it runs (or when we started none). ``wait_s``: how
         long to wait for it to end (a dropped connection can come a moment before the process is reaped)."""

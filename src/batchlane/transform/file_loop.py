@@ -89,10 +89,11 @@ class FileLoop:
             while queue:
                 checkpoint = queue[0]
                 self.runner.check_interrupt()
-                where = in_store.url_for(checkpoint.input_key)
+                url = in_store.url_for(checkpoint.input_key)
+                where = f"while transforming {url}"
                 fault = self.supervisor.exited()
                 if fault is not None:  # died between files (or was killed): no file is to blame
-                    await self._restart(fault, where)
+                    await self._restart(fault, f"before transforming {url}")
                 try:
                     outcome = await self._abandon_on_stop(self._transform(checkpoint, in_store, out_store))
                 except FILE_ERRORS as exc:
@@ -108,18 +109,18 @@ class FileLoop:
                         and self.supervisor.can_restart()
                     ):
                         # The server's fault, not the data's: redo the file once, from its start.
-                        self.runner.job_log.info("%s: %s; redoing the file on a fresh server", where, exc)
+                        self.runner.job_log.info("%s: %s; redoing the file on a fresh server", url, exc)
                         await self._restart(fault, where)
                         self.runner.store.reset_progress(self.runner.name, key, owner=self.runner.owner)
                         redone.add(key)
                         continue
                     queue.pop(0)
-                    self._failed(checkpoint, where, exc)
+                    self._failed(checkpoint, url, exc)
                     if fault is not None:
                         await self._restart(fault, where)
                     continue
                 queue.pop(0)
-                self._done(checkpoint, where, outcome)
+                self._done(checkpoint, url, outcome)
         finally:
             await self.invoker.aclose()
 
@@ -132,15 +133,15 @@ class FileLoop:
         )
         return context.run(in_store, out_store)
 
-    def _failed(self, checkpoint: FileCheckpoint, where: str, exc: Exception) -> None:
+    def _failed(self, checkpoint: FileCheckpoint, url: str, exc: Exception) -> None:
         runner = self.runner
-        runner.job_log.info("%s: %s", where, exc)
+        runner.job_log.info("%s: %s", url, exc)
         runner.store.mark_file(
             runner.name, checkpoint.input_key, FileState.FAILED, error=str(exc), owner=runner.owner
         )
         runner.on_progress("file", {"key": checkpoint.input_key, "state": "failed"})
 
-    def _done(self, checkpoint: FileCheckpoint, where: str, outcome: FileOutcome) -> None:
+    def _done(self, checkpoint: FileCheckpoint, url: str, outcome: FileOutcome) -> None:
         runner = self.runner
         runner.store.mark_file(
             runner.name,
@@ -150,7 +151,7 @@ class FileLoop:
             records_failed=outcome.failed,
             owner=runner.owner,
         )
-        runner.job_log.info("%s: done: %d records, %d failed", where, outcome.records, outcome.failed)
+        runner.job_log.info("%s: done: %d records, %d failed", url, outcome.records, outcome.failed)
         runner.on_progress("file", {"key": checkpoint.input_key, "state": "done"})
 
     async def _abandon_on_stop(self, work: Coroutine[Any, Any, FileOutcome]) -> FileOutcome:

@@ -118,7 +118,7 @@ class ServerSupervisor:
 
     def restart(self, fault: Fault, where: str) -> str:
         """Wait the backoff, restart the server and return its new base URL; ``RestartsExhausted`` when the budget
-        is spent (``where`` names the file in flight, for the message)."""
+        is spent. ``where`` says when the fault was found, for the messages: ``while transforming <uri>``."""
         assert self.container is not None
         if not self.can_restart():
             budget = (
@@ -126,13 +126,13 @@ class ServerSupervisor:
                 if self.max_restarts == 0
                 else f"its {self.max_restarts} restarts are used up (max_restarts={self.max_restarts})"
             )
-            raise RestartsExhausted(f"{fault.reason} while transforming {where}, and {budget}")
+            raise RestartsExhausted(f"{fault.reason} {where}, and {budget}")
         self.used += 1
         delay = backoff_s(self.used, self.backoff_base_s)
         self.on_restart(
             self.used,
             f"restarting the model server (restart {self.used} of {self.max_restarts} in this run) in {delay:g} s: "
-            f"{fault.reason} while transforming {where}",
+            f"{fault.reason} {where}",
         )
         deadline = time.monotonic() + delay
         while (left := deadline - time.monotonic()) > 0:
