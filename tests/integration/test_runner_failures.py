@@ -327,17 +327,21 @@ def test_stop_mid_job_keeps_committed_files_and_ends_stopped(store: JobStore, tm
     assert store.request_stop("stop-me").status is JobStatus.STOPPED
 
 
-def test_a_model_server_that_dies_mid_job_fails_the_job_at_once(store: JobStore, tmp_path: Path) -> None:
+def test_with_restarts_off_a_model_server_that_dies_mid_job_fails_the_job_at_once(
+    store: JobStore, tmp_path: Path
+) -> None:
+    """``max_restarts=0``; with restarts (the default) see test_runner_recovery.py."""
     files = {"a.txt": "fine\n", "b.txt": "crash\n", "c.txt": "never sent\n", "d.txt": "never sent\n"}
     request = transform_request(
         "server-died", _inputs(tmp_path / "in", files), f"{tmp_path}/out/", ModelClientConfig=_no_retries()
     )
 
-    record = run_job(store, request)
+    record = run_job(store, request, {"max_restarts": 0})
 
     assert record.status is JobStatus.FAILED
     assert record.failure_reason.startswith("AlgorithmError: the model container exited with code 3")
     assert (tmp_path / "in/b.txt").as_uri() in record.failure_reason
+    assert "restarts are off (max_restarts=0)" in record.failure_reason
     assert tree(tmp_path / "out") == {"a.txt.out": b"echo:fine\n"}
     errors = {f.input_key: f.error for f in store.files("server-died", FileState.FAILED)}
     assert errors["b.txt"].startswith("Unable to get response from algorithm")

@@ -217,6 +217,21 @@ def transform(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     db: DbOption = None,
+    max_restarts: Annotated[
+        int | None,
+        typer.Option(
+            "--max-restarts",
+            help="Restarts of a hung or dead model server per run (default 3, with backoff); only the file that "
+            "hit the fault fails. 0: such a fault fails the job.",
+        ),
+    ] = None,
+    max_runtime: Annotated[
+        int | None,
+        typer.Option(
+            "--max-runtime",
+            help="Stop the job after this many seconds (reason MaxRuntimeExceeded; committed files are kept).",
+        ),
+    ] = None,
 ) -> None:
     """Run a batch transform job: one <input>.out per input object, SageMaker Batch Transform semantics."""
     from batchlane.cli.foreground import run_here
@@ -258,6 +273,8 @@ def transform(
             "startup_timeout_s": startup_timeout,
             "source_headers": source_headers or None,
             "record_count": record_count,
+            "max_restarts": max_restarts,
+            "max_runtime_s": max_runtime,
         }.items()
         if value is not None
     }

@@ -168,6 +168,25 @@ class CheckpointTable:
                 (records, records_failed, bytes_read, name),
             )
 
+    def reset_progress(self, name: str, input_key: str, *, owner: str | None = None) -> None:
+        """Zero a pending file's progress and warnings (and the job's counters) before it is redone from its start
+        in the same run, e.g. on a restarted model server, so its records are not counted twice."""
+        with self._write() as conn:
+            job = self._job_row(conn, name)
+            self._check_active(job)
+            self._check_owner(job, owner)
+            row = self._file_row(conn, name, input_key)
+            if row["state"] != FileState.PENDING.value:
+                raise Conflict(
+                    f"input file {input_key!r} of transform job {name} is {row['state']}, not pending"
+                )
+            conn.execute(
+                "UPDATE job_files SET records = 0, records_failed = 0, bytes_done = 0, warnings = 0, warning = NULL"
+                " WHERE job = ? AND input_key = ?",
+                (name, input_key),
+            )
+            self._recount(conn, name)
+
     def set_file_warnings(
         self, name: str, input_key: str, count: int, message: str | None, *, owner: str | None = None
     ) -> None:

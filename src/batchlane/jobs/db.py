@@ -24,7 +24,7 @@ from typing import Any
 
 from batchlane.errors import StorageError, ValidationError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_FAILURE_REASON = 1024
 MAX_NEXT_TOKEN = 8192
 
@@ -85,7 +85,9 @@ _SCHEMA_V2 = [
     "ALTER TABLE job_files ADD COLUMN warnings INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE job_files ADD COLUMN warning TEXT",
 ]
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# Version 3: how many times the job's model server was restarted after a fault (``JobStore.add_restart``).
+_SCHEMA_V3 = ["ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0"]
+_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
 def utcnow() -> datetime:

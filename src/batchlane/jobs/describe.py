@@ -9,7 +9,8 @@ epoch seconds on the wire. Optional fields are left out when unset, never sent a
   BatchStrategy, Environment, TransformOutput, DataCaptureConfig, DataProcessing, ExperimentConfig). Like SageMaker
   it has no LastModifiedTime and does not echo Tags.
 * Decision: batchlane's extras live under one extra key, ``"Batchlane"``: ``Progress`` (file, record and byte
-  counters), ``Options`` (the job's batchlane options), ``Attempts`` (runner claims) and ``LastModifiedTime``,
+  counters), ``Options`` (the job's batchlane options), ``Attempts`` (runner claims), ``Restarts`` (model-server
+  restarts after a hung or dead server, docs/transform.md "Recovery") and ``LastModifiedTime``,
   plus ``Warnings`` (``{"Count": n, "First": message}``) when the job has any, e.g. a model that answered another
   number of results than the records it was sent (docs/transform.md).
   botocore ignores members its model does not know, so boto3 clients never see this key; the CLI and raw HTTP do.
@@ -79,6 +80,7 @@ def describe_job(record: JobRecord) -> dict[str, Any]:
         "Progress": progress(record),
         "Options": record.options,
         "Attempts": record.attempts,
+        "Restarts": record.restarts,
         "LastModifiedTime": record.last_modified_time,
     }
     if record.warnings:

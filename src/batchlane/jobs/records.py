@@ -16,7 +16,8 @@ from batchlane.jobs.state import FileState, JobStatus
 @dataclass(frozen=True)
 class JobRecord:
     """One transform job as stored. ``request`` is the CreateTransformJob request, ``options`` batchlane's extras.
-    ``warnings`` sums its files' warnings; ``first_warning`` is the first file's (in plan order)."""
+    ``warnings`` sums its files' warnings; ``first_warning`` is the first file's (in plan order). ``restarts``
+    counts the model-server restarts of all its runs (docs/transform.md, "Recovery")."""
 
     name: str
     arn: str
@@ -41,6 +42,7 @@ class JobRecord:
     attempts: int
     warnings: int = 0
     first_warning: str | None = None
+    restarts: int = 0
 
     @property
     def model_name(self) -> str | None:
@@ -80,6 +82,7 @@ class JobRecord:
             attempts=row["attempts"],
             warnings=row["warnings"],
             first_warning=row["first_warning"],
+            restarts=row["restarts"],
         )
 
 

@@ -376,6 +376,16 @@ class JobStore(Database, CheckpointTable):
             )
             return cursor.rowcount == 1
 
+    def add_restart(self, name: str, owner: str | None = None) -> int:
+        """Count one restart of the job's model server (``Batchlane.Restarts`` in describe); returns the new total.
+        ``Conflict`` if ``owner`` (when given) no longer holds the job."""
+        with self._write() as conn:
+            row = self._job_row(conn, name)
+            self._check_active(row)
+            self._check_owner(row, owner)
+            conn.execute("UPDATE jobs SET restarts = restarts + 1 WHERE name = ?", (name,))
+            return int(self._job_row(conn, name)["restarts"])
+
     def resumable_jobs(self, now: datetime | None = None) -> list[JobRecord]:
         """InProgress or Stopping jobs that no runner holds (never claimed, released, or lease expired), oldest first."""
         rows = self._conn().execute(

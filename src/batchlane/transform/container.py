@@ -6,6 +6,9 @@ healthy fails the job quickly with the last status seen, instead of pinging for 
 tied to its parent (Linux ``PR_SET_PDEATHSIG``) so a runner killed with SIGKILL does not leave servers behind. It
 gets a clean environment (``serving.environment.model_process_environment``): runtime variables, SageMaker's and the
 job's, never the runner's credentials.
+
+A server we started can be restarted (``restart``: the old process group is killed, a new server starts on a new
+port) when it hangs or dies mid-job; ``transform.supervisor`` decides when (docs/transform.md, "Recovery").
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ log = logging.getLogger(__name__)
 
 PING_TIMEOUT_S = 2.0  # per-ping timeout of the SageMaker platform (CONTRACT §2)
 STOP_GRACE_S = 10.0
+# A server being restarted is stuck or dead: a hung handler thread would hold a graceful exit for ever.
+RESTART_GRACE_S = 2.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -120,7 +125,7 @@ class ModelContainer:
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
             # Its own process group: Ctrl-C in a terminal reaches the runner only, which stops the job gracefully
-            # (requests in flight still get their answers) and then stops this server itself.
+            # (abandoning the file in flight) and then stops this server itself; ``stop`` kills the whole group.
             process_group=0,
         )
         self.url = f"http://127.0.0.1:{port}"
@@ -185,15 +190,59 @@ class ModelContainer:
             return None
         return data if isinstance(data, dict) else None
 
-    def stop(self) -> None:
-        """SIGTERM the server (if we started it), SIGKILL after a grace period."""
+    @property
+    def restartable(self) -> bool:
+        """Whether we start the server ourselves (``model_dir`` or ``serve_command``) and so can restart it."""
+        return self.model_dir is not None or self.serve_command is not None
+
+    def exit_code(self, wait_s: float = 0.0) -> int | None:
+        """The exit code of the server we started, or None while it runs (or when we started none). ``wait_s``: how
+        long to wait for it to end (a dropped connection can come a moment before the process is reaped)."""
+        if self.process is None:
+            return None
+        try:
+            return self.process.wait(timeout=wait_s) if wait_s > 0 else self.process.poll()
+        except subprocess.TimeoutExpired:
+            return None
+
+    def ping(self) -> bool:
+        """Whether ``GET /ping`` answers 200 within the platform's ping timeout."""
+        import httpx
+
+        if self.url is None:
+            return False
+        try:
+            return httpx.get(f"{self.url}/ping", timeout=PING_TIMEOUT_S).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def restart(self, note: str = "") -> str:
+        """Kill the server (its whole process group) and start a new one; return the new base URL. ``note`` is
+        written to the container log between the two servers' lines."""
+        if not self.restartable:
+            raise ValueError("only a server this container started can be restarted")
+        self.stop(grace_s=RESTART_GRACE_S)
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_file, "a", encoding="utf-8") as handle:
+                handle.write(
+                    f"---- batchlane: restarting the model server{': ' + note if note else ''} ----\n"
+                )
+        self.url = None
+        return self.start()
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM the server (if we started it); if it has not ended after ``grace_s``, SIGKILL its process group
+        (what user code started, e.g. a worker process, goes with it)."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             process.terminate()
             try:
-                process.wait(timeout=STOP_GRACE_S)
+                process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
-                process.kill()
+                # Not reaped yet, so its pid (= its group id, ``process_group=0``) cannot have been reused.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         if self._log_handle is not None:
             self._log_handle.close()

@@ -313,7 +313,11 @@ class FileTransform:
             columns = self._result_columns(batch.records, answer.body, answer.content_type)
             return _BatchResult(chunks, len(batch.records), 0, consolidated, result_columns=columns)
         except (InvocationFailed, BadInput) as exc:
-            if not self.isolate or (isinstance(exc, InvocationFailed) and exc.kind == "connection"):
+            # A timeout or a lost connection is the server's state, not this record's: bisecting would wait out
+            # the timeout again for every half. The file fails and the runner restarts the server.
+            if not self.isolate or (
+                isinstance(exc, InvocationFailed) and exc.kind in ("connection", "timeout")
+            ):
                 kind = exc.kind if isinstance(exc, InvocationFailed) else None
                 hint = "" if kind in ("connection", "timeout") else self._header_hint(batch.records)
                 raise FileFailed(f"{exc} ({batch.where()}){hint}", kind=kind) from None

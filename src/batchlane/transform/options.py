@@ -35,6 +35,11 @@ class JobOptions(BaseModel):
       number of results than the records sent; a checkable mismatch is a warning (job log, ``Batchlane.Warnings``
       in describe). ``"strict"`` = such a mismatch fails the file. A join, an OutputFilter, error rows and
       ``consolidate`` always need one result per record (``DataProcessor.count_required_by``).
+    * ``max_restarts``: how many times one run of the job may restart its model server after an invocation timed
+      out or the server died or stopped answering ``/ping`` (``transform.supervisor``); one more fault fails the job.
+      0 = never restart: such a fault fails the job at once.
+    * ``max_runtime_s``: a deadline for one run of the job (SageMaker's ``StoppingCondition.MaxRuntimeInSeconds``
+      idea); past it the job ends Stopped with the reason ``MaxRuntimeExceeded``, its committed files kept.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -47,6 +52,8 @@ class JobOptions(BaseModel):
     output_layout: Literal["mirror"] = "mirror"
     source_headers: bool = False
     record_count: Literal["lenient", "strict"] = "lenient"
+    max_restarts: int = Field(3, ge=0, le=100)
+    max_runtime_s: int | None = Field(None, ge=1)
 
 
 def validate_options(

@@ -6,7 +6,10 @@ not redone, the file in progress is redone from its start, and its half-written 
 (the object store's atomic writer). A runner that lost its lease stops before committing anything.
 
 Each file is transformed by ``file_transform.FileTransform``; a file that fails (``FileFailed``) is recorded and
-the job goes on with the next one, ending Failed.
+the job goes on with the next one, ending Failed. When the fault was the model server's (it hung, died or stopped
+answering /ping), ``supervisor.ServerSupervisor`` restarts it first, within the job's ``max_restarts``
+(docs/transform.md, "Recovery"). A job with ``max_runtime_s`` is stopped at that deadline with the reason
+``MaxRuntimeExceeded``; the file in flight is abandoned at once, even while a request is waiting for its answer.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import hashlib
 import logging
 import os
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -25,32 +27,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from batchlane.errors import BadInput, BatchlaneError, ModelLoadError, NotFound, PayloadTooLarge, StorageError
+from batchlane.errors import BatchlaneError
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import FileCheckpoint, JobRecord, JobStore
 from batchlane.models import ModelSpec
 from batchlane.storage.base import ObjectStore, open_store
-from batchlane.transform.assemble import Assembler
 from batchlane.transform.container import ModelContainer
-from batchlane.transform.dataprocessing import DataProcessor
-from batchlane.transform.file_transform import FileFailed, FileTransform
+from batchlane.transform.file_loop import STOP_POLL_S, FileLoop, Interrupted
 from batchlane.transform.inputs import list_inputs
-from batchlane.transform.invoke import InvocationFailed, Invoker
 from batchlane.transform.model_data import materialize_model
 from batchlane.transform.options import JobOptions
-from batchlane.transform.params import EffectiveParams, container_environment, resolve
+from batchlane.transform.params import container_environment, resolve
 from batchlane.transform.plan import plan_job, prefix_overlap
 from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri, validate_request
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_S = 30.0
-STOP_POLL_S = 0.5
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
-class Interrupted(Exception):
-    """The job was asked to stop, or this runner lost its lease: abandon the file without committing."""
+def max_runtime_reason(seconds: int) -> str:
+    """The reason a job stopped at its ``max_runtime_s`` deadline carries (``FailureReason`` of a Stopped job)."""
+    return f"MaxRuntimeExceeded: the job ran longer than {seconds} s (max_runtime_s)"
 
 
 def runner_id() -> str:
@@ -88,8 +87,9 @@ class JobRunner:
 
     ``on_progress(event, data)`` receives ``"start"`` (files, bytes, done), ``"starting"`` (the model container is
     being started), ``"ready"`` (startup_s: it answers /ping), ``"batch"`` (records, failed, bytes) and ``"file"``
-    (key, state) events for progress displays; records are this run's only. ``lease_s`` is how long the lease lasts
-    without renewal. ``interrupt()`` stops the job gracefully (signal handlers call it).
+    (key, state) events for progress displays, and ``"restart"`` (number, total) when the model server is restarted;
+    records are this run's only. ``lease_s`` is how long the lease lasts without renewal. ``interrupt()`` stops the
+    job gracefully (signal handlers call it).
     """
 
     def __init__(
@@ -112,6 +112,8 @@ class JobRunner:
         self._lost = threading.Event()
         self._done = threading.Event()
         self._interrupted = threading.Event()
+        self._timed_out = threading.Event()
+        self._deadline: float | None = None  # time.monotonic() at which max_runtime_s runs out
         self.job_log = logging.getLogger(f"batchlane.job.{name}")
 
     # -- lease and stop signal -------------------------------------------------------------------------------
@@ -130,6 +132,9 @@ class JobRunner:
         renew_every = max(0.2, self.lease_s / 3)
         next_renew = time.monotonic() + renew_every
         while not self._done.wait(min(STOP_POLL_S, renew_every)):
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                self._timed_out.set()
+                self._stop.set()
             try:
                 if time.monotonic() >= next_renew:
                     if not self.store.renew(self.name, self.owner, self.lease_s):
@@ -142,14 +147,21 @@ class JobRunner:
                 log.exception("job %s: heartbeat failed", self.name)
 
     def interrupt(self) -> None:
-        """Stop the job as ``batchlane jobs stop`` would: the file in flight is abandoned at its next mini-batch (its
+        """Stop the job as ``batchlane jobs stop`` would: the file in flight is abandoned at once (its
         output is never committed) and the job ends Stopped. Only sets flags, so a signal handler may call it."""
         self._interrupted.set()
         self._stop.set()
 
+    @property
+    def halted(self) -> bool:
+        """Whether the job was asked to stop, ran past its deadline or lost its lease (``check_interrupt`` raises)."""
+        return self._stop.is_set() or self._lost.is_set()
+
     def check_interrupt(self) -> None:
         if self._lost.is_set():
             raise Interrupted("lost the job lease to another runner")
+        if self._timed_out.is_set():
+            raise Interrupted("the job's max_runtime_s ran out")
         if self._stop.is_set():
             raise Interrupted("stop requested")
 
@@ -217,6 +229,9 @@ class JobRunner:
             in_store, out_store, files = self._plan(record, request)
         except BatchlaneError as exc:
             return self._finish(JobStatus.FAILED, f"ClientError: {exc}")
+        if options.max_runtime_s is not None:
+            # Counted per run: a resumed job gets its whole max_runtime_s again (docs/transform.md, "Recovery").
+            self._deadline = time.monotonic() + options.max_runtime_s
         pending = [f for f in files if f.state is FileState.PENDING]
         self.on_progress(
             "start",
@@ -231,15 +246,18 @@ class JobRunner:
                     self.on_progress("ready", {"startup_s": time.monotonic() - starting})
                     params = resolve(request, self._execution_parameters(request, container))
                     self.job_log.info("[sagemaker logs]: %s", params.log_line())
-                    asyncio.run(
-                        self._run_files(
-                            container.url or "", params, options, in_store, out_store, pending, container
-                        )
-                    )
+                    loop = FileLoop(self, params, options, container)
+                    asyncio.run(loop.run(container.url or "", in_store, out_store, pending))
             except Interrupted as exc:
                 self.job_log.info("[batchlane]: interrupted: %s", exc)
                 if self._lost.is_set():
                     return self.store.get_job(self.name)
+                if self._timed_out.is_set() and options.max_runtime_s is not None:
+                    # Stopped, as SageMaker ends a training job at its MaxRuntimeInSeconds, with the reason.
+                    reason = max_runtime_reason(options.max_runtime_s)
+                    self.job_log.info("[batchlane]: %s; stopping the job", reason)
+                    self.store.request_stop(self.name)
+                    return self._finish(JobStatus.STOPPED, reason)
                 if self._interrupted.is_set():
                     # InProgress → Stopping → Stopped, the same path as `batchlane jobs stop`.
                     self.store.request_stop(self.name)
@@ -248,7 +266,7 @@ class JobRunner:
                 self.job_log.info("[batchlane]: %s", exc)
                 return self._finish(JobStatus.FAILED, f"AlgorithmError: {exc}")
         failed = self.store.files(self.name, FileState.FAILED)
-        if options.consolidate and not self._stop.is_set():
+        if options.consolidate and (not self._stop.is_set() or self._timed_out.is_set()):
             self._write_consolidated(options.consolidate, self.store.files(self.name))
         if failed:
             first = failed[0]
@@ -321,72 +339,7 @@ class JobRunner:
         )
         return container.execution_parameters() if unset else None
 
-    # -- files -------------------------------------------------------------------------------------------------
-    async def _run_files(
-        self,
-        url: str,
-        params: EffectiveParams,
-        options: JobOptions,
-        in_store: ObjectStore,
-        out_store: ObjectStore,
-        files: list[FileCheckpoint],
-        container: ModelContainer | None = None,
-    ) -> None:
-        processor = DataProcessor.from_params(params, options)
-        assembler = Assembler(params.assemble_with, params.result_type)
-        invoker = Invoker(
-            url,
-            timeout_s=params.invocations_timeout_s,
-            max_retries=params.invocations_max_retries,
-            max_in_flight=params.max_concurrent_transforms,
-            chunked=params.max_payload_bytes is None,
-        )
-        try:
-            for checkpoint in files:
-                self.check_interrupt()
-                context = FileTransform(self, checkpoint, params, options, processor, assembler, invoker)
-                try:
-                    outcome = await context.run(in_store, out_store)
-                except (
-                    FileFailed,
-                    BadInput,
-                    PayloadTooLarge,
-                    InvocationFailed,
-                    NotFound,
-                    StorageError,
-                ) as exc:
-                    if self._stop.is_set() or self._lost.is_set():
-                        # Failing while stopping (a request cut short): abandon the file, do not mark it failed.
-                        raise Interrupted(f"stopped while transforming {checkpoint.input_key}") from exc
-                    # NotFound: the object vanished after the job was planned (e.g. before a resume). StorageError:
-                    # reading this object or writing its output failed (a full disk, a folder where the .out goes);
-                    # the other files may still succeed, and none of this file's output became visible.
-                    self.job_log.info("%s: %s", in_store.url_for(checkpoint.input_key), exc)
-                    self.store.mark_file(
-                        self.name, checkpoint.input_key, FileState.FAILED, error=str(exc), owner=self.owner
-                    )
-                    self.on_progress("file", {"key": checkpoint.input_key, "state": "failed"})
-                    if getattr(exc, "kind", None) == "connection":
-                        _fail_if_exited(container, in_store.url_for(checkpoint.input_key), self.name)
-                    continue
-                self.store.mark_file(
-                    self.name,
-                    checkpoint.input_key,
-                    FileState.DONE,
-                    records=outcome.records,
-                    records_failed=outcome.failed,
-                    owner=self.owner,
-                )
-                self.job_log.info(
-                    "%s: done: %d records, %d failed",
-                    in_store.url_for(checkpoint.input_key),
-                    outcome.records,
-                    outcome.failed,
-                )
-                self.on_progress("file", {"key": checkpoint.input_key, "state": "done"})
-        finally:
-            await invoker.aclose()
-
+    # -- consolidation -----------------------------------------------------------------------------------------
     def consolidate_part(self, checkpoint: FileCheckpoint) -> Path:
         # A stable digest (not hash(), which differs per process): a resumed job must find the parts of the files
         # an earlier runner committed.
@@ -402,24 +355,6 @@ class JobRunner:
                 if checkpoint.state is FileState.DONE and part.exists():
                     out.write(part.read_bytes())
         self.job_log.info("[batchlane]: consolidated results written to %s", store.url_for(key))
-
-
-def _fail_if_exited(container: ModelContainer | None, url: str, name: str) -> None:
-    """After a connection failure, end the job if the model server we started has died: every later request would
-    fail to connect, and each file would fail only after its retries. The file in progress is already marked failed."""
-    process = container.process if container is not None else None
-    if process is None:
-        return
-    try:
-        # The connection can drop a moment before the process is reaped.
-        code = process.wait(timeout=0.5)
-    except subprocess.TimeoutExpired:
-        return
-    if code is not None:
-        raise ModelLoadError(
-            f"the model container exited with code {code} while transforming {url}; "
-            f"see `batchlane jobs logs {name} --container`"
-        )
 
 
 def run_job(store: JobStore, name: str, **kwargs: Any) -> JobRecord:
