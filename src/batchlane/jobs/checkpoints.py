@@ -149,14 +149,7 @@ class CheckpointTable:
         Each call is a write; call it per mini-batch or less often, not per record.
         """
         with self._write() as conn:
-            job = self._job_row(conn, name)
-            self._check_active(job)
-            self._check_owner(job, owner)
-            row = self._file_row(conn, name, input_key)
-            if row["state"] != FileState.PENDING.value:
-                raise Conflict(
-                    f"input file {input_key!r} of transform job {name} is {row['state']}, not pending"
-                )
+            self._pending_file_row(conn, name, input_key, owner)
             conn.execute(
                 "UPDATE job_files SET records = records + ?, records_failed = records_failed + ?,"
                 " bytes_done = bytes_done + ? WHERE job = ? AND input_key = ?",
@@ -172,14 +165,7 @@ class CheckpointTable:
         """Zero a pending file's progress and warnings (and the job's counters) before it is redone from its start
         in the same run, e.g. on a restarted model server, so its records are not counted twice."""
         with self._write() as conn:
-            job = self._job_row(conn, name)
-            self._check_active(job)
-            self._check_owner(job, owner)
-            row = self._file_row(conn, name, input_key)
-            if row["state"] != FileState.PENDING.value:
-                raise Conflict(
-                    f"input file {input_key!r} of transform job {name} is {row['state']}, not pending"
-                )
+            self._pending_file_row(conn, name, input_key, owner)
             conn.execute(
                 "UPDATE job_files SET records = 0, records_failed = 0, bytes_done = 0, warnings = 0, warning = NULL"
                 " WHERE job = ? AND input_key = ?",
@@ -194,19 +180,24 @@ class CheckpointTable:
 
         Setting (not adding) keeps a redone file from counting its warnings twice."""
         with self._write() as conn:
-            job = self._job_row(conn, name)
-            self._check_active(job)
-            self._check_owner(job, owner)
-            row = self._file_row(conn, name, input_key)
-            if row["state"] != FileState.PENDING.value:
-                raise Conflict(
-                    f"input file {input_key!r} of transform job {name} is {row['state']}, not pending"
-                )
+            self._pending_file_row(conn, name, input_key, owner)
             conn.execute(
                 "UPDATE job_files SET warnings = ?, warning = ? WHERE job = ? AND input_key = ?",
                 (count, _reason(message) if message else None, name, input_key),
             )
             self._recount_warnings(conn, name)
+
+    def _pending_file_row(
+        self, conn: sqlite3.Connection, name: str, input_key: str, owner: str | None
+    ) -> sqlite3.Row:
+        """The file's row, after checking that its job is active and held by ``owner`` and that it is pending."""
+        job = self._job_row(conn, name)
+        self._check_active(job)
+        self._check_owner(job, owner)
+        row = self._file_row(conn, name, input_key)
+        if row["state"] != FileState.PENDING.value:
+            raise Conflict(f"input file {input_key!r} of transform job {name} is {row['state']}, not pending")
+        return row
 
     def _file_row(self, conn: sqlite3.Connection, name: str, input_key: str) -> sqlite3.Row:
         row = conn.execute(
