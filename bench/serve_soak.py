@@ -62,6 +62,12 @@ def slope_per_min(points: list[tuple[float, float]]) -> float:
     return 60 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
 
 
+def tenths(samples: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The samples nearest to 0 %, 10 %, ..., 100 % of the run."""
+    t0, t1 = samples[0]["t"], samples[-1]["t"]
+    return [min(samples, key=lambda s: abs(s["t"] - t0 - i * (t1 - t0) / 10)) for i in range(11)]
+
+
 class Sampler:
     """Samples RSS (MB) and open fds of a process and its children every ``every_s`` seconds in a thread."""
 
@@ -201,12 +207,17 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             "end": last["rss_mb"],
             "max": max(s["rss_mb"] for s in samples),
             "slope_per_min": slope_per_min([(s["t"] - t0, s["rss_mb"]) for s in samples]),
+            "slope_second_half_per_min": slope_per_min(
+                [(s["t"] - t0, s["rss_mb"]) for s in samples[len(samples) // 2 :]]
+            ),
+            "tenths": [round(s["rss_mb"], 1) for s in tenths(samples)],
         },
         "fds": {
             "start": first["fds"],
             "end": last["fds"],
             "max": max(s["fds"] for s in samples),
             "slope_per_min": slope_per_min([(s["t"] - t0, s["fds"]) for s in samples]),
+            "tenths": [s["fds"] for s in tenths(samples)],
         },
         "threads": {
             "start": first["threads"],
@@ -246,6 +257,10 @@ def render(result: dict[str, Any], args: argparse.Namespace, found: list[str]) -
         f"| RSS (MB) | {rss['start']:.1f} | {rss['end']:.1f} | {rss['max']:.1f} | {rss['slope_per_min']:+.2f} MB/min |",
         f"| open file descriptors | {fds['start']} | {fds['end']} | {fds['max']} | {fds['slope_per_min']:+.2f} /min |",
         f"| threads | {threads['start']} | {threads['end']} | {threads['max']} | |",
+        "",
+        f"RSS at each tenth of the run (MB): {' → '.join(f'{v:.1f}' for v in rss['tenths'])}; slope over the "
+        f"second half {rss['slope_second_half_per_min']:+.2f} MB/min. Open fds: "
+        f"{' → '.join(str(v) for v in fds['tenths'])}.",
         "",
         "| requests | requests/s | p50 latency (ms) | p99 latency (ms) | answers by status |",
         "|---:|---:|---:|---:|---|",
