@@ -57,5 +57,12 @@ bench-quick: install
 bench-gpu: install
 	$(PY) bench/gpu.py $(BENCH_ARGS)
 
+.PHONY: bench-load bench-soak
+bench-load: install
+	$(PY) bench/control_plane_load.py $(BENCH_ARGS)
+
+bench-soak: install
+	$(PY) bench/serve_soak.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist
