@@ -17,8 +17,10 @@ Where this queue differs from SQS (see docs/queue.md):
 * redrive keeps the message id (SQS makes new messages), resets the receive count and records the redrive;
 * ``dedup_id`` deduplicates sends for 5 minutes (SQS does that only on FIFO queues).
 
-The file, its schema and its connections are :mod:`batchlane.queue.sqlite_db`. Times come from ``clock`` (Unix
-seconds; injectable so tests can pass hours without sleeping); long polling waits on the real monotonic clock.
+The file, its schema and its connections are :mod:`batchlane.queue.sqlite_db`; the queues' stored settings
+:mod:`~batchlane.queue.sqlite_config`; dead letters, retention and redrive :mod:`~batchlane.queue.sqlite_deadletter`;
+the batch actions :mod:`~batchlane.queue.sqlite_batch`. Times come from ``clock`` (Unix seconds; injectable so tests
+can pass hours without sleeping); long polling waits on the real monotonic clock.
 """
 
 from __future__ import annotations
@@ -28,63 +30,51 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from batchlane.errors import BatchlaneError, NotFound, StaleReceipt, ValidationError
+from batchlane.errors import StaleReceipt, ValidationError
 from batchlane.queue.base import (
-    DEAD_LETTER_SUFFIX,
-    DEFAULT_MAX_RECEIVE_COUNT,
     DEFAULT_QUEUE_NAME,
-    DEFAULT_RETENTION_S,
-    DEFAULT_VISIBILITY_TIMEOUT_S,
     MAX_DELAY_S,
     MAX_MESSAGES_PER_RECEIVE,
     MAX_VISIBILITY_TIMEOUT_S,
     MAX_WAIT_S,
-    DeadLetter,
     Message,
-    Outcome,
     Receipt,
     SendEntry,
-    SendOutcome,
     check_range,
-    dead_letter_name,
     receipt_of,
     validate_body,
     validate_queue_name,
 )
-from batchlane.queue.sqlite_db import QueueDatabase
+from batchlane.queue.sqlite_batch import SqliteBatchActions
+from batchlane.queue.sqlite_config import (
+    MAX_RECEIVE_COUNT_LIMIT,
+    MAX_RETENTION_S,
+    MIN_RETENTION_S,
+    QueueConfig,
+    ensure_queue_row,
+    load_config,
+    validate_config,
+)
+from batchlane.queue.sqlite_db import HISTORY_LIMIT, QueueDatabase, append_history
+from batchlane.queue.sqlite_deadletter import SqliteDeadLetters
+
+__all__ = [
+    "DEDUP_WINDOW_S",
+    "HISTORY_LIMIT",
+    "MAX_RECEIVE_COUNT_LIMIT",
+    "MAX_RETENTION_S",
+    "MIN_RETENTION_S",
+    "QueueConfig",
+    "SqliteQueue",
+]
 
 DEDUP_WINDOW_S = 300  # as SQS FIFO's deduplication interval
-HISTORY_LIMIT = 50  # entries kept per message; a poison message must not grow its row without bound
-MIN_RETENTION_S, MAX_RETENTION_S = 60, 14 * 86_400  # SQS's range
-MAX_RECEIVE_COUNT_LIMIT = 1000  # SQS's range for maxReceiveCount
-
-
-@dataclass(frozen=True)
-class QueueConfig:
-    """A queue's stored settings (shared by every process using the file)."""
-
-    visibility_timeout_s: float
-    max_receive_count: int | None
-    retention_s: float | None
-    dead_letter_queue: str | None
-
-
-def _validate_config(visibility_timeout_s: Any, max_receive_count: Any, retention_s: Any) -> None:
-    if visibility_timeout_s is not None:
-        check_range(visibility_timeout_s, 0, MAX_VISIBILITY_TIMEOUT_S, "visibility_timeout_s")
-    if max_receive_count is not None:
-        check_range(max_receive_count, 1, MAX_RECEIVE_COUNT_LIMIT, "max_receive_count")
-        if not isinstance(max_receive_count, int):
-            raise ValidationError("max_receive_count must be an integer", field="max_receive_count")
-    if retention_s is not None:
-        check_range(retention_s, MIN_RETENTION_S, MAX_RETENTION_S, "retention_s")
 
 
 def _clean_attributes(attributes: Mapping[str, str] | None) -> dict[str, str]:
@@ -98,36 +88,6 @@ def _clean_attributes(attributes: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-def _number(value: float | None) -> Any:
-    """Whole seconds as int (as SQS reports them); fractions (tests) as float."""
-    return int(value) if value is not None and float(value).is_integer() else value
-
-
-def _append(history_json: str, entry: dict[str, Any]) -> str:
-    history = json.loads(history_json)
-    history.append(entry)
-    return json.dumps(history[-HISTORY_LIMIT:])
-
-
-def _checked(entry: SendEntry) -> str:
-    """Validate one message to send; its attributes as stored (JSON)."""
-    validate_body(entry.body)
-    check_range(entry.delay_s, 0, MAX_DELAY_S, "delay_s")
-    dedup_id = entry.dedup_id
-    if dedup_id is not None and not (isinstance(dedup_id, str) and 0 < len(dedup_id) <= 128):
-        raise ValidationError("dedup_id must be 1-128 characters", field="dedup_id")
-    return json.dumps(_clean_attributes(entry.attributes))
-
-
-def _attempt(action: Callable[..., None], *args: Any) -> Outcome:
-    """Run one entry of a batch: None if it succeeded, the refusal if it raised one (nothing was written then)."""
-    try:
-        action(*args)
-    except BatchlaneError as exc:
-        return exc
-    return None
-
-
 def _parse_receipt(receipt: Receipt) -> tuple[str, str]:
     handle = receipt_of(receipt)
     message_id, _, token = handle.rpartition(":") if isinstance(handle, str) else ("", "", "")
@@ -136,7 +96,7 @@ def _parse_receipt(receipt: Receipt) -> tuple[str, str]:
     return message_id, token
 
 
-class SqliteQueue:
+class SqliteQueue(SqliteBatchActions, SqliteDeadLetters):
     """One named queue in a SQLite file (created with its dead-letter queue ``<name>-dlq`` if missing).
 
     ``visibility_timeout_s`` (default 900), ``max_receive_count`` (default 5) and ``retention_s`` (default 4 days)
@@ -158,7 +118,7 @@ class SqliteQueue:
         busy_timeout_s: float = 30.0,
     ) -> None:
         self.name = validate_queue_name(name)
-        _validate_config(visibility_timeout_s, max_receive_count, retention_s)
+        validate_config(visibility_timeout_s, max_receive_count, retention_s)
         self.path = Path(path).expanduser().resolve()
         self.url = f"sqlite://{quote(str(self.path))}?queue={self.name}"
         self._clock = clock or time.time
@@ -166,7 +126,9 @@ class SqliteQueue:
         self._db = QueueDatabase(self.path, busy_timeout_s=busy_timeout_s)
         self._dlq: SqliteQueue | None = None
         with self._tx() as conn:
-            self._ensure(conn, self.name, visibility_timeout_s, max_receive_count, retention_s)
+            ensure_queue_row(
+                conn, self.name, visibility_timeout_s, max_receive_count, retention_s, self._clock
+            )
 
     def __repr__(self) -> str:
         return f"SqliteQueue({self.url!r})"
@@ -183,51 +145,8 @@ class SqliteQueue:
         if self._dlq is not None:
             self._dlq.close()
 
-    def _ensure(
-        self,
-        conn: sqlite3.Connection,
-        name: str,
-        visibility_timeout_s: float | None,
-        max_receive_count: int | None,
-        retention_s: float | None,
-    ) -> None:
-        row = conn.execute("SELECT name FROM queues WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            is_dlq = name.endswith(DEAD_LETTER_SUFFIX) or name.endswith(DEAD_LETTER_SUFFIX + ".fifo")
-            dlq = None if is_dlq else dead_letter_name(name)
-            conn.execute(
-                "INSERT INTO queues VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    name,
-                    DEFAULT_VISIBILITY_TIMEOUT_S if visibility_timeout_s is None else visibility_timeout_s,
-                    None if is_dlq else (max_receive_count or DEFAULT_MAX_RECEIVE_COUNT),
-                    None if is_dlq else (retention_s or DEFAULT_RETENTION_S),
-                    dlq,
-                    self._clock(),
-                ),
-            )
-            if dlq is not None:
-                validate_queue_name(dlq)
-                self._ensure(conn, dlq, None, None, None)
-            return
-        for column, value in (
-            ("visibility_timeout_s", visibility_timeout_s),
-            ("max_receive_count", max_receive_count),
-            ("retention_s", retention_s),
-        ):
-            if value is not None:
-                conn.execute(f"UPDATE queues SET {column} = ? WHERE name = ?", (value, name))
-
     def _config(self, conn: sqlite3.Connection) -> QueueConfig:
-        row = conn.execute("SELECT * FROM queues WHERE name = ?", (self.name,)).fetchone()
-        if row is None:
-            raise NotFound(f"queue {self.name!r} does not exist in {self.path}", field="queue")
-        return QueueConfig(
-            _number(row["visibility_timeout_s"]),
-            row["max_receive_count"],
-            _number(row["retention_s"]),
-            row["dead_letter_queue"],
-        )
+        return load_config(conn, self.name, self.path)
 
     def config(self) -> QueueConfig:
         """The queue's current stored settings."""
@@ -259,28 +178,20 @@ class SqliteQueue:
     ) -> str:
         """Enqueue ``body``; a ``dedup_id`` seen on this queue in the last 5 minutes returns the earlier id."""
         entry = SendEntry(body, dedup_id, delay_s, attributes)
-        attrs = _checked(entry)
+        attrs = self._checked(entry)
         with self._tx() as conn:
             self._config(conn)
             return self._insert(conn, entry, attrs, self._clock())
 
-    def send_batch(self, entries: Sequence[SendEntry]) -> list[SendOutcome]:
-        """``send`` for each entry, in one transaction; per entry, its message id or the error ``send`` raises."""
-        out: list[SendOutcome] = []
-        checked: list[tuple[int, SendEntry, str]] = []
-        for index, entry in enumerate(entries):
-            try:
-                checked.append((index, entry, _checked(entry)))
-                out.append("")  # the message id, once sent
-            except BatchlaneError as exc:
-                out.append(exc)
-        if checked:
-            now = self._clock()
-            with self._tx() as conn:
-                self._config(conn)
-                for index, entry, attrs in checked:
-                    out[index] = self._insert(conn, entry, attrs, now)
-        return out
+    @staticmethod
+    def _checked(entry: SendEntry) -> str:
+        """Validate one message to send; its attributes as stored (JSON)."""
+        validate_body(entry.body)
+        check_range(entry.delay_s, 0, MAX_DELAY_S, "delay_s")
+        dedup_id = entry.dedup_id
+        if dedup_id is not None and not (isinstance(dedup_id, str) and 0 < len(dedup_id) <= 128):
+            raise ValidationError("dedup_id must be 1-128 characters", field="dedup_id")
+        return json.dumps(_clean_attributes(entry.attributes))
 
     def _insert(self, conn: sqlite3.Connection, entry: SendEntry, attrs: str, now: float) -> str:
         if entry.dedup_id is not None:
@@ -409,13 +320,6 @@ class SqliteQueue:
         with self._tx() as conn:
             self._delete(conn, receipt, self._clock())
 
-    def delete_batch(self, receipts: Sequence[Receipt]) -> list[Outcome]:
-        """``delete`` for each receipt, in one transaction; per receipt, None or the StaleReceipt/ValidationError
-        that refused it (the others are deleted all the same)."""
-        now = self._clock()
-        with self._tx() as conn:
-            return [_attempt(self._delete, conn, receipt, now) for receipt in receipts]
-
     def _delete(self, conn: sqlite3.Connection, receipt: Receipt, now: float) -> None:
         row = self._leased(conn, receipt, now)
         conn.execute("DELETE FROM messages WHERE seq = ?", (row["seq"],))
@@ -430,15 +334,6 @@ class SqliteQueue:
         with self._tx() as conn:
             self._change_visibility(conn, receipt, timeout_s, reason, self._clock())
 
-    def change_visibility_batch(self, changes: Sequence[tuple[Receipt, int]]) -> list[Outcome]:
-        """``change_visibility`` for each (receipt, timeout_s), in one transaction; per pair, None or its error."""
-        now = self._clock()
-        with self._tx() as conn:
-            return [
-                _attempt(self._change_visibility, conn, receipt, timeout_s, None, now)
-                for receipt, timeout_s in changes
-            ]
-
     def _change_visibility(
         self, conn: sqlite3.Connection, receipt: Receipt, timeout_s: int, reason: str | None, now: float
     ) -> None:
@@ -447,7 +342,7 @@ class SqliteQueue:
         history, last_error = row["history"], row["last_error"]
         if reason is not None:
             entry = {"at": now, "event": "error", "reason": reason, "receive_count": row["receive_count"]}
-            history, last_error = _append(history, entry), reason
+            history, last_error = append_history(history, entry), reason
         conn.execute(
             "UPDATE messages SET visible_at = ?, lease = ?, history = ?, last_error = ? WHERE seq = ?",
             (now + timeout_s, row["lease"] if timeout_s else None, history, last_error, row["seq"]),
@@ -456,57 +351,6 @@ class SqliteQueue:
     def nack(self, receipt: Receipt, reason: str | None = None) -> None:
         """Release the message for redelivery now, recording ``reason`` (see ``change_visibility``)."""
         self.change_visibility(receipt, 0, reason=reason)
-
-    def dead_letter(self, receipt: Receipt, reason: str) -> str:
-        """Move the message to the dead-letter queue now with ``reason``, keeping its id, attempts and history."""
-        now = self._clock()
-        with self._tx() as conn:
-            row = self._leased(conn, receipt, now)
-            config = self._config(conn)
-            if config.dead_letter_queue is None:
-                raise ValidationError(f"queue {self.name} is a dead-letter queue and has none of its own")
-            self._move_to_dead_letters(conn, config, row, "dead_letter", reason, now)
-            return row["id"]
-
-    def _move_to_dead_letters(
-        self,
-        conn: sqlite3.Connection,
-        config: QueueConfig,
-        row: sqlite3.Row,
-        event: str,
-        reason: str,
-        now: float,
-    ) -> None:
-        entry = {"at": now, "event": event, "reason": reason, "receive_count": row["receive_count"]}
-        conn.execute(
-            "UPDATE messages SET queue = ?, visible_at = ?, enqueued_at = ?, lease = NULL, dead_reason = ?,"
-            " dead_at = ?, source_queue = ?, history = ? WHERE seq = ?",
-            (
-                config.dead_letter_queue,
-                now,
-                now,
-                reason,
-                now,
-                self.name,
-                _append(row["history"], entry),
-                row["seq"],
-            ),
-        )
-
-    def _expire(self, conn: sqlite3.Connection, config: QueueConfig, now: float) -> None:
-        """Move messages past the retention period (and not in flight) to the dead-letter queue, never drop them."""
-        if config.retention_s is None or config.dead_letter_queue is None:
-            return
-        rows = conn.execute(
-            "SELECT * FROM messages WHERE queue = ? AND visible_at <= ? AND enqueued_at <= ?",
-            (self.name, now, now - config.retention_s),
-        ).fetchall()
-        for row in rows:
-            reason = (
-                f"expired: not deleted within the retention period of {config.retention_s:g}s "
-                f"(enqueued {now - row['enqueued_at']:.0f}s ago, received {row['receive_count']} times)"
-            )
-            self._move_to_dead_letters(conn, config, row, "expired", reason, now)
 
     def attributes(self) -> dict[str, Any]:
         """Counts (visible, in flight, delayed, dead letters), the oldest message's age and the settings."""
@@ -547,77 +391,3 @@ class SqliteQueue:
         with self._tx() as conn:
             self._config(conn)
             return conn.execute("DELETE FROM messages WHERE queue = ?", (self.name,)).rowcount
-
-    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """The dead-letter queue's messages, oldest first (expired messages are moved there first)."""
-        now = self._clock()
-        with self._tx() as conn:
-            config = self._config(conn)
-            self._expire(conn, config, now)
-            if config.dead_letter_queue is None:
-                return []
-            rows = conn.execute(
-                "SELECT * FROM messages WHERE queue = ? ORDER BY dead_at, seq LIMIT ?",
-                (config.dead_letter_queue, limit),
-            ).fetchall()
-        return [self._dead_letter(row) for row in rows]
-
-    @staticmethod
-    def _dead_letter(row: sqlite3.Row) -> DeadLetter:
-        history = tuple(json.loads(row["history"]))
-        dead_events = [
-            h for h in history if h.get("event") in ("dead_letter", "max_receive_count", "expired")
-        ]
-        attempts = dead_events[-1]["receive_count"] if dead_events else row["receive_count"]
-        return DeadLetter(
-            message_id=row["id"],
-            body=row["body"],
-            reason=row["dead_reason"] or "sent to the dead-letter queue directly",
-            attempts=attempts,
-            sent_at=row["sent_at"],
-            dead_at=row["dead_at"],
-            source_queue=row["source_queue"],
-            redrive_count=row["redrive_count"],
-            history=history,
-        )
-
-    def redrive(self, message_ids: Iterable[str] | None = None) -> list[str]:
-        """Move dead letters back to this queue: all of them, or those ``message_ids`` (NotFound if one is absent).
-
-        Each keeps its id and history, gets a receive count of 0, a fresh retention period, and a ``redrive`` entry
-        in its history. All or nothing: one transaction. Returns the ids moved.
-        """
-        now = self._clock()
-        with self._tx() as conn:
-            config = self._config(conn)
-            dlq = config.dead_letter_queue
-            if dlq is None:
-                raise ValidationError(
-                    f"queue {self.name} is a dead-letter queue; redrive from its source queue"
-                )
-            if message_ids is None:
-                rows = conn.execute(
-                    "SELECT * FROM messages WHERE queue = ? AND (source_queue = ? OR source_queue IS NULL)"
-                    " ORDER BY dead_at, seq",
-                    (dlq, self.name),
-                ).fetchall()
-            else:
-                rows = []
-                for message_id in dict.fromkeys(message_ids):
-                    row = conn.execute(
-                        "SELECT * FROM messages WHERE id = ? AND queue = ?", (message_id, dlq)
-                    ).fetchone()
-                    if row is None:
-                        raise NotFound(
-                            f"message {message_id} is not in dead-letter queue {dlq}", field="message_id"
-                        )
-                    rows.append(row)
-            for row in rows:
-                entry = {"at": now, "event": "redrive", "reason": row["dead_reason"], "receive_count": 0}
-                conn.execute(
-                    "UPDATE messages SET queue = ?, receive_count = 0, first_received_at = NULL, lease = NULL,"
-                    " visible_at = ?, enqueued_at = ?, last_error = NULL, dead_reason = NULL, dead_at = NULL,"
-                    " source_queue = NULL, redrive_count = redrive_count + 1, history = ? WHERE seq = ?",
-                    (self.name, now, now, _append(row["history"], entry), row["seq"]),
-                )
-        return [row["id"] for row in rows]

@@ -1,4 +1,4 @@
-"""The embedded queue's SQLite file: schema, per-thread connections, and write transactions.
+"""The embedded queue's SQLite file: schema, per-thread connections, write transactions, and message history.
 
 The file runs in WAL mode (readers never block the writer) with ``synchronous=FULL`` (an acknowledged send survives
 power loss; about 200 fsynced writes a second on a plain disk, plenty for job requests) and a busy timeout, so
@@ -8,14 +8,18 @@ the write lock is taken before the first read, so two consumers can never claim 
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from batchlane.errors import QueueError
+
+HISTORY_LIMIT = 50  # entries kept per message; a poison message must not grow its row without bound
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS queues (
@@ -51,6 +55,13 @@ _SCHEMA = (
         PRIMARY KEY (queue, dedup_id)
     )""",
 )
+
+
+def append_history(history_json: str, entry: dict[str, Any]) -> str:
+    """A message's ``history`` column with ``entry`` added, keeping the last ``HISTORY_LIMIT`` entries."""
+    history = json.loads(history_json)
+    history.append(entry)
+    return json.dumps(history[-HISTORY_LIMIT:])
 
 
 class QueueDatabase:

@@ -19,6 +19,10 @@ Where SQS differs from the embedded queue (docs/queue.md has the full table):
   each listing adds one to their approximate receive count.
 * ``dedup_id`` is SQS's MessageDeduplicationId on FIFO queues; on standard queues it is only recorded as the
   ``batchlane-dedup-id`` attribute (duplicates are then stopped by the deterministic job name).
+
+Dead-lettering, listing and redrive are :mod:`batchlane.queue.sqs_deadletter`; the batch actions
+:mod:`~batchlane.queue.sqs_batch`; the attributes batchlane sets :mod:`~batchlane.queue.sqs_attributes`; how SQS's
+errors become batchlane's :mod:`~batchlane.queue.sqs_errors`.
 """
 
 from __future__ import annotations
@@ -30,66 +34,77 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from batchlane import settings
-from batchlane.errors import BatchlaneError, NotFound, QueueError, StaleReceipt, ValidationError
+from batchlane.errors import NotFound, ValidationError
 from batchlane.queue.base import (
     DEFAULT_MAX_RECEIVE_COUNT,
     DEFAULT_RETENTION_S,
     DEFAULT_VISIBILITY_TIMEOUT_S,
-    MAX_BATCH_BYTES,
-    MAX_BATCH_ENTRIES,
     MAX_DELAY_S,
     MAX_MESSAGES_PER_RECEIVE,
     MAX_VISIBILITY_TIMEOUT_S,
     MAX_WAIT_S,
-    DeadLetter,
     Message,
-    Outcome,
     Receipt,
     SendEntry,
-    SendOutcome,
     check_range,
     dead_letter_name,
     receipt_of,
     validate_body,
     validate_queue_name,
 )
+from batchlane.queue.sqs_attributes import (
+    ATTR_ATTEMPTS,
+    ATTR_DEDUP_ID,
+    ATTR_ORIGINAL_ID,
+    ATTR_REASON,
+    ATTR_REDRIVE_COUNT,
+    ATTR_REDRIVEN_FROM,
+    ATTR_SENT_AT,
+    ATTR_SOURCE,
+    DEAD_LETTER_ATTRS,
+    MAX_ATTRIBUTES,
+    MAX_REASON_CHARS,
+    string_attributes,
+)
+from batchlane.queue.sqs_batch import SqsBatchActions
+from batchlane.queue.sqs_deadletter import (
+    DEAD_LETTER_RETENTION_S,
+    MAX_REDRIVE,
+    PEEK_VISIBILITY_S,
+    REDRIVE_VISIBILITY_S,
+    SqsDeadLetters,
+)
+from batchlane.queue.sqs_errors import NOT_FOUND_CODES, translate_errors
+
+__all__ = [
+    "ATTR_ATTEMPTS",
+    "ATTR_DEDUP_ID",
+    "ATTR_ORIGINAL_ID",
+    "ATTR_REASON",
+    "ATTR_REDRIVEN_FROM",
+    "ATTR_REDRIVE_COUNT",
+    "ATTR_SENT_AT",
+    "ATTR_SOURCE",
+    "DEAD_LETTER_ATTRS",
+    "DEAD_LETTER_RETENTION_S",
+    "MAX_ATTRIBUTES",
+    "MAX_REASON_CHARS",
+    "MAX_REDRIVE",
+    "PEEK_VISIBILITY_S",
+    "REDRIVE_VISIBILITY_S",
+    "SqsQueue",
+    "ensure_queue",
+    "sqs_client",
+]
 
 log = logging.getLogger(__name__)
 
-ATTR_REASON = "batchlane-dead-letter-reason"
-ATTR_ATTEMPTS = "batchlane-attempts"
-ATTR_SOURCE = "batchlane-source-queue"
-ATTR_SENT_AT = "batchlane-sent-at"
-ATTR_ORIGINAL_ID = "batchlane-original-message-id"
-ATTR_REDRIVE_COUNT = "batchlane-redrive-count"
-ATTR_REDRIVEN_FROM = "batchlane-redriven-from"
-ATTR_DEDUP_ID = "batchlane-dedup-id"
-DEAD_LETTER_ATTRS = (ATTR_REASON, ATTR_ATTEMPTS, ATTR_SOURCE, ATTR_SENT_AT)
-MAX_ATTRIBUTES = 10  # SQS's limit per message
-MAX_REASON_CHARS = 4096
-# Longer than the source queue's, as AWS advises: expiry counts from the original send.
-DEAD_LETTER_RETENTION_S = 14 * 86_400
-PEEK_VISIBILITY_S = 30  # how long listing or redriving hides a dead letter before it is released again
-REDRIVE_VISIBILITY_S = 900  # long enough to resend a large batch before the first ones reappear
-MAX_REDRIVE = 10_000  # dead letters looked at per redrive call (run it again for more)
 _RECEIPT_CACHE = 10_000  # received messages remembered so dead_letter(receipt_string) can find the body
-_NOT_FOUND_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
-_STALE_CODES = {"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"}
-_VALIDATION_CODES = {
-    "InvalidMessageContents",
-    "InvalidParameterValue",
-    "InvalidAttributeValue",
-    "InvalidAttributeName",
-    "MissingParameter",
-    "InvalidParameterCombination",
-    "UnsupportedOperation",
-}
 _AWS_HOST = re.compile(r"^sqs[.-]([a-z0-9-]+)\.amazonaws\.com(\.cn)?$|^([a-z0-9-]+)\.queue\.amazonaws\.com$")
 
 
@@ -124,52 +139,7 @@ def sqs_client(env: Mapping[str, str] | None = None, *, queue_url: str | None = 
     return session.client("sqs", endpoint_url=endpoint, config=config)
 
 
-def _error(what: str, code: str, message: str) -> BatchlaneError:
-    """Our error for an SQS error code: missing queue, stale receipt, bad request, or unavailable."""
-    if code in _NOT_FOUND_CODES:
-        return NotFound(f"{what}: the SQS queue does not exist ({message or code})", field="queue")
-    if code in _STALE_CODES:
-        return StaleReceipt(f"{what}: {code}: {message}", field="receipt")
-    if code in _VALIDATION_CODES:
-        return ValidationError(f"{what}: {code}: {message}")
-    return QueueError(f"{what}: {code or 'error'}: {message}")
-
-
-@contextmanager
-def _aws(what: str) -> Iterator[None]:
-    """Turn botocore failures into our errors (see ``_error``)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise _error(what, error.get("Code", ""), error.get("Message", "")) from exc
-    except BotoCoreError as exc:
-        raise QueueError(f"{what}: {exc}") from exc
-
-
-def _chunks(sizes: Sequence[int]) -> Iterator[range]:
-    """Index ranges of at most 10 entries whose sizes add up to at most 1 MiB: SQS's limits per batch call."""
-    start, total = 0, 0
-    for index, size in enumerate(sizes):
-        if index > start and (index - start == MAX_BATCH_ENTRIES or total + size > MAX_BATCH_BYTES):
-            yield range(start, index)
-            start, total = index, 0
-        total += size
-    if start < len(sizes):
-        yield range(start, len(sizes))
-
-
-def _string_attributes(message: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        key: value["StringValue"]
-        for key, value in (message.get("MessageAttributes") or {}).items()
-        if "StringValue" in value
-    }
-
-
-class SqsQueue:
+class SqsQueue(SqsBatchActions, SqsDeadLetters):
     """One SQS queue, by URL. Build it with :meth:`from_name`, :func:`ensure_queue` or ``open_queue``."""
 
     def __init__(self, url: str, *, client: Any = None, env: Mapping[str, str] | None = None) -> None:
@@ -188,7 +158,7 @@ class SqsQueue:
         validate_queue_name(name)
         client = client if client is not None else sqs_client(env)
         try:
-            with _aws(f"SQS queue {name}"):
+            with translate_errors(f"SQS queue {name}"):
                 url = client.get_queue_url(QueueName=name)["QueueUrl"]
         except NotFound:
             raise NotFound(
@@ -219,33 +189,8 @@ class SqsQueue:
     ) -> str:
         """SendMessage; ``dedup_id`` is the MessageDeduplicationId on FIFO queues, an attribute otherwise."""
         params = self._send_params(SendEntry(body, dedup_id, delay_s, attributes))
-        with _aws(f"send to {self.name}"):
+        with translate_errors(f"send to {self.name}"):
             return self._client.send_message(QueueUrl=self.url, **params)["MessageId"]
-
-    def send_batch(self, entries: Sequence[SendEntry]) -> list[SendOutcome]:
-        """SendMessageBatch, in calls of at most 10 entries and 1 MiB; per entry, its message id or its error
-        (checked here first, or SQS's ``Failed`` entry). A call that fails as a whole raises."""
-        out: list[SendOutcome] = []
-        wanted: dict[int, dict[str, Any]] = {}
-        for index, entry in enumerate(entries):
-            try:
-                wanted[index] = self._send_params(entry)
-                out.append("")  # the message id, once sent
-            except BatchlaneError as exc:
-                out.append(exc)
-        indexes = list(wanted)
-        sizes = [len(wanted[i]["MessageBody"].encode()) for i in indexes]
-        for chunk in _chunks(sizes):
-            batch = [{"Id": str(indexes[i]), **wanted[indexes[i]]} for i in chunk]
-            with _aws(f"send to {self.name}"):
-                answer = self._client.send_message_batch(QueueUrl=self.url, Entries=batch)
-            for done in answer.get("Successful", []):
-                out[int(done["Id"])] = done["MessageId"]
-            for failed in answer.get("Failed", []):
-                out[int(failed["Id"])] = _error(
-                    f"send to {self.name}", failed["Code"], failed.get("Message", "")
-                )
-        return out
 
     def _send_params(self, entry: SendEntry) -> dict[str, Any]:
         """SendMessage's parameters (without QueueUrl) for ``entry``, checked as SQS would check them."""
@@ -285,7 +230,7 @@ class SqsQueue:
         if visibility_timeout_s is not None:
             check_range(visibility_timeout_s, 0, MAX_VISIBILITY_TIMEOUT_S, "visibility_timeout_s")
             params["VisibilityTimeout"] = int(visibility_timeout_s)
-        with _aws(f"receive from {self.name}"):
+        with translate_errors(f"receive from {self.name}"):
             raw = self._client.receive_message(**params).get("Messages", [])
         out = []
         for item in raw:
@@ -298,7 +243,7 @@ class SqsQueue:
                 receive_count=int(system.get("ApproximateReceiveCount", "1")),
                 sent_at=int(system.get("SentTimestamp", "0")) / 1000,
                 first_received_at=int(first) / 1000 if first else None,
-                attributes=_string_attributes(item),
+                attributes=string_attributes(item),
             )
             out.append(message)
             with self._lock:
@@ -310,59 +255,17 @@ class SqsQueue:
     def delete(self, receipt: Receipt) -> None:
         """DeleteMessage. Not fenced: SQS may accept a stale receipt (see the module docstring)."""
         handle = receipt_of(receipt)
-        with _aws(f"delete from {self.name}"):
+        with translate_errors(f"delete from {self.name}"):
             self._client.delete_message(QueueUrl=self.url, ReceiptHandle=handle)
         with self._lock:
             self._received.pop(handle, None)
-
-    def delete_batch(self, receipts: Sequence[Receipt]) -> list[Outcome]:
-        """DeleteMessageBatch, 10 receipts per call; per receipt, None or SQS's refusal (not fenced, as ``delete``)."""
-        handles = [receipt_of(r) for r in receipts]
-        out = self._batch(
-            "delete from", self._client.delete_message_batch, [{"ReceiptHandle": h} for h in handles]
-        )
-        with self._lock:
-            for handle, outcome in zip(handles, out, strict=True):
-                if outcome is None:
-                    self._received.pop(handle, None)
-        return out
-
-    def change_visibility_batch(self, changes: Sequence[tuple[Receipt, int]]) -> list[Outcome]:
-        """ChangeMessageVisibilityBatch, 10 pairs per call; per (receipt, timeout_s), None or its error."""
-        entries: list[dict[str, Any] | BatchlaneError] = []
-        for receipt, timeout_s in changes:
-            try:
-                check_range(timeout_s, 0, MAX_VISIBILITY_TIMEOUT_S, "timeout_s")
-                entries.append({"ReceiptHandle": receipt_of(receipt), "VisibilityTimeout": int(timeout_s)})
-            except BatchlaneError as exc:
-                entries.append(exc)
-        return self._batch("change visibility on", self._client.change_message_visibility_batch, entries)
-
-    def _batch(
-        self,
-        what: str,
-        call: Callable[..., dict[str, Any]],
-        entries: Sequence[dict[str, Any] | BatchlaneError],
-    ) -> list[Outcome]:
-        """Run a receipt batch call in chunks of 10; entries that are already errors are not sent."""
-        out: list[Outcome] = [e if isinstance(e, BatchlaneError) else None for e in entries]
-        indexes = [i for i, e in enumerate(entries) if not isinstance(e, BatchlaneError)]
-        for start in range(0, len(indexes), MAX_BATCH_ENTRIES):
-            chunk = indexes[start : start + MAX_BATCH_ENTRIES]
-            with _aws(f"{what} {self.name}"):
-                answer = call(QueueUrl=self.url, Entries=[{"Id": str(i), **entries[i]} for i in chunk])
-            for failed in answer.get("Failed", []):
-                out[int(failed["Id"])] = _error(
-                    f"{what} {self.name}", failed["Code"], failed.get("Message", "")
-                )
-        return out
 
     def change_visibility(self, receipt: Receipt, timeout_s: int, *, reason: str | None = None) -> None:
         """ChangeMessageVisibility; ``reason`` is only logged (SQS messages cannot carry it)."""
         check_range(timeout_s, 0, MAX_VISIBILITY_TIMEOUT_S, "timeout_s")
         if reason:
             log.info("queue %s: message released or delayed %ss: %s", self.name, timeout_s, reason)
-        with _aws(f"change visibility on {self.name}"):
+        with translate_errors(f"change visibility on {self.name}"):
             self._client.change_message_visibility(
                 QueueUrl=self.url, ReceiptHandle=receipt_of(receipt), VisibilityTimeout=int(timeout_s)
             )
@@ -371,39 +274,10 @@ class SqsQueue:
         """Release the message for redelivery now."""
         self.change_visibility(receipt, 0, reason=reason)
 
-    def dead_letter(self, receipt: Receipt, reason: str) -> str:
-        """Send a copy to the dead-letter queue with ``reason``, attempts and source, then delete the original.
-
-        Pass the received Message (or a receipt this object received): SQS cannot read a body from a receipt.
-        At least once: if the delete fails after the copy was sent, the message may be dead-lettered twice.
-        """
-        message = receipt if isinstance(receipt, Message) else self._received.get(receipt)
-        if message is None:
-            raise ValidationError(
-                "dead_letter on SQS needs the Message this queue object received (SQS cannot read a body from a "
-                "receipt handle)",
-                field="receipt",
-            )
-        dlq = self.dead_letter_queue
-        if dlq is None:
-            raise ValidationError(f"SQS queue {self.name} has no RedrivePolicy, so no dead-letter queue")
-        ours = {
-            ATTR_REASON: reason[:MAX_REASON_CHARS] or "dead-lettered",
-            ATTR_ATTEMPTS: str(message.receive_count),
-            ATTR_SOURCE: self.name,
-            ATTR_SENT_AT: str(message.sent_at),
-            ATTR_ORIGINAL_ID: message.attributes.get(ATTR_ORIGINAL_ID, message.message_id),
-        }
-        theirs = [(k, v) for k, v in message.attributes.items() if k not in ours]
-        attrs = dict(theirs[: MAX_ATTRIBUTES - len(ours)]) | ours
-        new_id = dlq.send(message.body, attributes=attrs)
-        self.delete(message)
-        return new_id
-
-    # -- inspection and dead letters -------------------------------------------------------------------------------
+    # -- inspection ------------------------------------------------------------------------------------------------
 
     def _attributes(self, names: list[str]) -> dict[str, str]:
-        with _aws(f"attributes of {self.name}"):
+        with translate_errors(f"attributes of {self.name}"):
             return self._client.get_queue_attributes(QueueUrl=self.url, AttributeNames=names).get(
                 "Attributes", {}
             )
@@ -419,7 +293,7 @@ class SqsQueue:
             policy = self._redrive_policy(self._attributes(["RedrivePolicy"]))
             if policy:
                 name = str(policy["deadLetterTargetArn"]).rsplit(":", 1)[-1]
-                with _aws(f"dead-letter queue {name}"):
+                with translate_errors(f"dead-letter queue {name}"):
                     url = self._client.get_queue_url(QueueName=name)["QueueUrl"]
                 self._dlq = SqsQueue(url, client=self._client, env=self._env)
             self._dlq_resolved = True
@@ -454,102 +328,8 @@ class SqsQueue:
 
     def purge(self) -> None:
         """PurgeQueue (SQS allows one per 60 s and may take that long); the count is unknown."""
-        with _aws(f"purge {self.name}"):
+        with translate_errors(f"purge {self.name}"):
             self._client.purge_queue(QueueUrl=self.url)
-
-    def _receive_all(self, limit: int, visibility_s: int = PEEK_VISIBILITY_S) -> list[Message]:
-        """Receive up to ``limit`` visible messages, each once, hiding them for ``visibility_s``.
-
-        The caller must delete or ``_release`` every one. Long polling (1 s) is used only while fewer messages than
-        the queue reported have come back, because short polling on SQS samples a subset of servers and can answer
-        empty while messages exist.
-        """
-        expected = int(
-            self._attributes(["ApproximateNumberOfMessages"]).get("ApproximateNumberOfMessages", 0)
-        )
-        held: dict[str, Message] = {}
-        while len(held) < limit:
-            wait = 1 if len(held) < expected else 0
-            batch = self.receive(
-                min(MAX_MESSAGES_PER_RECEIVE, limit - len(held)),
-                wait_s=wait,
-                visibility_timeout_s=PEEK_VISIBILITY_S,
-            )
-            repeats = [m for m in batch if m.message_id in held]
-            for message in batch:
-                held.setdefault(message.message_id, message)
-            if repeats:  # a hidden message came back (the peek outlasted its lease): everything was seen
-                self._release(repeats)
-                break
-            if not batch:
-                break
-        return list(held.values())
-
-    def _release(self, messages: Iterable[Message]) -> None:
-        for message in messages:
-            with suppress(StaleReceipt, NotFound):  # already gone or taken: nothing to release
-                self.change_visibility(message, 0)
-
-    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        """Up to ``limit`` dead letters; receives them briefly and releases them (SQS has no peek)."""
-        dlq = self.dead_letter_queue
-        if dlq is None:
-            return []
-        held = dlq._receive_all(limit)
-        dlq._release(held)
-        return [self._dead_letter(m) for m in sorted(held, key=lambda m: m.sent_at)]
-
-    def _dead_letter(self, message: Message) -> DeadLetter:
-        attrs = message.attributes
-        ours = ATTR_REASON in attrs
-        reason = attrs.get(ATTR_REASON) or (
-            "maxReceiveCount exceeded (moved by SQS, which does not record the consumer's last error)"
-        )
-        # A message SQS moved keeps its receive count; our own listing receive added one.
-        attempts = int(attrs[ATTR_ATTEMPTS]) if ours else max(message.receive_count - 1, 0)
-        dead_at = message.sent_at if ours else None
-        return DeadLetter(
-            message_id=message.message_id,
-            body=message.body,
-            reason=reason,
-            attempts=attempts,
-            sent_at=float(attrs.get(ATTR_SENT_AT, message.sent_at)),
-            dead_at=dead_at,
-            source_queue=attrs.get(ATTR_SOURCE, self.name),
-            redrive_count=int(attrs.get(ATTR_REDRIVE_COUNT, "0")),
-            history=({"at": dead_at, "event": "dead_letter", "reason": reason, "receive_count": attempts},),
-        )
-
-    def redrive(self, message_ids: Iterable[str] | None = None) -> list[str]:
-        """Move dead letters (all, or those ids) back here as new messages; return their new ids.
-
-        Not atomic: each is sent, then deleted from the dead-letter queue. Ids not found raise NotFound after the
-        others have moved. Looks at up to 10 000 dead letters per call.
-        """
-        dlq = self.dead_letter_queue
-        if dlq is None:
-            raise ValidationError(f"SQS queue {self.name} has no RedrivePolicy, so no dead-letter queue")
-        wanted = None if message_ids is None else set(message_ids)
-        moved: list[str] = []
-        found: set[str] = set()
-        held = dlq._receive_all(MAX_REDRIVE, REDRIVE_VISIBILITY_S)
-        try:
-            for message in list(held):
-                if wanted is not None and message.message_id not in wanted:
-                    continue
-                attrs = {k: v for k, v in message.attributes.items() if k not in DEAD_LETTER_ATTRS}
-                attrs[ATTR_REDRIVE_COUNT] = str(int(message.attributes.get(ATTR_REDRIVE_COUNT, "0")) + 1)
-                attrs[ATTR_REDRIVEN_FROM] = message.message_id
-                moved.append(self.send(message.body, attributes=attrs))
-                dlq.delete(message)
-                held.remove(message)
-                found.add(message.message_id)
-        finally:
-            dlq._release(held)
-        if wanted is not None and wanted - found:
-            missing = ", ".join(sorted(wanted - found))
-            raise NotFound(f"not in dead-letter queue {dlq.name}: {missing}", field="message_id")
-        return moved
 
 
 def _create_or_update(client: Any, name: str, attributes: dict[str, str], create_only: dict[str, str]) -> str:
@@ -558,12 +338,12 @@ def _create_or_update(client: Any, name: str, attributes: dict[str, str], create
     try:
         url = client.get_queue_url(QueueName=name)["QueueUrl"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in _NOT_FOUND_CODES:
-            with _aws(f"SQS queue {name}"):
+        if exc.response.get("Error", {}).get("Code") not in NOT_FOUND_CODES:
+            with translate_errors(f"SQS queue {name}"):
                 raise
-        with _aws(f"create SQS queue {name}"):
+        with translate_errors(f"create SQS queue {name}"):
             return client.create_queue(QueueName=name, Attributes={**attributes, **create_only})["QueueUrl"]
-    with _aws(f"configure SQS queue {name}"):
+    with translate_errors(f"configure SQS queue {name}"):
         client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
     return url
 
@@ -594,7 +374,7 @@ def ensure_queue(
     dlq_url = _create_or_update(
         client, dlq_name, {"MessageRetentionPeriod": str(dead_letter_retention_s)}, fifo
     )
-    with _aws(f"attributes of {dlq_name}"):
+    with translate_errors(f"attributes of {dlq_name}"):
         arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
