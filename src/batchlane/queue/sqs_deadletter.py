@@ -79,7 +79,7 @@ class SqsDeadLetters:
             batch = self.receive(
                 min(MAX_MESSAGES_PER_RECEIVE, limit - len(held)),
                 wait_s=wait,
-                visibility_timeout_s=PEEK_VISIBILITY_S,
+                visibility_timeout_s=visibility_s,
             )
             repeats = [m for m in batch if m.message_id in held]
             for message in batch:
