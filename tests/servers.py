@@ -1,5 +1,6 @@
 """Control planes for tests and the AWS clients that talk to them: a real `batchlane server` subprocess, the
-in-process server (uvicorn on a daemon thread), boto3 clients and the `aws` CLI signed with a test key."""
+in-process server (uvicorn on a daemon thread), and boto3 clients, the `aws` CLI and hand-signed requests, all
+signed with a test key."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
@@ -19,6 +21,9 @@ import httpx
 from batchlane.api import ServerConfig, background_server
 from batchlane.api.auth import AccessKey
 from tests.conftest import free_port, wait_for_http
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 REGION = "us-east-1"
 AWS = str(Path(sys.executable).with_name("aws"))
@@ -168,3 +173,20 @@ def sqs_query(
     root = ElementTree.fromstring(answer.content)
     assert answer.status_code == (400 if root.tag.endswith("ErrorResponse") else 200), answer.text
     return root
+
+
+@contextmanager
+def loaded_model_server(model_dir: Path, timeout: float = 60) -> Iterator[TestClient]:
+    """`batchlane serve`'s app for ``model_dir`` (no settings from the environment) in a TestClient, yielded once
+    /ping answers 200, i.e. once the model is loaded."""
+    from fastapi.testclient import TestClient
+
+    from batchlane.serving.app import create_app
+    from batchlane.settings import ServeSettings
+
+    with TestClient(create_app(ServeSettings.from_env({}, model_dir=model_dir))) as client:
+        deadline = time.monotonic() + timeout
+        while client.get("/ping").status_code != 200:
+            assert time.monotonic() < deadline, "model did not load"
+            time.sleep(0.02)
+        yield client

@@ -6,14 +6,10 @@ Through the real `batchlane transform` CLI with DataProcessing (so the runner pa
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
-from batchlane.serving.app import create_app
-from batchlane.settings import ServeSettings
 from tests.models import echo_cli_env, run_cli, tree
+from tests.servers import loaded_model_server
 
 LONG = "x" * 200_000
 
@@ -40,11 +36,7 @@ def test_transform_with_input_filter_and_join_on_a_200k_character_field(tmp_path
 
 
 def test_invocations_decode_a_200k_character_csv_field(tiny_bert_dir: Path) -> None:
-    with TestClient(create_app(ServeSettings.from_env({}, model_dir=tiny_bert_dir))) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/ping").status_code != 200:
-            assert time.monotonic() < deadline, "model did not load"
-            time.sleep(0.05)
+    with loaded_model_server(tiny_bert_dir) as client:
         body = f'"{" ".join(["word"] * 40_000)}"\nshort text\n'
         assert len(body) > 200_000
         response = client.post(
