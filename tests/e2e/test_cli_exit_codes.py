@@ -15,37 +15,21 @@ from batchlane.engines import local
 from batchlane.examples.user_code import make_model_dir
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
-from tests.models import CLI, ECHO_DIR, cli_env, transform_request
-
-
-def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+from tests.models import CLI, ECHO_DIR, echo_cli_env, run_cli, transform_request, write_files
 
 
 @pytest.fixture()
 def env(tmp_path: Path) -> dict[str, str]:
-    env = cli_env(tmp_path / "home")
-    created = _run(
-        ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "BATCHLANE_DEVICE=cpu"], env
-    )
-    assert created.returncode == 0, created.stderr
-    return env
-
-
-def _inputs(folder: Path, files: dict[str, str]) -> str:
-    for name, text in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
-    return f"{folder}/"
+    return echo_cli_env(tmp_path / "home")
 
 
 def test_a_failed_job_exits_1_from_transform_and_from_jobs_resume(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    source = _inputs(tmp_path / "in", {"good.txt": "a\nb\n", "bad.txt": "x\npoison\n"})
+    source = write_files(tmp_path / "in", {"good.txt": "a\nb\n", "bad.txt": "x\npoison\n"})
     args = ["--model", "echo", "--input", source, "--content-type", "text/plain", "--split-type", "Line"]
 
-    failed = _run(
+    failed = run_cli(
         ["transform", *args, "--name", "fails", "--output", f"{tmp_path}/out/", "--retries", "0"], env
     )
 
@@ -55,20 +39,20 @@ def test_a_failed_job_exits_1_from_transform_and_from_jobs_resume(
     assert (tmp_path / "out/good.txt.out").read_text() == "echo:a\necho:b\n"
 
     # `jobs resume` retries the failed file (the record is still poison) and exits 1 again, with a fresh summary.
-    resumed = _run(["jobs", "resume", "fails"], env)
+    resumed = run_cli(["jobs", "resume", "fails"], env)
     assert resumed.returncode == 1, resumed.stdout + resumed.stderr
     assert "resuming fails (was Failed): 1 of 2 files already done" in resumed.stderr
     assert "fails: Failed" in resumed.stdout and "(0 this run)" in resumed.stdout
-    brief = _run(["jobs", "resume", "fails", "--quiet"], env)
+    brief = run_cli(["jobs", "resume", "fails", "--quiet"], env)
     assert (brief.returncode, brief.stdout.strip()) == (1, "fails: Failed")
 
-    ok = _run(
+    ok = run_cli(
         ["transform", "--model", "echo", "--input", f"{tmp_path}/in/good", "--output", f"{tmp_path}/ok2/",
          "--content-type", "text/plain", "--split-type", "Line", "--name", "all-good", "-q"],
         env,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    again = _run(["jobs", "resume", "all-good"], env)
+    again = run_cli(["jobs", "resume", "all-good"], env)
     assert again.returncode == 0
     assert (
         again.stdout.strip() == "all-good: Completed; nothing to resume (`batchlane jobs results all-good`)"
@@ -79,7 +63,7 @@ def test_a_failed_demo_exits_1(env: dict[str, str], tmp_path: Path) -> None:
     # The cheapest failing demo: a model whose model_fn raises, over 4 test rows.
     broken = make_model_dir("broken_model_fn", ECHO_DIR, tmp_path / "broken")
 
-    result = _run(
+    result = run_cli(
         [
             "demo",
             "--model-dir",
@@ -134,7 +118,7 @@ def test_a_usage_error_is_one_line_and_exit_2(
 
 
 def test_a_usage_error_through_the_console_script(env: dict[str, str]) -> None:
-    result = _run(["transform", "--inptu", "x"], env)
+    result = run_cli(["transform", "--inptu", "x"], env)
 
     assert result.returncode == 2
     assert result.stderr.strip() == (
@@ -151,17 +135,17 @@ def test_jobs_wait_exits_by_the_final_state(env: dict[str, str], tmp_path: Path)
     store.request_stop("halted")
     store.transition("halted", JobStatus.STOPPED)
 
-    failed = _run(["jobs", "wait", "broken"], env)
+    failed = run_cli(["jobs", "wait", "broken"], env)
     assert (failed.returncode, failed.stdout) == (
         1,
         "broken: Failed\n  reason: ClientError: something broke\n",
     )
-    stopped = _run(["jobs", "wait", "halted"], env)
+    stopped = run_cli(["jobs", "wait", "halted"], env)
     assert (stopped.returncode, stopped.stdout) == (3, "halted: Stopped\n")
-    timed_out = _run(["jobs", "wait", "running", "--timeout", "0.5", "--poll", "0.1"], env)
+    timed_out = run_cli(["jobs", "wait", "running", "--timeout", "0.5", "--poll", "0.1"], env)
     assert timed_out.returncode == 124
     assert timed_out.stderr.strip() == "running: still InProgress after 0.5 s"
-    unknown = _run(["jobs", "wait", "nope"], env)
+    unknown = run_cli(["jobs", "wait", "nope"], env)
     assert unknown.returncode == 1 and "Could not find transform job" in unknown.stderr
 
     # A waiter sees the job end while it waits.

@@ -15,28 +15,26 @@ import pytest
 from batchlane.engines import local
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
-from tests.models import CLI, ECHO_DIR, cli_env, temp_files, transform_request, tree, wait_until
+from tests.models import (
+    CLI,
+    ECHO_DIR,
+    echo_cli_env,
+    run_cli,
+    temp_files,
+    transform_request,
+    tree,
+    wait_until,
+    write_files,
+)
 
 FILES = {f"part-{i}.txt": "".join(f"{i}-{n}\n" for n in range(4)) for i in range(6)}
-
-
-def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture()
 def env(tmp_path: Path) -> dict[str, str]:
     """The echo model sleeping 0.1 s per request, so a job of 24 single-record requests takes a few seconds."""
-    env = cli_env(tmp_path / "home")
-    created = _run(
-        ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "BATCHLANE_DEVICE=cpu",
-         "--env", "ECHO_BATCH_SLEEP_S=0.1"],
-        env,
-    )  # fmt: skip
-    assert created.returncode == 0, created.stderr
-    for name, text in FILES.items():
-        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "in" / name).write_text(text)
+    env = echo_cli_env(tmp_path / "home", "ECHO_BATCH_SLEEP_S=0.1")
+    write_files(tmp_path / "in", FILES)
     return env
 
 
@@ -108,12 +106,12 @@ def test_ctrl_c_stops_the_job_and_jobs_resume_finishes_it(env: dict[str, str], t
     assert "[batchlane]: job Stopped" in store.log_path("interrupted").read_text()
 
     # Running it again under the same name says how to resume it instead.
-    again = _run(_transform_args(tmp_path, "interrupted", f"{tmp_path}/out/"), env)
+    again = run_cli(_transform_args(tmp_path, "interrupted", f"{tmp_path}/out/"), env)
     assert again.returncode == 1
     (line,) = again.stderr.strip().splitlines()
     assert line.endswith("(it is Stopped: resume it with `batchlane jobs resume interrupted`)")
 
-    resumed = _run(["jobs", "resume", "interrupted"], env)
+    resumed = run_cli(["jobs", "resume", "interrupted"], env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert (
         f"resuming interrupted (was Stopped): {len(done)} of {len(FILES)} files already done"
@@ -122,7 +120,7 @@ def test_ctrl_c_stops_the_job_and_jobs_resume_finishes_it(env: dict[str, str], t
     assert "interrupted: Completed" in resumed.stdout
     assert f"({(len(FILES) - len(done)) * 4} this run)" in resumed.stdout
 
-    reference = _run([*_transform_args(tmp_path, "reference", f"{tmp_path}/ref/"), "-q"], env)
+    reference = run_cli([*_transform_args(tmp_path, "reference", f"{tmp_path}/ref/"), "-q"], env)
     assert reference.returncode == 0, reference.stdout + reference.stderr
     assert tree(tmp_path / "out") == tree(tmp_path / "ref")
     assert len(tree(tmp_path / "out")) == len(FILES)
@@ -153,14 +151,14 @@ def test_a_second_ctrl_c_aborts_at_once_and_the_job_stays_resumable(
     }
 
     # The same name, or another job on the same output, points at `jobs resume` (the runner is gone).
-    overlap = _run(_transform_args(tmp_path, "other", f"{tmp_path}/out/", source="slow-in"), env)
+    overlap = run_cli(_transform_args(tmp_path, "other", f"{tmp_path}/out/", source="slow-in"), env)
     assert overlap.returncode == 1
     assert (
         "(it is InProgress with no live runner: resume it with `batchlane jobs resume aborted`)"
         in overlap.stderr
     )
 
-    resumed = _run(["jobs", "resume", "aborted", "-q"], env)
+    resumed = run_cli(["jobs", "resume", "aborted", "-q"], env)
     assert (resumed.returncode, resumed.stdout.strip()) == (0, "aborted: Completed")
     assert temp_files(tmp_path / "out") == []
     assert tree(tmp_path / "out") == {
@@ -175,7 +173,7 @@ def test_resume_refuses_a_job_a_live_runner_holds(env: dict[str, str], tmp_path:
     local.submit(store, transform_request("held", f"{tmp_path}/in/", f"{tmp_path}/held/"))
     assert store.claim("held", f"elsewhere:{os.getpid()}:x", lease_s=60)
 
-    result = _run(["jobs", "resume", "held"], env)
+    result = run_cli(["jobs", "resume", "held"], env)
 
     assert result.returncode == 1
     assert result.stderr.strip() == (

@@ -4,27 +4,20 @@ through boto3 against a real `batchlane server`."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from batchlane.jobs.store import JobStore
-from tests.conftest import free_port, wait_for_http
-from tests.models import CLI, ECHO_DIR, cli_env
+from tests.models import ECHO_DIR, cli_env, run_cli
+from tests.servers import aws_client, control_plane_server
 
 KEY, SECRET = "AKIDCREATECHECKS", "create-checks-secret"
 INPUT = "TransformInput.DataSource.S3DataSource.S3Uri"
 OUTPUT = "TransformOutput.S3OutputPath"
-
-
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
@@ -48,12 +41,12 @@ def test_cli_transform_refuses_an_invalid_bucket_at_submit(
     tmp_path: Path, input_uri: str, output_uri: str, field: str
 ) -> None:
     env = cli_env(tmp_path / "home")
-    assert _run(["models", "create", "echo", "--model-data", str(ECHO_DIR)], env).returncode == 0
+    assert run_cli(["models", "create", "echo", "--model-data", str(ECHO_DIR)], env).returncode == 0
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.txt").write_text("x\n")
     args = ["transform", "--model", "echo", "--input", input_uri.format(tmp=tmp_path)]
     args += ["--output", output_uri.format(tmp=tmp_path), "--content-type", "text/plain", "-q"]
-    line = _one_error_line(_run(args, env))
+    line = _one_error_line(run_cli(args, env))
     assert f"'{field}'" in line and "is not a valid S3 bucket name" in line, line
     assert JobStore(env["BATCHLANE_DB"]).list_jobs()[0] == []
 
@@ -68,33 +61,17 @@ def test_cli_transform_refuses_an_invalid_bucket_at_submit(
 )
 def test_cli_models_create_refuses_bad_model_data(tmp_path: Path, model_data: str, message: str) -> None:
     env = cli_env(tmp_path / "home")
-    line = _one_error_line(_run(["models", "create", "m", "--model-data", model_data], env))
+    line = _one_error_line(run_cli(["models", "create", "m", "--model-data", model_data], env))
     assert "'model_data'" in line and message in line, line
-    assert _run(["models", "describe", "m"], env).returncode != 0
+    assert run_cli(["models", "describe", "m"], env).returncode != 0
 
 
 @pytest.fixture(scope="module")
 def sagemaker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     root = tmp_path_factory.mktemp("server-create-checks")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHLANE_", "AWS_"))}
-    env.update(BATCHLANE_HOME=str(root), BATCHLANE_ACCESS_KEY_ID=KEY, BATCHLANE_SECRET_ACCESS_KEY=SECRET)
-    port = free_port()
-    args = [sys.executable, "-m", "batchlane", "server", "--port", str(port), "--workers", "1", "--no-worker"]
-    with open(root / "server.log", "wb") as log:
-        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/ping", timeout=60)
-        yield boto3.client(
-            "sagemaker",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id=KEY,
-            aws_secret_access_key=SECRET,
-        )
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    args = ["--workers", "1", "--no-worker"]
+    with control_plane_server(root, *args, key=KEY, secret=SECRET, home=root) as url:
+        yield aws_client("sagemaker", url, KEY, SECRET, retries=None)
 
 
 def _refused(call, field: str, message: str) -> None:  # type: ignore[no-untyped-def]

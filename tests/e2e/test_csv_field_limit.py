@@ -6,37 +6,25 @@ Through the real `batchlane transform` CLI with DataProcessing (so the runner pa
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
-from batchlane.serving.app import create_app
-from batchlane.settings import ServeSettings
-from tests.models import CLI, ECHO_DIR, cli_env, tree
+from tests.models import echo_cli_env, run_cli, tree
+from tests.servers import loaded_model_server
 
 LONG = "x" * 200_000
 
 
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=180)
-
-
 def test_transform_with_input_filter_and_join_on_a_200k_character_field(tmp_path: Path) -> None:
-    env = cli_env(tmp_path / "home")
-    created = _run(
-        ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "BATCHLANE_DEVICE=cpu"], env
-    )
-    assert created.returncode == 0, created.stderr
+    env = echo_cli_env(tmp_path / "home")
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "rows.csv").write_text(f'1,"{LONG}",0.5\n2,short,0.7\n')
 
-    done = _run(
+    done = run_cli(
         ["transform", "--model", "echo", "--input", f"{tmp_path}/in/", "--output", f"{tmp_path}/out/",
          "--content-type", "text/csv", "--accept", "text/csv", "--split-type", "Line",
          "--input-filter", "$[1:]", "--join-source", "Input", "--name", "long-field", "-q"],
         env,
+        timeout=180,
     )  # fmt: skip
 
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
@@ -48,11 +36,7 @@ def test_transform_with_input_filter_and_join_on_a_200k_character_field(tmp_path
 
 
 def test_invocations_decode_a_200k_character_csv_field(tiny_bert_dir: Path) -> None:
-    with TestClient(create_app(ServeSettings.from_env({}, model_dir=tiny_bert_dir))) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/ping").status_code != 200:
-            assert time.monotonic() < deadline, "model did not load"
-            time.sleep(0.05)
+    with loaded_model_server(tiny_bert_dir) as client:
         body = f'"{" ".join(["word"] * 40_000)}"\nshort text\n'
         assert len(body) > 200_000
         response = client.post(

@@ -11,16 +11,7 @@ import pytest
 
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
-from tests.models import CLI, ECHO_DIR, cli_env, temp_files, tree, wait_until
-
-
-def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
+from tests.models import ECHO_DIR, cli_env, cli_ok, run_cli, temp_files, tree, wait_until, write_files
 
 
 @pytest.fixture()
@@ -29,19 +20,19 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_models_create_list_describe_delete(env: dict[str, str], tmp_path: Path) -> None:
-    created = _ok(
-        _run(
+    created = cli_ok(
+        run_cli(
             ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "A=1", "--env", "B=two"], env
         )
     )
     assert created.stdout.strip() == "arn:aws:sagemaker:us-east-1:000000000000:model/echo"
 
-    again = _run(
+    again = run_cli(
         ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "A=1", "--env", "B=two"], env
     )
     assert again.returncode == 1 and "already existing model" in again.stderr
-    _ok(
-        _run(
+    cli_ok(
+        run_cli(
             [
                 "models",
                 "create",
@@ -57,24 +48,24 @@ def test_models_create_list_describe_delete(env: dict[str, str], tmp_path: Path)
             env,
         )
     )
-    different = _run(["models", "create", "echo", "--model-data", str(ECHO_DIR), "--exist-ok"], env)
+    different = run_cli(["models", "create", "echo", "--model-data", str(ECHO_DIR), "--exist-ok"], env)
     assert (
         different.returncode == 1
         and "different spec" in different.stderr
         and "environment" in different.stderr
     )
-    _ok(_run(["models", "create", "remote", "--serve-url", "http://127.0.0.1:9/"], env))
-    both = _run(
+    cli_ok(run_cli(["models", "create", "remote", "--serve-url", "http://127.0.0.1:9/"], env))
+    both = run_cli(
         ["models", "create", "both", "--model-data", str(ECHO_DIR), "--serve-url", "http://127.0.0.1:9"], env
     )
     assert both.returncode == 2 and "exactly one of" in both.stderr
-    missing = _run(["models", "create", "missing", "--model-data", str(tmp_path / "nope")], env)
+    missing = run_cli(["models", "create", "missing", "--model-data", str(tmp_path / "nope")], env)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
-    listed = _ok(_run(["models", "list"], env)).stdout
+    listed = cli_ok(run_cli(["models", "list"], env)).stdout
     assert "echo" in listed and "remote" in listed and "http://127.0.0.1:9" in listed
 
-    described = json.loads(_ok(_run(["models", "describe", "echo"], env)).stdout)
+    described = json.loads(cli_ok(run_cli(["models", "describe", "echo"], env)).stdout)
     assert described["ModelName"] == "echo"
     assert described["ModelArn"].endswith(":model/echo")
     assert described["PrimaryContainer"] == {
@@ -82,43 +73,48 @@ def test_models_create_list_describe_delete(env: dict[str, str], tmp_path: Path)
         "Environment": {"A": "1", "B": "two"},
     }
     assert "CreationTime" in described
-    remote = json.loads(_ok(_run(["models", "describe", "remote"], env)).stdout)
+    remote = json.loads(cli_ok(run_cli(["models", "describe", "remote"], env)).stdout)
     assert remote["Batchlane"] == {"ServeUrl": "http://127.0.0.1:9"}
 
-    assert _ok(_run(["models", "delete", "echo"], env)).stdout.strip() == "deleted model echo"
-    gone = _run(["models", "describe", "echo"], env)
+    assert cli_ok(run_cli(["models", "delete", "echo"], env)).stdout.strip() == "deleted model echo"
+    gone = run_cli(["models", "describe", "echo"], env)
     assert gone.returncode == 1
     assert (
         gone.stderr.strip()
         == 'error: Could not find model "arn:aws:sagemaker:us-east-1:000000000000:model/echo".'
     )
-    assert "echo" not in _ok(_run(["models", "list"], env)).stdout.replace("remote", "")
+    assert "echo" not in cli_ok(run_cli(["models", "list"], env)).stdout.replace("remote", "")
 
 
-def test_jobs_list_describe_logs_and_stop_a_detached_job(env: dict[str, str], tmp_path: Path) -> None:
-    _ok(
-        _run(
+def _start_detached(
+    env: dict[str, str], tmp_path: Path, name: str, files: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Create the echo model, write ``files`` under tmp_path/in, and start `transform --detach` ``name`` of them one
+    record a request, the model sleeping 0.2 s each; the transform's result, asserted exit 0."""
+    cli_ok(
+        run_cli(
             ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "BATCHLANE_DEVICE=cpu"], env
         )
     )
-    for i in range(16):
-        path = tmp_path / "in" / f"part-{i}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{i}a\n{i}b\n")
-    store = JobStore(env["BATCHLANE_DB"])
-
-    started = _ok(
-        _run(
-            ["transform", "--detach", "--model", "echo", "--name", "background", "--input", f"{tmp_path}/in/",
+    write_files(tmp_path / "in", files)
+    return cli_ok(
+        run_cli(
+            ["transform", "--detach", "--model", "echo", "--name", name, "--input", f"{tmp_path}/in/",
              "--output", f"{tmp_path}/out/", "--content-type", "text/plain", "--split-type", "Line",
              "--strategy", "SingleRecord", "--env", "ECHO_BATCH_SLEEP_S=0.2"],
             env,
         )
     )  # fmt: skip
+
+
+def test_jobs_list_describe_logs_and_stop_a_detached_job(env: dict[str, str], tmp_path: Path) -> None:
+    files = {f"part-{i}.txt": f"{i}a\n{i}b\n" for i in range(16)}
+    started = _start_detached(env, tmp_path, "background", files)
+    store = JobStore(env["BATCHLANE_DB"])
     assert started.stdout.strip() == "background"
     wait_until(lambda: store.get_job("background").files_done >= 1, timeout=60)
 
-    stopping = _ok(_run(["jobs", "stop", "background"], env))
+    stopping = cli_ok(run_cli(["jobs", "stop", "background"], env))
     assert stopping.stdout.strip() in ("background: Stopping", "background: Stopped")
     final = wait_until(
         lambda: (job := store.get_job("background")).status.is_terminal and job, timeout=30, interval=0.1
@@ -129,33 +125,33 @@ def test_jobs_list_describe_logs_and_stop_a_detached_job(env: dict[str, str], tm
     assert sorted(tree(tmp_path / "out")) == done
     assert temp_files(tmp_path / "out") == []
     assert (
-        _ok(_run(["jobs", "stop", "background"], env)).stdout.strip() == "background: Stopped"
+        cli_ok(run_cli(["jobs", "stop", "background"], env)).stdout.strip() == "background: Stopped"
     )  # idempotent
 
-    described = json.loads(_ok(_run(["jobs", "describe", "background"], env)).stdout)
+    described = json.loads(cli_ok(run_cli(["jobs", "describe", "background"], env)).stdout)
     assert described["TransformJobStatus"] == "Stopped"
     assert described["Batchlane"]["Progress"]["FilesDone"] == len(done)
     assert described["Batchlane"]["Options"]["job"]["on_record_error"] == "fail"
     assert described["Environment"] == {"ECHO_BATCH_SLEEP_S": "0.2"}
 
-    listed = json.loads(_ok(_run(["jobs", "list", "--json"], env)).stdout)
+    listed = json.loads(cli_ok(run_cli(["jobs", "list", "--json"], env)).stdout)
     (summary,) = listed["TransformJobSummaries"]
     assert summary["TransformJobName"] == "background"
     assert summary["TransformJobStatus"] == "Stopped"
     assert {"TransformJobArn", "CreationTime", "LastModifiedTime", "TransformEndTime"} <= set(summary)
-    assert json.loads(_ok(_run(["jobs", "list", "--json", "--status", "Completed"], env)).stdout) == {
+    assert json.loads(cli_ok(run_cli(["jobs", "list", "--json", "--status", "Completed"], env)).stdout) == {
         "TransformJobSummaries": []
     }
-    table = _ok(_run(["jobs", "list"], env)).stdout
+    table = cli_ok(run_cli(["jobs", "list"], env)).stdout
     assert "background" in table and "Stopped" in table
-    bad_status = _run(["jobs", "list", "--status", "Running"], env)
+    bad_status = run_cli(["jobs", "list", "--status", "Running"], env)
     assert bad_status.returncode == 2 and "StatusEquals" in bad_status.stderr
 
-    log = _ok(_run(["jobs", "logs", "background"], env)).stdout
+    log = cli_ok(run_cli(["jobs", "logs", "background"], env)).stdout
     assert "[sagemaker logs]: MaxConcurrentTransforms=2, MaxPayloadInMB=6, BatchStrategy=SINGLE_RECORD" in log
     assert "part-0.txt: done: 2 records, 0 failed" in log
     assert "[batchlane]: job Stopped" in log
-    container_log = _ok(_run(["jobs", "logs", "background", "--container"], env)).stdout
+    container_log = cli_ok(run_cli(["jobs", "logs", "background", "--container"], env)).stdout
     assert "POST /invocations" in container_log
 
     # A job no runner holds (its runner died, or none started it yet) is stopped by `jobs stop` itself.
@@ -163,11 +159,11 @@ def test_jobs_list_describe_logs_and_stop_a_detached_job(env: dict[str, str], tm
     from tests.models import transform_request
 
     local.submit(store, transform_request("orphan", f"{tmp_path}/in/", f"{tmp_path}/orphan-out/"))
-    assert _ok(_run(["jobs", "stop", "orphan"], env)).stdout.strip() == "orphan: Stopped"
+    assert cli_ok(run_cli(["jobs", "stop", "orphan"], env)).stdout.strip() == "orphan: Stopped"
     assert store.get_job("orphan").status is JobStatus.STOPPED
     assert not (tmp_path / "orphan-out").exists()
 
-    unknown = _run(["jobs", "describe", "no-such-job"], env)
+    unknown = run_cli(["jobs", "describe", "no-such-job"], env)
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == (
         "error: Could not find transform job 'arn:aws:sagemaker:us-east-1:000000000000:transform-job/no-such-job'."
@@ -182,24 +178,9 @@ def test_a_detached_runner_ended_by_sigterm_leaves_the_job_for_the_orphan_sweep(
     import os
     import signal
 
-    _ok(
-        _run(
-            ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "BATCHLANE_DEVICE=cpu"], env
-        )
-    )
     files = {f"part-{i}.txt": f"{i}a\n{i}b\n" for i in range(8)}
-    for name, text in files.items():
-        (tmp_path / "in").mkdir(exist_ok=True)
-        (tmp_path / "in" / name).write_text(text)
+    _start_detached(env, tmp_path, "shutdown", files)
     store = JobStore(env["BATCHLANE_DB"])
-    _ok(
-        _run(
-            ["transform", "--detach", "--model", "echo", "--name", "shutdown", "--input", f"{tmp_path}/in/",
-             "--output", f"{tmp_path}/out/", "--content-type", "text/plain", "--split-type", "Line",
-             "--strategy", "SingleRecord", "--env", "ECHO_BATCH_SLEEP_S=0.2"],
-            env,
-        )
-    )  # fmt: skip
     running = wait_until(lambda: (job := store.get_job("shutdown")).files_done >= 1 and job, timeout=60)
     pid = int(running.owner.split(":")[1])
     os.kill(pid, signal.SIGTERM)
@@ -207,7 +188,7 @@ def test_a_detached_runner_ended_by_sigterm_leaves_the_job_for_the_orphan_sweep(
 
     assert store.get_job("shutdown").status is JobStatus.IN_PROGRESS
     assert temp_files(tmp_path / "out") == []
-    resumed = _ok(_run(["jobs", "resume", "--all"], env))
+    resumed = cli_ok(run_cli(["jobs", "resume", "--all"], env))
     assert "shutdown: Completed" in resumed.stdout
     assert tree(tmp_path / "out") == {
         f"{name}.out": "".join(f"echo:{line}\n" for line in text.splitlines()).encode()

@@ -6,14 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
-from tests.models import CLI, cli_env, register_echo, run_job, transform_request
+from tests.models import cli_env, register_echo, run_cli, run_job, transform_request
 
 INPUTS = {
     "a.jsonl": '{"t": "one"}\n{"t": "two"}\n{"t": "three"}\n',
@@ -35,10 +34,6 @@ JOINED = [
         "output": '{"echo": {"t": "four"}}',
     },
 ]
-
-
-def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +58,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], 
 def test_the_head_is_a_table_of_joined_rows(finished: tuple[dict[str, str], Path]) -> None:
     env, _ = finished
 
-    result = _run(["jobs", "results", "lines", "--head", "2"], env)
+    result = run_cli(["jobs", "results", "lines", "--head", "2"], env)
 
     assert result.returncode == 0, result.stderr
     rows = [
@@ -87,7 +82,7 @@ def test_export_joins_outputs_with_inputs(
         pytest.importorskip("pyarrow")
     target = tmp_path / f"results.{suffix}"
 
-    result = _run(["jobs", "results", "lines", "--to", str(target)], env)
+    result = run_cli(["jobs", "results", "lines", "--to", str(target)], env)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"wrote 4 rows to {target} ({suffix})"
@@ -101,7 +96,7 @@ def test_export_without_a_line_split_is_one_row_per_file(
     env, _ = finished
     target = tmp_path / "whole.out-table"
 
-    result = _run(["jobs", "results", "whole", "--to", str(target), "--format", "jsonl"], env)
+    result = run_cli(["jobs", "results", "whole", "--to", str(target), "--format", "jsonl"], env)
 
     assert result.returncode == 0, result.stderr
     rows = _read(target, "jsonl")
@@ -121,7 +116,7 @@ def test_parquet_without_pyarrow_is_a_one_line_error_naming_the_extra(
     (blocker / "__init__.py").write_text("raise ImportError('No module named pyarrow')\n")
     path = str(tmp_path / "no-pyarrow") + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
 
-    result = _run(
+    result = run_cli(
         ["jobs", "results", "lines", "--to", str(tmp_path / "r.parquet")], {**env, "PYTHONPATH": path}
     )
 
@@ -137,7 +132,7 @@ def test_an_unknown_suffix_says_how_to_name_the_format(
 ) -> None:
     env, _ = finished
 
-    result = _run(["jobs", "results", "lines", "--to", str(tmp_path / "r.txt")], env)
+    result = run_cli(["jobs", "results", "lines", "--to", str(tmp_path / "r.txt")], env)
 
     assert result.returncode == 2
     assert result.stderr.strip() == (

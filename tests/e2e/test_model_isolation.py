@@ -9,20 +9,15 @@ reading the control plane's credentials from its environment. The models are tin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import free_port, wait_for_http
-from tests.models import CLI, ECHO_DIR, cli_env
+from tests.models import ECHO_DIR, cli_env, run_cli
+from tests.servers import aws_client, clean_env, control_plane_server
 
 KEY, SECRET = "AKIDISOLATION", "control-plane-secret-4d1f"
 SERVER_AWS = {
@@ -70,42 +65,15 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(root: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHLANE_", "AWS_", "SAGEMAKER_"))}
-    env.update(
-        BATCHLANE_HOME=str(root / "home"),
-        BATCHLANE_ACCESS_KEY_ID=KEY,
-        BATCHLANE_SECRET_ACCESS_KEY=SECRET,
-        AWS_EC2_METADATA_DISABLED="true",
-        **SERVER_AWS,
-    )
-    args = [sys.executable, "-m", "batchlane", "server", "--port", str(port), "--workers", "1", "--no-worker"]
-    args += ["--lease-seconds", "3", "--allow-path", str(root / "allowed")]
-    with open(root / "server.log", "wb") as log:
-        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/ping", timeout=60)
+    env = clean_env(AWS_EC2_METADATA_DISABLED="true", **SERVER_AWS)
+    args = ["--workers", "1", "--no-worker", "--lease-seconds", "3", "--allow-path", str(root / "allowed")]
+    with control_plane_server(root, *args, key=KEY, secret=SECRET, env=env) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
 def sm(server: str):
-    return boto3.client(
-        "sagemaker",
-        endpoint_url=server,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return aws_client("sagemaker", server, KEY, SECRET)
 
 
 def model_folder(root: Path, name: str, code: str | None = None) -> Path:
@@ -237,10 +205,6 @@ def test_model_code_sees_the_jobs_environment_but_not_the_servers_credentials(sm
         assert secret not in output
 
 
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize(
     ("key", "value"),
     [("LD_PRELOAD", "/tmp/evil.so"), ("PYTHONPATH", "/tmp"), ("SAGEMAKER_PROGRAM", "../../evil.py")],
@@ -250,7 +214,7 @@ def test_the_cli_refuses_the_same_variables_with_one_line_naming_them(
     tmp_path: Path, key: str, value: str
 ) -> None:
     env = cli_env(tmp_path / "home")
-    created = _cli(
+    created = run_cli(
         ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", f"{key}={value}"], env
     )
     assert created.returncode != 0
@@ -258,7 +222,7 @@ def test_the_cli_refuses_the_same_variables_with_one_line_naming_them(
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.txt").write_text("x\n")
-    ran = _cli(
+    ran = run_cli(
         ["transform", "--model-dir", str(ECHO_DIR), "--input", f"{tmp_path}/in/", "--output", f"{tmp_path}/out/",
          "--env", "BATCHLANE_DEVICE=cpu", "--env", f"{key}={value}", "-q"],
         env,

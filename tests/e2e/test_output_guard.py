@@ -3,21 +3,17 @@ prefix (https S3 forms, file://, symlinks), and an output inside the input prefi
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from threading import Barrier
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import free_port, wait_for_http
 from tests.models import CLI, ECHO_DIR, cli_env, transform_request
+from tests.servers import aws_client, control_plane_server
 
 KEY, SECRET = "AKIDOUTPUTGUARD", "output-guard-secret"
 BUCKET = "guard-bucket"
@@ -26,18 +22,8 @@ BUCKET = "guard-bucket"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("output-guard")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHLANE_", "AWS_"))}
-    env.update(
-        BATCHLANE_HOME=str(root / "home"), BATCHLANE_ACCESS_KEY_ID=KEY, BATCHLANE_SECRET_ACCESS_KEY=SECRET
-    )
     # No workers: accepted jobs stay InProgress, so every create below races against an active job.
-    args = [sys.executable, "-m", "batchlane", "server", "--port", str(port), "--workers", "0"]
-    with open(root / "server.log", "wb") as log:
-        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/ping", timeout=60)
+    with control_plane_server(root, "--workers", "0", key=KEY, secret=SECRET) as url:
         client = sagemaker(url)
         client.create_model(
             ModelName="echo",
@@ -45,24 +31,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             ExecutionRoleArn="arn:aws:iam::000000000000:role/unused",
         )
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def sagemaker(url: str):
-    return boto3.client(
-        "sagemaker",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 0}, max_pool_connections=32),
-    )
+    return aws_client("sagemaker", url, KEY, SECRET, retries=0, max_pool_connections=32)
 
 
 def create(client, name: str, input_uri: str, output_uri: str) -> str | ClientError:

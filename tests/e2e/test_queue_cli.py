@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from batchlane.queue import open_queue
 from batchlane.queue.message import job_name_for, parse_message
+from tests.models import MODULE_CLI, run_cli
 
-
-def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "batchlane", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+run = partial(run_cli, timeout=60, command=MODULE_CLI)  # `python -m batchlane`
 
 
 @pytest.fixture()

@@ -7,24 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from tests.integration.test_worker_resend import results, seed_style_model
+from tests.models import MODULE_CLI, run_cli
 
-
-def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "batchlane", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+run = partial(run_cli, command=MODULE_CLI)  # `python -m batchlane`
 
 
 def test_send_then_worker_burst_completes_with_no_settings(tmp_path: Path) -> None:
@@ -34,12 +25,12 @@ def test_send_then_worker_burst_completes_with_no_settings(tmp_path: Path) -> No
     (tmp_path / "data" / "in" / "letters.txt").write_text("my card was charged twice\nthank you\n")
     model_dir = seed_style_model(tmp_path / "my-model")
 
-    created = run(["models", "create", "default", "--model-data", str(model_dir)], env, tmp_path)
+    created = run(["models", "create", "default", "--model-data", str(model_dir)], env, cwd=tmp_path)
     assert created.returncode == 0, created.stderr
-    sent = run(["queue", "send", "--input", "data/in/", "--output", "data/out/", "--json"], env, tmp_path)
+    sent = run(["queue", "send", "--input", "data/in/", "--output", "data/out/", "--json"], env, cwd=tmp_path)
     assert sent.returncode == 0, sent.stderr
     job_name = json.loads(sent.stdout)["job_name"]
-    worked = run(["worker", "--burst", "--wait", "0", "--json"], env, tmp_path)
+    worked = run(["worker", "--burst", "--wait", "0", "--json"], env, cwd=tmp_path)
     assert worked.returncode == 0, worked.stderr
 
     [outcome] = json.loads(worked.stdout)["outcomes"]
@@ -48,9 +39,11 @@ def test_send_then_worker_burst_completes_with_no_settings(tmp_path: Path) -> No
     assert results(output) == ["MY CARD WAS CHARGED TWICE", "THANK YOU"]
 
     # The same request sent again after it Completed: found, not run again.
-    again = run(["queue", "send", "--input", "data/in/", "--output", "data/out/", "--json"], env, tmp_path)
+    again = run(
+        ["queue", "send", "--input", "data/in/", "--output", "data/out/", "--json"], env, cwd=tmp_path
+    )
     assert json.loads(again.stdout)["job_name"] == job_name
-    worked = run(["worker", "--burst", "--wait", "0", "--json"], env, tmp_path)
+    worked = run(["worker", "--burst", "--wait", "0", "--json"], env, cwd=tmp_path)
     [outcome] = json.loads(worked.stdout)["outcomes"]
     assert (outcome["job_name"], outcome["job_status"]) == (job_name, "Completed")
     store = JobStore(tmp_path / "home" / "batchlane.db")

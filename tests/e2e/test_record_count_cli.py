@@ -5,28 +5,18 @@ with one line naming both counts, and a CSV header is named in the error."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from batchlane.examples.user_code import make_model_dir
-from tests.models import CLI, ECHO_DIR, cli_env
+from tests.models import ECHO_DIR, cli_env, cli_ok, run_cli
 
 HINT = "line 1 looks like a CSV header; pass --csv-header skip"
 
 
-def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
 def _describe(name: str, env: dict[str, str]) -> dict:
-    return json.loads(_ok(_run(["jobs", "describe", name], env)).stdout)
+    return json.loads(cli_ok(run_cli(["jobs", "describe", name], env)).stdout)
 
 
 @pytest.fixture()
@@ -35,8 +25,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     env = cli_env(tmp_path / "home")
     per_batch = make_model_dir("per_batch", ECHO_DIR, tmp_path / "per-batch")
     for name, model_dir in (("echo", ECHO_DIR), ("per-batch", per_batch)):
-        _ok(
-            _run(
+        cli_ok(
+            run_cli(
                 ["models", "create", name, "--model-data", str(model_dir), "--env", "BATCHLANE_DEVICE=cpu"],
                 env,
             )
@@ -69,7 +59,7 @@ def _per_batch_job(tmp_path: Path, name: str, *extra: str) -> list[str]:
 def test_once_per_mini_batch_completes_with_a_warning_in_logs_and_describe(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    result = _ok(_run(_per_batch_job(tmp_path, "lenient"), env))
+    result = cli_ok(run_cli(_per_batch_job(tmp_path, "lenient"), env))
 
     assert "Completed" in result.stdout
     assert (tmp_path / "lenient/a.txt.out").read_text() == '{"predictions": [3, 3, 5]}\n'
@@ -81,14 +71,14 @@ def test_once_per_mini_batch_completes_with_a_warning_in_logs_and_describe(
     assert described["TransformJobStatus"] == "Completed"
     assert described["Batchlane"]["Warnings"] == {"Count": 1, "First": expected}
     assert described["Batchlane"]["Options"]["job"]["record_count"] == "lenient"
-    logs = _ok(_run(["jobs", "logs", "lenient"], env)).stdout
+    logs = cli_ok(run_cli(["jobs", "logs", "lenient"], env)).stdout
     assert f"[batchlane]: warning: {expected}; the output holds the responses as returned" in logs
 
 
 def test_strict_record_count_fails_with_one_line_naming_both_counts(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    result = _run(_per_batch_job(tmp_path, "strict", "--record-count", "strict"), env)
+    result = run_cli(_per_batch_job(tmp_path, "strict", "--record-count", "strict"), env)
 
     assert "Failed" in result.stdout, result.stdout + result.stderr
     reason = _describe("strict", env)["FailureReason"]
@@ -101,7 +91,7 @@ def test_strict_record_count_fails_with_one_line_naming_both_counts(
 
 
 def test_an_unknown_record_count_is_a_one_line_usage_error(env: dict[str, str], tmp_path: Path) -> None:
-    result = _run(_per_batch_job(tmp_path, "sloppy", "--record-count", "sloppy"), env)
+    result = run_cli(_per_batch_job(tmp_path, "sloppy", "--record-count", "sloppy"), env)
 
     assert result.returncode == 2
     assert (
@@ -127,7 +117,7 @@ def test_a_csv_header_is_named_in_the_failure(env: dict[str, str], tmp_path: Pat
         "Line",
     ]
 
-    joined = _run(
+    joined = run_cli(
         [
             "transform",
             "--name",
@@ -141,7 +131,7 @@ def test_a_csv_header_is_named_in_the_failure(env: dict[str, str], tmp_path: Pat
         ],
         env,
     )
-    skipped = _run(
+    skipped = run_cli(
         [
             "transform",
             *("--name", "skipped", *common, "--output", f"{tmp_path}/skipped/", "--join-source", "Input"),
@@ -158,5 +148,5 @@ def test_a_csv_header_is_named_in_the_failure(env: dict[str, str], tmp_path: Pat
     )
     assert reason.endswith(f"(lines 1-3); {HINT}; see `batchlane jobs logs joined`")
     # Following the hint: the header heads the output, lined up with the columns.
-    _ok(skipped)
+    cli_ok(skipped)
     assert (tmp_path / "skipped/rows.csv.out").read_text() == "id,text,SageMakerOutput\n1,a,1|a\n2,b,2|b\n"

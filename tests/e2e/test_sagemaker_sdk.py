@@ -9,7 +9,6 @@ moto's S3 server, which the batchlane server reads and writes; the model is the 
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import subprocess
 import sys
@@ -20,8 +19,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import free_port, wait_for_http
 from tests.models import ECHO_DIR
+from tests.servers import aws_cli_env, aws_client, control_plane_server
 
 KEY, SECRET = "AKIDSDKE2E", "sdk-e2e-secret"
 HOWTO = Path(__file__).resolve().parents[2] / "docs" / "howto-sagemaker-sdk.md"
@@ -34,16 +33,10 @@ def test_the_sdk_is_installed() -> None:
     assert importlib.util.find_spec("sagemaker") is not None, "install the `sdk` extra: make install"
 
 
-def clean_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHLANE_", "AWS_", "SAGEMAKER_"))}
-    env.update(
-        HOME=str(home),  # no ~/.config/sagemaker or ~/.aws of the person running the tests
-        AWS_CONFIG_FILE=str(home / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    return env
+def sdk_env(home: Path, key: str, secret: str) -> dict[str, str]:
+    """The `aws` CLI's clean environment as ``key``, with HOME too: no ~/.config/sagemaker or ~/.aws of the person
+    running the tests."""
+    return {**aws_cli_env(home, key, secret), "HOME": str(home)}
 
 
 @pytest.fixture(scope="module")
@@ -61,33 +54,15 @@ def bucket(moto_server: str) -> str:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, moto_server: str) -> Iterator[str]:
     root = tmp_path_factory.mktemp("sdk-server")
-    port = free_port()
     env = {
-        **clean_env(root),
-        "BATCHLANE_HOME": str(root / "home"),
-        "BATCHLANE_ACCESS_KEY_ID": KEY,
-        "BATCHLANE_SECRET_ACCESS_KEY": SECRET,
-        # The server's own S3 access (moto), and what its model containers inherit.
+        # The server's own S3 access (moto's keys), and what its model containers inherit.
+        **sdk_env(root, "testing", "testing"),
         "AWS_ENDPOINT_URL_S3": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
         "BATCHLANE_DEVICE": "cpu",
         "ECHO_SLOW_S": "3",
     }
-    args = [sys.executable, "-m", "batchlane", "server", "--port", str(port), "--workers", "1"]
-    with open(root / "server.log", "wb") as log:
-        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/ping", timeout=60)
+    with control_plane_server(root, "--workers", "1", key=KEY, secret=SECRET, env=env) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def howto_script() -> str:
@@ -101,9 +76,7 @@ def test_the_sdk_transforms_with_logs_waits_and_stops(server: str, bucket: str, 
     script = tmp_path / "transform.py"
     script.write_text(howto_script(), encoding="utf-8")
     env = {
-        **clean_env(tmp_path),
-        "AWS_ACCESS_KEY_ID": KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
+        **sdk_env(tmp_path, KEY, SECRET),
         "BATCHLANE_ENDPOINT": server,
         "BUCKET": bucket,
         "MODEL_DATA": str(ECHO_DIR),
@@ -124,13 +97,7 @@ def test_the_sdk_transforms_with_logs_waits_and_stops(server: str, bucket: str, 
     assert "[batchlane]: job Stopped" in output, output
     assert "batchlane.serving.handler: loaded user module" in output, output
 
-    sagemaker = boto3.client(
-        "sagemaker",
-        endpoint_url=server,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-    )
+    sagemaker = aws_client("sagemaker", server, KEY, SECRET, retries=None)
     for job, printed in statuses.items():
         described = sagemaker.describe_transform_job(TransformJobName=job)
         assert described["TransformJobStatus"] == ("Stopped" if printed == "Stopped" else "Completed")

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +15,7 @@ import pytest
 
 from batchlane.examples.user_code import example_path, make_model_dir
 from tests.conftest import free_port, wait_for_http
-
-CONSOLE_SCRIPT = Path(sys.executable).with_name("batchlane")
-CLI = (
-    [str(CONSOLE_SCRIPT)]
-    if CONSOLE_SCRIPT.exists()
-    else [sys.executable, "-c", "from batchlane.cli.main import main; main()"]
-)
+from tests.models import CLI, run_cli
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -34,15 +27,11 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def archive(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model.tar.gz built by the real `batchlane package` command."""
     out = tmp_path_factory.mktemp("package") / "model.tar.gz"
-    result = _run(
+    result = run_cli(
         [
             "package",
             "--model-dir",
@@ -53,6 +42,7 @@ def archive(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
             str(out),
         ],
         _env(out.parent),
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out)
@@ -144,14 +134,15 @@ def test_start_up_errors_are_one_line(
     example: str, env: dict[str, str], message: str, tiny_bert_dir: Path, tmp_path: Path
 ) -> None:
     model = make_model_dir(example, tiny_bert_dir, tmp_path / example)
-    result = _run(["serve", "--model-dir", str(model), "--port", str(free_port())], _env(tmp_path, **env))
+    serve = ["serve", "--model-dir", str(model), "--port", str(free_port())]
+    result = run_cli(serve, _env(tmp_path, **env), timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_serve_help_lists_every_option(tmp_path: Path) -> None:
-    result = _run(["serve", "--help"], _env(tmp_path), timeout=30)
+    result = run_cli(["serve", "--help"], _env(tmp_path), timeout=30)
     for option in ("--model-dir", "--host", "--port", "--max-length", "--token-budget", "--device", "--precision",
                    "--top-k", "--threads"):  # fmt: skip
         assert option in result.stdout

@@ -7,20 +7,14 @@ SDK would read them.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.parsers import create_parser
 
-from tests.conftest import free_port, wait_for_http
+from tests.servers import control_plane_server, signed_post
 
 KEY, SECRET = "AKIDBADJSON", "bad-json-secret"
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -29,25 +23,13 @@ DEEP = "[" * 100_000 + "]" * 100_000
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("server-bad-json")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHLANE_", "AWS_"))}
-    env.update(BATCHLANE_HOME=str(root), BATCHLANE_ACCESS_KEY_ID=KEY, BATCHLANE_SECRET_ACCESS_KEY=SECRET)
-    port = free_port()
-    args = [sys.executable, "-m", "batchlane", "server", "--port", str(port), "--workers", "1", "--no-worker"]
-    with open(root / "server.log", "wb") as log:
-        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/ping", timeout=60)
+    args = ["--workers", "1", "--no-worker"]
+    with control_plane_server(root, *args, key=KEY, secret=SECRET, home=root) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], service: str) -> httpx.Response:
-    request = AWSRequest("POST", url + "/", data=body, headers=headers)
-    SigV4Auth(Credentials(KEY, SECRET), service, "us-east-1").add_auth(request)
-    return httpx.post(url + "/", content=body, headers=dict(request.headers.items()), timeout=30)
+    return signed_post(url + "/", body, headers, service, KEY, SECRET, timeout=30)
 
 
 def _sdk_error(response: httpx.Response, protocol: str) -> dict:

@@ -4,27 +4,18 @@ as clients, jobs run by the server's workers through `batchlane serve` (a tiny B
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_for_http
+from tests.servers import aws_cli, aws_client, clean_env, control_plane_server
 
 KEY, SECRET = "AKIDSERVERE2E", "server-e2e-secret"
-AWS = str(Path(sys.executable).with_name("aws"))
-
-
-def base_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHLANE_", "AWS_"))}
-    env["BATCHLANE_HOME"] = str(home)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -34,58 +25,22 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(root: Path, tiny_bert_dir: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **base_env(root / "home"),
-        "BATCHLANE_ACCESS_KEY_ID": KEY,
-        "BATCHLANE_SECRET_ACCESS_KEY": SECRET,
-    }
-    args = [sys.executable, "-m", "batchlane", "server", "--port", str(port), "--workers", "1"]
-    args += ["--lease-seconds", "3", "--model", "seed-model", "--model-data", str(tiny_bert_dir)]
-    with open(root / "server.log", "wb") as log:
-        process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/ping", timeout=60)
+    args = [
+        "--workers",
+        "1",
+        "--lease-seconds",
+        "3",
+        "--model",
+        "seed-model",
+        "--model-data",
+        str(tiny_bert_dir),
+    ]
+    with control_plane_server(root, *args, key=KEY, secret=SECRET) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def aws_cli(server: str, root: Path, *args: str) -> dict:
-    env = {
-        **base_env(root / "home"),
-        "AWS_ACCESS_KEY_ID": KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(root / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    done = subprocess.run(
-        [AWS, "--endpoint-url", server, "--output", "json", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, f"aws {' '.join(args)}: {done.stderr}"
-    return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
 def boto(server: str, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=server,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-    )
+    return aws_client(service, server, KEY, SECRET, retries=None)
 
 
 def write_inputs(folder: Path, texts: list[str]) -> Path:
@@ -119,6 +74,8 @@ def test_the_aws_cli_creates_runs_lists_and_stops_jobs(server: str, root: Path, 
     created = aws_cli(
         server,
         root,
+        KEY,
+        SECRET,
         "sagemaker",
         "create-model",
         "--model-name",
@@ -134,6 +91,8 @@ def test_the_aws_cli_creates_runs_lists_and_stops_jobs(server: str, root: Path, 
     job = aws_cli(
         server,
         root,
+        KEY,
+        SECRET,
         "sagemaker",
         "create-transform-job",
         "--cli-input-json",
@@ -144,27 +103,34 @@ def test_the_aws_cli_creates_runs_lists_and_stops_jobs(server: str, root: Path, 
     aws_cli(
         server,
         root,
+        KEY,
+        SECRET,
         "sagemaker",
         "create-transform-job",
         "--cli-input-json",
         request_file(root, "cli-stop", source, root / "cli-stop-out"),
     )
-    assert aws_cli(server, root, "sagemaker", "stop-transform-job", "--transform-job-name", "cli-stop") == {}
+    assert (
+        aws_cli(
+            server, root, KEY, SECRET, "sagemaker", "stop-transform-job", "--transform-job-name", "cli-stop"
+        )
+        == {}
+    )
 
     described = aws_cli(
-        server, root, "sagemaker", "describe-transform-job", "--transform-job-name", "cli-job"
+        server, root, KEY, SECRET, "sagemaker", "describe-transform-job", "--transform-job-name", "cli-job"
     )
     assert (
         described["TransformJobStatus"] in ("InProgress", "Completed")
         and described["ModelName"] == "cli-model"
     )
-    listed = aws_cli(server, root, "sagemaker", "list-transform-jobs", "--name-contains", "cli-")
+    listed = aws_cli(server, root, KEY, SECRET, "sagemaker", "list-transform-jobs", "--name-contains", "cli-")
     assert {s["TransformJobName"] for s in listed["TransformJobSummaries"]} == {"cli-job", "cli-stop"}
 
     waiter = boto(server, "sagemaker").get_waiter("transform_job_completed_or_stopped")
     for name in ("cli-job", "cli-stop"):
         waiter.wait(TransformJobName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 90})
-    final = aws_cli(server, root, "sagemaker", "list-transform-jobs", "--name-contains", "cli-")
+    final = aws_cli(server, root, KEY, SECRET, "sagemaker", "list-transform-jobs", "--name-contains", "cli-")
     assert {s["TransformJobName"]: s["TransformJobStatus"] for s in final["TransformJobSummaries"]} == {
         "cli-job": "Completed",
         "cli-stop": "Stopped",
@@ -212,7 +178,7 @@ def test_unsigned_requests_are_refused(server: str) -> None:
 
 
 def test_the_server_will_not_start_unauthenticated_by_accident(root: Path) -> None:
-    env = base_env(root / "refusals")
+    env = clean_env(BATCHLANE_HOME=str(root / "refusals"))
     cases = [
         (["server", "--port", "0"], "needs an access key"),
         (["server", "--port", "0", "--no-auth", "--host", "0.0.0.0"], "only allowed when binding a loopback"),

@@ -13,36 +13,24 @@ import pytest
 
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
-from tests.models import CLI, ECHO_DIR, cli_env, temp_files, tree, wait_until
-
-
-def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def _ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def _inputs(folder: Path, files: dict[str, str]) -> str:
-    for name, text in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return f"{folder}/"
+from tests.models import (
+    CLI,
+    ECHO_DIR,
+    cli_env,
+    cli_ok,
+    echo_cli_env,
+    run_cli,
+    temp_files,
+    tree,
+    wait_until,
+    write_files,
+)
 
 
 @pytest.fixture()
 def env(tmp_path: Path) -> dict[str, str]:
     """A fresh BATCHLANE_HOME/job store with the echo model registered through the CLI."""
-    env = cli_env(tmp_path / "home")
-    _ok(
-        _run(
-            ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "BATCHLANE_DEVICE=cpu"], env
-        )
-    )
-    return env
+    return echo_cli_env(tmp_path / "home")
 
 
 def _boto3_request(tmp_path: Path) -> dict:
@@ -58,7 +46,7 @@ def _boto3_request(tmp_path: Path) -> dict:
             "DataSource": {
                 "S3DataSource": {
                     "S3DataType": "S3Prefix",
-                    "S3Uri": _inputs(tmp_path / "in", {"a.csv": "1,x\n2,y\n"}),
+                    "S3Uri": write_files(tmp_path / "in", {"a.csv": "1,x\n2,y\n"}),
                 }
             },
             "ContentType": "text/csv",
@@ -90,8 +78,8 @@ def test_request_file_is_a_boto3_request_and_flags_override_it(env: dict[str, st
     request_file = tmp_path / "request.json"
     request_file.write_text(json.dumps(request))
 
-    result = _ok(
-        _run(
+    result = cli_ok(
+        run_cli(
             ["transform", "--request", str(request_file), "--name", "overridden", "--output", f"{tmp_path}/out/",
              "--strategy", "SingleRecord", "--source-headers", "-q"],
             env,
@@ -104,7 +92,7 @@ def test_request_file_is_a_boto3_request_and_flags_override_it(env: dict[str, st
     assert "files: 1 done, 0 failed, 1 total" in result.stdout
     assert tree(tmp_path / "out") == {"a.csv.out": b"1,x\n2,y\n"}
     assert not (tmp_path / "from-file").exists()
-    described = json.loads(_ok(_run(["jobs", "describe", "overridden"], env)).stdout)
+    described = json.loads(cli_ok(run_cli(["jobs", "describe", "overridden"], env)).stdout)
     assert described["TransformJobName"] == "overridden"
     assert described["TransformJobStatus"] == "Completed"
     assert described["BatchStrategy"] == "SingleRecord"
@@ -132,7 +120,7 @@ def test_a_validation_error_exits_2_with_one_line_naming_the_field(
     request_file = tmp_path / "request.json"
     request_file.write_text(json.dumps({**_boto3_request(tmp_path), **request_extra}))
 
-    result = _run(["transform", "--request", str(request_file), *args, "-q"], env)
+    result = run_cli(["transform", "--request", str(request_file), *args, "-q"], env)
 
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -155,7 +143,7 @@ def test_kill_9_mid_job_then_resume_gives_the_outputs_of_an_uninterrupted_run(
         "Environment": {"ECHO_BATCH_SLEEP_S": "0.05"},
         "TransformInput": {
             "DataSource": {
-                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": _inputs(tmp_path / "in", files)}
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": write_files(tmp_path / "in", files)}
             },
             "ContentType": "text/plain",
             "SplitType": "Line",
@@ -201,11 +189,11 @@ def test_kill_9_mid_job_then_resume_gives_the_outputs_of_an_uninterrupted_run(
     committed = {f.input_key for f in store.files("killed", FileState.DONE)}
     assert 1 <= len(committed) < len(files)
 
-    resumed = _ok(_run(["jobs", "resume", "killed", "--quiet"], env))
+    resumed = cli_ok(run_cli(["jobs", "resume", "killed", "--quiet"], env))
     assert resumed.stdout.strip() == "killed: Completed"
 
-    _ok(
-        _run(
+    cli_ok(
+        run_cli(
             ["transform", "--request", str(request_file), "--name", "uninterrupted", "--output", f"{tmp_path}/ref/",
              "--consolidate", f"{tmp_path}/ref.jsonl", "-q"],
             env,
@@ -235,15 +223,15 @@ def test_s3_input_model_and_output_through_moto(tmp_path: Path, moto_server: str
     s3.put_object(Bucket=s3_bucket, Key="in/sub/b.txt", Body=b"three\n")
     s3.put_object(Bucket=s3_bucket, Key="in-other/c.txt", Body=b"not under in/\n")
     env = cli_env(tmp_path / "home", AWS_ENDPOINT_URL=moto_server)
-    _ok(
-        _run(
+    cli_ok(
+        run_cli(
             ["models", "create", "echo-s3", "--model-data", f"s3://{s3_bucket}/models/echo/",
              "--env", "BATCHLANE_DEVICE=cpu"],
             env,
         )
     )  # fmt: skip
 
-    result = _run(
+    result = run_cli(
         ["transform", "--model", "echo-s3", "--name", "on-s3", "--input", f"s3://{s3_bucket}/in/",
          "--output", f"s3://{s3_bucket}/out", "--content-type", "text/plain", "--split-type", "Line",
          "--consolidate", f"s3://{s3_bucket}/all/results.jsonl", "-q"],
@@ -263,9 +251,9 @@ def test_s3_input_model_and_output_through_moto(tmp_path: Path, moto_server: str
         {"input_key": "in/sub/b.txt", "record_index": 0, "line": 1, "output": "echo:three"},
     ]
     assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
-    described = json.loads(_ok(_run(["jobs", "describe", "on-s3"], env)).stdout)
+    described = json.loads(cli_ok(run_cli(["jobs", "describe", "on-s3"], env)).stdout)
     assert described["Batchlane"]["Progress"]["RecordsDone"] == 3
-    assert f"s3://{s3_bucket}/in/a.txt: done" in _ok(_run(["jobs", "logs", "on-s3"], env)).stdout
+    assert f"s3://{s3_bucket}/in/a.txt: done" in cli_ok(run_cli(["jobs", "logs", "on-s3"], env)).stdout
 
 
 def test_the_default_classifier_runs_as_a_transform(tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -276,9 +264,11 @@ def test_the_default_classifier_runs_as_a_transform(tiny_bert_dir: Path, tmp_pat
         "someone used my account",
         "refund please",
     ]
-    _inputs(tmp_path / "in", {"tickets.csv": "".join(f"{t}\n" for t in texts), "more/extra.csv": "hello\n"})
+    write_files(
+        tmp_path / "in", {"tickets.csv": "".join(f"{t}\n" for t in texts), "more/extra.csv": "hello\n"}
+    )
 
-    result = _run(
+    result = run_cli(
         ["transform", "--model-dir", str(tiny_bert_dir), "--input", f"{tmp_path}/in/", "--output",
          f"{tmp_path}/out/", "--content-type", "text/csv", "--split-type", "Line", "--accept",
          "application/jsonlines", "--timeout", "60", "--startup-timeout", "90", "--name", "classify"],

@@ -3,26 +3,19 @@ reading the logs of jobs the server ran (the echo model)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from batchlane.api import ServerConfig, background_server
 from batchlane.api.auth import AccessKey
 from tests.models import ECHO_DIR, ECHO_ENV, transform_request
+from tests.servers import api_server, aws_cli, aws_client
 
 KEY, SECRET = "AKIDLOGS", "logs-test-secret"
 READER, READER_SECRET = "AKIDSMONLY", "sagemaker-only-secret"
 GROUP = "/aws/sagemaker/TransformJobs"
-AWS = str(Path(sys.executable).with_name("aws"))
 
 
 @pytest.fixture(scope="module")
@@ -32,28 +25,13 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(root: Path) -> Iterator[str]:
-    config = ServerConfig(
-        db=root / "jobs.db",
-        queue=f"sqlite:///{root}/queue.db?queue=jobs",
-        port=0,
-        keys=(AccessKey(KEY, SECRET), AccessKey(READER, READER_SECRET, allow=("sagemaker:*",))),
-        workers=1,
-        lease_s=3,
-        queue_worker=False,
-    )
-    with background_server(config) as url:
+    keys = (AccessKey(KEY, SECRET), AccessKey(READER, READER_SECRET, allow=("sagemaker:*",)))
+    with api_server(root, *keys, workers=1, lease_s=3, queue_worker=False) as url:
         yield url
 
 
 def client(server: str, service: str, key: str = KEY, secret: str = SECRET):
-    return boto3.client(
-        service,
-        endpoint_url=server,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return aws_client(service, server, key, secret)
 
 
 @pytest.fixture(scope="module")
@@ -257,24 +235,7 @@ def test_unknown_group_stream_and_bad_tokens_are_cloudwatch_errors(
 
 
 def aws_logs(server: str, home: Path, *args: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID=KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=str(home / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    done = subprocess.run(
-        [AWS, "--endpoint-url", server, "--output", "json", "logs", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, f"aws logs {' '.join(args)}: {done.stderr}"
-    return json.loads(done.stdout)
+    return aws_cli(server, home, KEY, SECRET, "logs", *args)
 
 
 def test_the_aws_cli_reads_and_filters_job_logs(server: str, root: Path, jobs: dict[str, dict]) -> None:

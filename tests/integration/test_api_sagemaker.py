@@ -10,18 +10,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
 
-from batchlane.api import ServerConfig, background_server
 from batchlane.api.auth import AccessKey
 from batchlane.api.executor import JobExecutor
 from batchlane.engines import local
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.models import ModelRegistry, ModelSpec
+from tests.servers import api_server, aws_client
 
 KEY, SECRET = "AKIDSAGEMAKER", "sagemaker-test-secret"
 FAST_WAIT = {"Delay": 1, "MaxAttempts": 90}
@@ -35,29 +33,13 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(root: Path) -> Iterator[str]:
-    config = ServerConfig(
-        db=root / "jobs.db",
-        queue=f"sqlite:///{root}/queue.db?queue=jobs",
-        port=0,
-        keys=(AccessKey(KEY, SECRET),),
-        workers=1,
-        lease_s=3,
-        queue_worker=False,
-    )
-    with background_server(config) as url:
+    with api_server(root, AccessKey(KEY, SECRET), workers=1, lease_s=3, queue_worker=False) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def sm(server: str):
-    return boto3.client(
-        "sagemaker",
-        endpoint_url=server,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return aws_client("sagemaker", server, KEY, SECRET)
 
 
 @pytest.fixture(scope="module")

@@ -6,25 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode
-from xml.etree import ElementTree
 
-import boto3
 import httpx
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.config import Config
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from batchlane.api import ServerConfig, background_server
-from batchlane.api.auth import AccessKey
 from batchlane.queue import open_queue
+from tests.integration import sqs_server
+from tests.integration.sqs_server import KEY, query
+from tests.servers import aws_client
 
-KEY, SECRET = "AKIDSQS", "sqs-test-secret"
 SEED_MESSAGE = {
     "input_path": "s3://bucket/in/",
     "output_path": "s3://bucket/out/",
@@ -32,37 +24,8 @@ SEED_MESSAGE = {
     "instance_count": 1,
 }
 NS = {"sqs": "http://queue.amazonaws.com/doc/2012-11-05/"}
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("api-sqs")
-
-
-@pytest.fixture(scope="module")
-def server(root: Path) -> Iterator[str]:
-    config = ServerConfig(
-        db=root / "jobs.db",
-        queue=f"sqlite:///{root}/queue.db?queue=transform-requests",
-        port=0,
-        keys=(AccessKey(KEY, SECRET),),
-        workers=0,
-        queue_worker=False,  # the messages stay for the test to receive
-    )
-    with background_server(config) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def sqs(server: str):
-    return boto3.client(
-        "sqs",
-        endpoint_url=server,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 1}),
-    )
+# The shared SQS-only control plane (tests/integration/sqs_server.py): one of each fixture for this module.
+root, server, sqs = sqs_server.root, sqs_server.server, sqs_server.sqs
 
 
 def test_the_seed_sender_works_unmodified(sqs, root: Path) -> None:
@@ -147,13 +110,7 @@ def test_errors_have_sqs_codes_and_exception_classes(sqs) -> None:
 
 
 def test_unsigned_and_wrongly_signed_sqs_calls_get_403(server: str) -> None:
-    wrong = boto3.client(
-        "sqs",
-        endpoint_url=server,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key="wrong",
-    )
+    wrong = aws_client("sqs", server, KEY, "wrong", retries=None)
     with pytest.raises(ClientError) as denied:
         wrong.get_queue_url(QueueName="transform-requests")
     assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
@@ -164,22 +121,6 @@ def test_unsigned_and_wrongly_signed_sqs_calls_get_403(server: str) -> None:
         headers={"X-Amz-Target": "AmazonSQS.GetQueueUrl", "Content-Type": "application/x-amz-json-1.0"},
     )
     assert answer.status_code == 403 and answer.json()["__type"].endswith("MissingAuthenticationToken")
-
-
-def query(server: str, params: dict[str, str], path: str = "/") -> ElementTree.Element:
-    """A signed query-protocol call (how botocore spoke to SQS before its JSON protocol); the parsed XML answer."""
-    body = urlencode({**params, "Version": "2012-11-05"})
-    request = AWSRequest(
-        "POST",
-        server + path,
-        data=body.encode(),
-        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
-    )
-    SigV4Auth(Credentials(KEY, SECRET), "sqs", "us-east-1").add_auth(request)
-    answer = httpx.post(server + path, content=body.encode(), headers=dict(request.headers.items()))
-    root = ElementTree.fromstring(answer.content)
-    assert answer.status_code == (400 if root.tag.endswith("ErrorResponse") else 200), answer.text
-    return root
 
 
 def test_the_legacy_query_protocol(server: str) -> None:

@@ -5,64 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode
-from xml.etree import ElementTree
 
-import boto3
-import httpx
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.config import Config
-from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from batchlane.api import ServerConfig, background_server
-from batchlane.api.auth import AccessKey
 from batchlane.api.protocol import AwsError
 from batchlane.api.sqs import SqsApi
 from batchlane.queue import open_queue
+from tests.integration import sqs_server
+from tests.integration.sqs_server import KEY, SECRET, query
+from tests.servers import aws_cli
 
-KEY, SECRET = "AKIDSQSBATCH", "sqs-batch-secret"
 NS = {"sqs": "http://queue.amazonaws.com/doc/2012-11-05/"}
-AWS = str(Path(sys.executable).with_name("aws"))
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("api-sqs-batch")
-
-
-@pytest.fixture(scope="module")
-def server(root: Path) -> Iterator[str]:
-    config = ServerConfig(
-        db=root / "jobs.db",
-        queue=f"sqlite:///{root}/queue.db?queue=transform-requests",
-        port=0,
-        keys=(AccessKey(KEY, SECRET),),
-        workers=0,
-        queue_worker=False,  # the messages stay for the tests to receive
-    )
-    with background_server(config) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def sqs(server: str):
-    return boto3.client(
-        "sqs",
-        endpoint_url=server,
-        region_name="us-east-1",
-        aws_access_key_id=KEY,
-        aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 1}),
-    )
+# The shared SQS-only control plane (tests/integration/sqs_server.py): one of each fixture for this module.
+root, server, sqs = sqs_server.root, sqs_server.server, sqs_server.sqs
 
 
 @pytest.fixture()
@@ -286,18 +244,6 @@ def test_the_purge_window_is_60_seconds_per_queue(tmp_path: Path) -> None:
         api.close()
 
 
-def query(server: str, params: dict[str, str]) -> ElementTree.Element:
-    """A signed query-protocol call (how older SDKs speak to SQS); the parsed XML answer."""
-    body = urlencode({**params, "Version": "2012-11-05"}).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
-    request = AWSRequest("POST", server + "/", data=body, headers=headers)
-    SigV4Auth(Credentials(KEY, SECRET), "sqs", "us-east-1").add_auth(request)
-    answer = httpx.post(server + "/", content=body, headers=dict(request.headers.items()))
-    root = ElementTree.fromstring(answer.content)
-    assert answer.status_code == (400 if root.tag.endswith("ErrorResponse") else 200), answer.text
-    return root
-
-
 def test_the_query_protocol_batch_actions(server: str, sqs, queue_url: str) -> None:
     root = query(
         server,
@@ -375,25 +321,8 @@ def test_aws_cli_send_message_batch(server: str, sqs, queue_url: str, root: Path
     entries.write_text(
         json.dumps([{"Id": "a", "MessageBody": "from the cli"}, {"Id": "b", "MessageBody": "and again"}])
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHLANE_", "AWS_"))}
-    env |= {
-        "AWS_ACCESS_KEY_ID": KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CONFIG_FILE": str(root / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(root / "no-aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    done = subprocess.run(
-        [AWS, "--endpoint-url", server, "--output", "json", "sqs", "send-message-batch"]
-        + ["--queue-url", queue_url, "--entries", f"file://{entries}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    answer = json.loads(done.stdout)
+    args = ["sqs", "send-message-batch", "--queue-url", queue_url, "--entries", f"file://{entries}"]
+    answer = aws_cli(server, root, KEY, SECRET, *args)
     assert [s["Id"] for s in answer["Successful"]] == ["a", "b"] and not answer.get("Failed")
     assert {m["Body"] for m in receive_all(sqs, queue_url, 2)} == {"from the cli", "and again"}
 

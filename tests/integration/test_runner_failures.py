@@ -27,15 +27,8 @@ from tests.models import (
     transform_request,
     tree,
     wait_until,
+    write_files,
 )
-
-
-def _inputs(folder: Path, files: dict[str, str]) -> str:
-    for name, text in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return f"{folder}/"
 
 
 def _no_retries(timeout: int = 30, retries: int = 0) -> dict[str, int]:
@@ -69,7 +62,7 @@ def test_execution_parameters_fill_unset_values(
     calls = tmp_path / "calls.jsonl"
     request = transform_request(
         "exec-params",
-        _inputs(tmp_path / "in", {"a.txt": "x\ny\nz\n"}),
+        write_files(tmp_path / "in", {"a.txt": "x\ny\nz\n"}),
         f"{tmp_path}/out/",
         model="advertiser",
         Environment={"ECHO_LOG": str(calls)},
@@ -89,7 +82,7 @@ def test_invocation_timeout_is_retried_then_fails_the_file_naming_the_layer(
 ) -> None:
     request = transform_request(
         "timeout",
-        _inputs(tmp_path / "in", {"a-fast.txt": "quick\n", "b-slow.txt": "one\nslow one\n"}),
+        write_files(tmp_path / "in", {"a-fast.txt": "quick\n", "b-slow.txt": "one\nslow one\n"}),
         f"{tmp_path}/out/",
         ModelClientConfig={"InvocationsTimeoutInSeconds": 1, "InvocationsMaxRetries": 1},
         Environment={"ECHO_SLOW_S": "1.5"},
@@ -121,7 +114,7 @@ def test_retries_only_what_can_succeed(store: JobStore, tmp_path: Path) -> None:
     }
     request = transform_request(
         "retries",
-        _inputs(tmp_path / "in", files),
+        write_files(tmp_path / "in", files),
         f"{tmp_path}/out/",
         ModelClientConfig={"InvocationsMaxRetries": 3},
         Environment={"ECHO_LOG": str(calls), "ECHO_STATE": str(state), "ECHO_FLAKY_FAILS": "2"},
@@ -157,7 +150,7 @@ def test_a_bad_record_fails_only_its_file(store: JobStore, tmp_path: Path, strat
     files = {"a.txt": "a1\na2\n", "b.txt": "b1\nb2\npoison b3\nb4\n", "c.txt": "c1\n"}
     request = transform_request(
         f"bad-record-{strategy.lower()}",
-        _inputs(tmp_path / "in", files),
+        write_files(tmp_path / "in", files),
         f"{tmp_path}/out/",
         BatchStrategy=strategy,
         ModelClientConfig=_no_retries(),
@@ -184,7 +177,7 @@ def test_error_row_mode_bisects_a_batch_and_writes_the_row_in_place(store: JobSt
     calls = tmp_path / "calls.jsonl"
     request = transform_request(
         "error-row",
-        _inputs(tmp_path / "in", {"rows.jsonl": "".join(json.dumps(r) + "\n" for r in rows)}),
+        write_files(tmp_path / "in", {"rows.jsonl": "".join(json.dumps(r) + "\n" for r in rows)}),
         f"{tmp_path}/out/",
         content_type="application/jsonlines",
         accept="application/jsonlines",
@@ -209,7 +202,7 @@ def test_error_row_mode_bisects_a_batch_and_writes_the_row_in_place(store: JobSt
 def test_skip_mode_leaves_the_record_out(store: JobStore, tmp_path: Path) -> None:
     request = transform_request(
         "skip",
-        _inputs(tmp_path / "in", {"a.txt": "one\nbadrequest two\nthree\n"}),
+        write_files(tmp_path / "in", {"a.txt": "one\nbadrequest two\nthree\n"}),
         f"{tmp_path}/out/",
         ModelClientConfig=_no_retries(),
     )
@@ -224,7 +217,7 @@ def test_skip_mode_leaves_the_record_out(store: JobStore, tmp_path: Path) -> Non
 def test_max_error_ratio_fails_a_file_with_too_many_bad_records(store: JobStore, tmp_path: Path) -> None:
     request = transform_request(
         "error-ratio",
-        _inputs(tmp_path / "in", {"a.txt": "ok\npoison\nok\n", "b.txt": "poison\npoison\nok\n"}),
+        write_files(tmp_path / "in", {"a.txt": "ok\npoison\nok\n", "b.txt": "poison\npoison\nok\n"}),
         f"{tmp_path}/out/",
         BatchStrategy="SingleRecord",
         ModelClientConfig=_no_retries(),
@@ -245,7 +238,7 @@ def test_result_count_mismatch_warns_or_with_strict_fails_the_file(
 ) -> None:
     request = transform_request(
         f"count-mismatch-{record_count}",
-        _inputs(tmp_path / "in", {"a.txt": "one\nhalf two\nthree\n"}),
+        write_files(tmp_path / "in", {"a.txt": "one\nhalf two\nthree\n"}),
         f"{tmp_path}/out/",
     )
 
@@ -279,7 +272,7 @@ def test_a_container_that_never_becomes_healthy_fails_the_job_quickly(
     model_dir = make_model_dir(example, ECHO_DIR, tmp_path / "model")
     ModelRegistry(store).create(ModelSpec(name="unhealthy", model_data=str(model_dir), environment=ECHO_ENV))
     request = transform_request(
-        "unhealthy", _inputs(tmp_path / "in", {"a.txt": "x\n"}), f"{tmp_path}/out/", model="unhealthy"
+        "unhealthy", write_files(tmp_path / "in", {"a.txt": "x\n"}), f"{tmp_path}/out/", model="unhealthy"
     )
 
     started = time.monotonic()
@@ -295,7 +288,7 @@ def test_stop_mid_job_keeps_committed_files_and_ends_stopped(store: JobStore, tm
     files = {f"part-{i}.txt": f"{i}a\n{i}b\n" for i in range(8)}
     request = transform_request(
         "stop-me",
-        _inputs(tmp_path / "in", files),
+        write_files(tmp_path / "in", files),
         f"{tmp_path}/out/",
         BatchStrategy="SingleRecord",
         Environment={"ECHO_BATCH_SLEEP_S": "0.2"},
@@ -333,7 +326,10 @@ def test_with_restarts_off_a_model_server_that_dies_mid_job_fails_the_job_at_onc
     """``max_restarts=0``; with restarts (the default) see test_runner_recovery.py."""
     files = {"a.txt": "fine\n", "b.txt": "crash\n", "c.txt": "never sent\n", "d.txt": "never sent\n"}
     request = transform_request(
-        "server-died", _inputs(tmp_path / "in", files), f"{tmp_path}/out/", ModelClientConfig=_no_retries()
+        "server-died",
+        write_files(tmp_path / "in", files),
+        f"{tmp_path}/out/",
+        ModelClientConfig=_no_retries(),
     )
 
     record = run_job(store, request, {"max_restarts": 0})
@@ -352,7 +348,7 @@ def test_an_output_that_cannot_be_written_fails_its_file_only(store: JobStore, t
     """A storage error on one object (here a folder where its .out goes; a full disk looks the same) fails that
     file with the OS's reason; the other files complete and nothing half-written is left."""
     request = transform_request(
-        "blocked-output", _inputs(tmp_path / "in", {"a.txt": "x\n", "b.txt": "y\n"}), f"{tmp_path}/out/"
+        "blocked-output", write_files(tmp_path / "in", {"a.txt": "x\n", "b.txt": "y\n"}), f"{tmp_path}/out/"
     )
     (tmp_path / "out/a.txt.out").mkdir(parents=True)
 

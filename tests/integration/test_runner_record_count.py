@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,10 @@ from batchlane.jobs.describe import describe_job
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.models import ModelRegistry, ModelSpec
-from tests.models import ECHO_DIR, ECHO_ENV, job_log, run_job, transform_request
+from tests.models import ECHO_DIR, ECHO_ENV, job_log, run_job, transform_request, write_files
 
 CSV_ROWS = "1,0.5,0.7\n2,0.1,0.2\n3,1.5,2\n"
+THREE_LINES = {"a.txt": "one\ntwo\nthree\n"}
 
 
 def _example_model(store: JobStore, tmp_path: Path, example: str) -> str:
@@ -28,11 +30,13 @@ def _example_model(store: JobStore, tmp_path: Path, example: str) -> str:
     return name
 
 
-def _write(folder: Path, files: dict[str, str]) -> str:
-    for name, text in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
-    return f"{folder}/"
+def _example_request(
+    store: JobStore, tmp_path: Path, example: str, name: str, files: dict[str, str], **fields: Any
+) -> dict[str, Any]:
+    """A request for user-code example ``example`` over ``files`` (written under tmp_path/in), out to tmp_path/out."""
+    model = _example_model(store, tmp_path, example)
+    inputs = write_files(tmp_path / "in", files)
+    return transform_request(name, inputs, f"{tmp_path}/out/", model=model, **fields)
 
 
 @pytest.mark.parametrize("record_count", ["lenient", "strict"])
@@ -41,12 +45,12 @@ def test_a_json_answer_to_a_csv_job_without_accept_completes(
 ) -> None:
     """The AWS guide's request: ContentType text/csv, no Accept. The user's output_fn answers application/json (the
     container's default), one array element per row; read as JSON the counts agree, so even strict completes."""
-    model = _example_model(store, tmp_path, "json_answers")
-    request = transform_request(
+    request = _example_request(
+        store,
+        tmp_path,
+        "json_answers",
         f"no-accept-{record_count}",
-        _write(tmp_path / "in", {"rows.csv": CSV_ROWS}),
-        f"{tmp_path}/out/",
-        model=model,
+        {"rows.csv": CSV_ROWS},
         content_type="text/csv",
         accept=None,
     )
@@ -62,12 +66,12 @@ def test_a_json_answer_to_a_csv_job_without_accept_completes(
 
 
 def test_a_csv_join_spreads_a_multi_column_result(store: JobStore, tmp_path: Path) -> None:
-    model = _example_model(store, tmp_path, "json_answers")
-    request = transform_request(
+    request = _example_request(
+        store,
+        tmp_path,
+        "json_answers",
         "csv-join",
-        _write(tmp_path / "in", {"rows.csv": CSV_ROWS}),
-        f"{tmp_path}/out/",
-        model=model,
+        {"rows.csv": CSV_ROWS},
         content_type="text/csv",
         accept="text/csv",
         DataProcessing={"JoinSource": "Input", "OutputFilter": "$[0,-1]"},
@@ -83,16 +87,11 @@ def test_a_csv_join_spreads_a_multi_column_result(store: JobStore, tmp_path: Pat
 def test_a_handler_answering_once_per_mini_batch_completes_with_one_warning_per_file(
     store: JobStore, tmp_path: Path
 ) -> None:
-    model = _example_model(store, tmp_path, "per_batch")
     # b.txt is about 2.6 MB: with MaxPayloadInMB=1 it goes in 3 mini-batches, each answered with one result.
     long_lines = "".join(f"{i:02d}" + "x" * 110_000 + "\n" for i in range(24))
-    request = transform_request(
-        "per-batch",
-        _write(tmp_path / "in", {"a.txt": "one\ntwo\nthree\n", "b.txt": long_lines}),
-        f"{tmp_path}/out/",
-        model=model,
-        content_type="text/plain",
-        MaxPayloadInMB=1,
+    files = {"a.txt": "one\ntwo\nthree\n", "b.txt": long_lines}
+    request = _example_request(
+        store, tmp_path, "per_batch", "per-batch", files, content_type="text/plain", MaxPayloadInMB=1
     )
 
     record = run_job(store, request)
@@ -123,13 +122,8 @@ def test_a_handler_answering_once_per_mini_batch_completes_with_one_warning_per_
 
 
 def test_strict_record_count_fails_the_file_naming_both_counts(store: JobStore, tmp_path: Path) -> None:
-    model = _example_model(store, tmp_path, "per_batch")
-    request = transform_request(
-        "per-batch-strict",
-        _write(tmp_path / "in", {"a.txt": "one\ntwo\nthree\n"}),
-        f"{tmp_path}/out/",
-        model=model,
-        content_type="text/plain",
+    request = _example_request(
+        store, tmp_path, "per_batch", "per-batch-strict", THREE_LINES, content_type="text/plain"
     )
 
     record = run_job(store, request, {"record_count": "strict"})
@@ -155,15 +149,15 @@ def test_strict_record_count_fails_the_file_naming_both_counts(store: JobStore, 
 def test_a_feature_that_lines_results_up_fails_on_a_count_mismatch_saying_why(
     store: JobStore, tmp_path: Path, data_processing: dict, options: dict, reason: str
 ) -> None:
-    model = _example_model(store, tmp_path, "per_batch")
     options = {
         key: str(tmp_path / value) for key, value in options.items()
     }  # consolidate: a file under tmp_path
-    request = transform_request(
+    request = _example_request(
+        store,
+        tmp_path,
+        "per_batch",
         "per-batch-aligned",
-        _write(tmp_path / "in", {"a.jsonl": '{"t":"one"}\n{"t":"two"}\n{"t":"three"}\n'}),
-        f"{tmp_path}/out/",
-        model=model,
+        {"a.jsonl": '{"t":"one"}\n{"t":"two"}\n{"t":"three"}\n'},
         content_type="application/jsonlines",
         accept="application/jsonlines",
         DataProcessing=data_processing,
@@ -182,13 +176,8 @@ def test_a_feature_that_lines_results_up_fails_on_a_count_mismatch_saying_why(
 def test_error_rows_isolate_the_records_of_a_mismatched_mini_batch(store: JobStore, tmp_path: Path) -> None:
     """Error rows need one result per record: the mini-batch is bisected down to single records, which the
     per-batch handler answers one each, so every line of the output belongs to its record."""
-    model = _example_model(store, tmp_path, "per_batch")
-    request = transform_request(
-        "per-batch-error-rows",
-        _write(tmp_path / "in", {"a.txt": "one\ntwo\nthree\n"}),
-        f"{tmp_path}/out/",
-        model=model,
-        content_type="text/plain",
+    request = _example_request(
+        store, tmp_path, "per_batch", "per-batch-error-rows", THREE_LINES, content_type="text/plain"
     )
 
     record = run_job(store, request, {"on_record_error": "error-row"})
@@ -205,7 +194,7 @@ def test_error_rows_isolate_the_records_of_a_mismatched_mini_batch(store: JobSto
 def test_a_csv_header_is_named_in_the_error_and_the_warning(store: JobStore, tmp_path: Path) -> None:
     """The echo model gives a header row no result (as a header-reading CSV decoder would): 2 results for 3
     records. Lenient: a warning with the hint; with a join: a failure with the hint."""
-    inputs = _write(tmp_path / "in", {"rows.csv": "id,text\n1,a\n2,b\n"})
+    inputs = write_files(tmp_path / "in", {"rows.csv": "id,text\n1,a\n2,b\n"})
     lenient = run_job(
         store,
         transform_request(
@@ -238,13 +227,8 @@ def test_a_csv_header_is_named_in_the_error_and_the_warning(store: JobStore, tmp
 
 
 def test_no_header_hint_for_a_csv_without_one(store: JobStore, tmp_path: Path) -> None:
-    model = _example_model(store, tmp_path, "per_batch")
-    request = transform_request(
-        "plain-rows",
-        _write(tmp_path / "in", {"rows.csv": "1,a\n2,b\n3,c\n"}),
-        f"{tmp_path}/out/",
-        model=model,
-        content_type="text/csv",
+    request = _example_request(
+        store, tmp_path, "per_batch", "plain-rows", {"rows.csv": "1,a\n2,b\n3,c\n"}, content_type="text/csv"
     )
 
     record = run_job(store, request, {"record_count": "strict"})
@@ -262,12 +246,12 @@ def test_csv_header_skip_with_a_join_lines_the_header_up_with_the_columns(
     store: JobStore, tmp_path: Path, output_filter: str, header: str
 ) -> None:
     """A model answering two columns per row (``[label, score]``): the header names both, then the filter applies."""
-    model = _example_model(store, tmp_path, "json_answers")
-    request = transform_request(
+    request = _example_request(
+        store,
+        tmp_path,
+        "json_answers",
         "header-skip-join",
-        _write(tmp_path / "in", {"rows.csv": "id,f1,f2\n1,0.5,0.7\n2,0.1,0.2\n"}),
-        f"{tmp_path}/out/",
-        model=model,
+        {"rows.csv": "id,f1,f2\n1,0.5,0.7\n2,0.1,0.2\n"},
         content_type="text/csv",
         accept="text/csv",
         DataProcessing={"JoinSource": "Input", "OutputFilter": output_filter},

@@ -32,16 +32,10 @@ from tests.models import (
     transform_request,
     tree,
     wait_until,
+    write_files,
 )
 
 FAST_FAIL = {"InvocationsTimeoutInSeconds": 1, "InvocationsMaxRetries": 0}
-
-
-def _inputs(folder: Path, files: dict[str, str]) -> str:
-    for name, text in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
-    return f"{folder}/"
 
 
 def _serve_pids() -> list[int]:
@@ -70,7 +64,7 @@ def test_a_hung_record_fails_only_its_file_and_the_server_is_restarted(
     files = {"a-hangs.txt": "slow\n", "b.txt": "one\ntwo\n", "c.txt": "three\n"}
     request = transform_request(
         "hung",
-        _inputs(tmp_path / "in", files),
+        write_files(tmp_path / "in", files),
         f"{tmp_path}/out/",
         ModelClientConfig=FAST_FAIL,
         Environment={"ECHO_SLOW_S": "600"},  # hangs far longer than the whole test may take
@@ -100,7 +94,7 @@ def test_a_model_server_killed_mid_job_is_restarted_and_the_job_completes(
     files = {f"part-{i}.txt": f"{i}a\n{i}b\n" for i in range(6)}
     request = transform_request(
         "killed",
-        _inputs(tmp_path / "in", files),
+        write_files(tmp_path / "in", files),
         f"{tmp_path}/out/",
         BatchStrategy="SingleRecord",
         ModelClientConfig={"InvocationsTimeoutInSeconds": 30, "InvocationsMaxRetries": 0},
@@ -140,7 +134,7 @@ def test_restarts_used_up_fail_the_job_and_resume_with_a_fixed_model_redoes_only
     ModelRegistry(store).create(ModelSpec(name="crashy", model_data=str(model_dir), environment=ECHO_ENV))
     calls = tmp_path / "calls.jsonl"
     files = {"a.txt": "fine\n", "b.txt": "crash\n", "c.txt": "later\n"}
-    source = _inputs(tmp_path / "in", files)
+    source = write_files(tmp_path / "in", files)
     request = transform_request(
         "exhausted",
         source,
@@ -186,7 +180,7 @@ def test_restarts_used_up_fail_the_job_and_resume_with_a_fixed_model_redoes_only
 def test_max_runtime_stops_a_job_whose_model_hangs_with_the_reason(store: JobStore, tmp_path: Path) -> None:
     """`batchlane transform --max-runtime`: the job ends Stopped (exit 3) at its deadline, even while a request
     waits for an answer that would take an hour; committed files stay, nothing half-written is left."""
-    source = _inputs(tmp_path / "in", {"a.txt": "fast\n", "b.txt": "slow\n", "c.txt": "never\n"})
+    source = write_files(tmp_path / "in", {"a.txt": "fast\n", "b.txt": "slow\n", "c.txt": "never\n"})
     args = ["--model", "echo", "--input", source, "--output", f"{tmp_path}/out/", "--name", "deadline"]
     args += ["--content-type", "text/plain", "--split-type", "Line", "--timeout", "3600", "--retries", "0"]
     args += ["--env", "ECHO_SLOW_S=3600", "--max-runtime", "15", "--quiet", "--db", str(store.path)]

@@ -7,7 +7,6 @@ problem, for the default handler and for user code (``input_fn`` and ``transform
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from batchlane.examples.user_code import make_model_dir
-from batchlane.serving.app import create_app
-from batchlane.settings import ServeSettings
+from tests.servers import loaded_model_server
 
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
 DEEP_OBJECT = '{"inputs":' * 5_000 + '"x"' + "}" * 5_000
@@ -38,18 +36,10 @@ CASES = {
 }
 
 
-def _client(model_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(ServeSettings.from_env({}, model_dir=model_dir))) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/ping").status_code != 200:
-            assert time.monotonic() < deadline, "model did not load"
-            time.sleep(0.05)
-        yield client
-
-
 @pytest.fixture(scope="module")
 def default_handler(tiny_bert_dir: Path) -> Iterator[TestClient]:
-    yield from _client(tiny_bert_dir)
+    with loaded_model_server(tiny_bert_dir) as client:
+        yield client
 
 
 @pytest.fixture(scope="module", params=["with_context", "transform_fn"])
@@ -58,7 +48,8 @@ def user_handler(
 ) -> Iterator[TestClient]:
     # with_context: the user's input_fn calls json.loads; transform_fn: the user decodes in transform_fn.
     model_dir = make_model_dir(request.param, tiny_bert_dir, tmp_path_factory.mktemp(request.param))
-    yield from _client(model_dir)
+    with loaded_model_server(model_dir) as client:
+        yield client
 
 
 def _assert_bad_request(client: TestClient, content_type: str, body: str, message: str) -> None:

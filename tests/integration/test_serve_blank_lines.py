@@ -3,26 +3,20 @@ the documented empty result (docs/serving.md), so a batch transform gets one res
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from batchlane.serving.app import create_app
-from batchlane.settings import ServeSettings
+from tests.servers import loaded_model_server
 
 LABELS = {"billing", "fraud", "service"}
 
 
 @pytest.fixture(scope="module")
 def client(tiny_bert_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(ServeSettings.from_env({}, model_dir=tiny_bert_dir))) as test_client:
-        deadline = time.monotonic() + 30
-        while test_client.get("/ping").status_code != 200:
-            assert time.monotonic() < deadline, "model did not load"
-            time.sleep(0.02)
+    with loaded_model_server(tiny_bert_dir, timeout=30) as test_client:
         yield test_client
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +26,8 @@ CLI = (
     if CONSOLE_SCRIPT.exists()
     else [sys.executable, "-c", "from batchlane.cli.main import main; main()"]
 )
+# `python -m batchlane`, for tests that run the package as a module.
+MODULE_CLI = [sys.executable, "-m", "batchlane"]
 
 
 def transform_request(
@@ -133,3 +136,44 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def run_cli(
+    args: list[str],
+    env: Mapping[str, str],
+    timeout: float = 120,
+    *,
+    cwd: Path | None = None,
+    command: list[str] = CLI,
+) -> subprocess.CompletedProcess[str]:
+    """``batchlane ARGS`` (``command``: the console script by default) as a subprocess, its output captured."""
+    return subprocess.run(
+        [*command, *args], env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def cli_ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    """``result``, asserted to have exited 0 (the message shows its output otherwise)."""
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def echo_cli_env(home: Path, *model_env: str) -> dict[str, str]:
+    """:func:`cli_env` for ``home`` with the echo model created by `batchlane models create echo` (Environment
+    BATCHLANE_DEVICE=cpu and the ``KEY=VALUE`` items of ``model_env``)."""
+    env = cli_env(home)
+    args = ["models", "create", "echo", "--model-data", str(ECHO_DIR), "--env", "BATCHLANE_DEVICE=cpu"]
+    for item in model_env:
+        args += ["--env", item]
+    created = run_cli(args, env)
+    assert created.returncode == 0, created.stderr
+    return env
+
+
+def write_files(folder: Path, files: Mapping[str, str]) -> str:
+    """Write ``files`` (relative path → text) under ``folder``; returns the folder as a prefix URI (``folder/``)."""
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return f"{folder}/"
