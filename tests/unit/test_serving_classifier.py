@@ -32,8 +32,9 @@ TEXTS = ["short", "a somewhat longer complaint about my bank", "x", "two words",
         ([["first col", "x"], ["second", "y"]], ["first col", "second"], {}),
         ([["id", "Text"], ["1", "hello"], ["2", "bye"]], ["hello", "bye"], {}),
         ([["inputs"], ["hello"]], ["hello"], {}),
-        # Blank records (a blank JSON line, CSV row or text line, or no text) hold their place as None.
-        (["a", None, "", "  ", {"text": ""}], ["a", None, None, None, None], {}),
+        # Blank records (a blank JSON line, CSV row or text line) hold their place as None; an explicit record with
+        # an empty text is classified like any other.
+        (["a", None, "", "  ", {"text": ""}], ["a", None, None, None, ""], {}),
         ([["x"], [], ["  "]], ["x", None, None], {}),
         ([["text"], [], ["hi"]], [None, "hi"], {}),
         (None, [None], {}),

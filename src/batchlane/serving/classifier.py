@@ -9,8 +9,8 @@ Input records (what ``predict_fn`` accepts: the value the default ``input_fn`` d
   such a header cell (that row is then not a record);
 * ``text/plain``: one record per line.
 
-A blank record (a blank line in any line-based format, or a record whose text is empty or whitespace only) never
-reaches the model and is answered with an empty result: ``null`` in JSON and JSON Lines, an empty line in CSV and
+A blank record (a blank or whitespace-only line in any line-based format) never reaches the model and is answered
+with an empty result: ``null`` in JSON and JSON Lines, an empty line in CSV and
 text. A batch transform sends blank lines as records and expects one result line for each.
 
 Output: one ``{"label", "score"}`` per record in input order; with top-k > 1 a list of k of them per record, best
@@ -448,11 +448,12 @@ class SequenceClassifier:
 
 
 def _text_of(record: Any, index: int, column: int) -> str | None:
-    """The record's text, or None for a blank record (module docstring)."""
-    if record is None or record == []:
+    """The record's text, or None for a blank record (module docstring): a blank line of the payload. An explicit
+    record with an empty text (``{"text": ""}``) is classified like any other."""
+    cells = [record] if isinstance(record, str) else record if isinstance(record, list) else None
+    if record is None or (cells is not None and not any(str(cell).strip() for cell in cells)):
         return None
-    text = _raw_text(record, index, column)
-    return text if text.strip() else None
+    return _raw_text(record, index, column)
 
 
 def _raw_text(record: Any, index: int, column: int) -> str:
