@@ -133,12 +133,16 @@ def test_a_second_ctrl_c_aborts_at_once_and_the_job_stays_resumable(
 ) -> None:
     store = JobStore(env["BATCHLANE_DB"])
 
-    # The first record takes 3 s (the echo model sleeps on "slow"), so the graceful stop is still waiting for that
-    # request at the second Ctrl-C.
+    # The graceful stop abandons the request in flight at once, then stops the model server, which here takes 4 s
+    # to exit on SIGTERM (ECHO_SLOW_EXIT_S): the second Ctrl-C lands while the stop is still waiting for it.
     for i in range(3):
         (tmp_path / "slow-in" / f"part-{i}.txt").parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "slow-in" / f"part-{i}.txt").write_text(("slow\n" if i == 0 else "") + f"{i}-a\n{i}-b\n")
-    slow = _transform_args(tmp_path, "aborted", f"{tmp_path}/out/", source="slow-in")
+    slow = [
+        *_transform_args(tmp_path, "aborted", f"{tmp_path}/out/", source="slow-in"),
+        "--env",
+        "ECHO_SLOW_EXIT_S=4",
+    ]
     code, stdout, stderr = _start_and_interrupt(env, slow, store, tmp_path / "out", presses=2, files_done=0)
 
     assert code == 130, stdout + stderr

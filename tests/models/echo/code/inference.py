@@ -21,13 +21,15 @@ Records containing these words change behaviour:
 * ``crash``: the server process exits at once with status 3 (a model server that dies mid-job).
 
 Environment: ``ECHO_LOG`` (a file: one JSON line per call with the content type, body, record count,
-Transfer-Encoding header and the three ``X-Batchlane-Source-*`` headers as ``source``; bodies over 2000 characters are logged by size only), ``ECHO_STATE`` (a folder for the flaky counters), ``ECHO_BATCH_SLEEP_S`` (sleep per call).
+Transfer-Encoding header and the three ``X-Batchlane-Source-*`` headers as ``source``; bodies over 2000 characters are logged by size only), ``ECHO_STATE`` (a folder for the flaky counters), ``ECHO_BATCH_SLEEP_S`` (sleep per call),
+``ECHO_SLOW_EXIT_S`` (on SIGTERM, wait this long before exiting: a model server that is slow to stop).
 """
 
 import csv
 import io
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -39,7 +41,17 @@ class ClientMistake(Exception):
     status_code = 400
 
 
+def _exit_slowly(seconds):
+    # A non-daemon thread that outlives the main thread by ``seconds``: the interpreter waits for it at exit, so the
+    # server takes that long to end after SIGTERM, and never longer.
+    threading.Thread(
+        target=lambda: (threading.main_thread().join(), time.sleep(seconds)), daemon=False
+    ).start()
+
+
 def model_fn(model_dir):
+    if os.environ.get("ECHO_SLOW_EXIT_S"):
+        _exit_slowly(float(os.environ["ECHO_SLOW_EXIT_S"]))
     return {
         "log": os.environ.get("ECHO_LOG"),
         "state": os.environ.get("ECHO_STATE"),
