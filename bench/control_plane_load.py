@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 
 import serve_soak  # noqa: E402  (percentile)
 from load_checks import check, problems, seq_of  # noqa: E402
+from variants import stop_process  # noqa: E402
 
 logger = logging.getLogger("bench")
 KEY, SECRET = "AKIDBENCHLOAD", "bench-load-secret"
@@ -329,12 +330,7 @@ class Server:
         return self.log_path.read_text(errors="replace").count("Traceback (most recent call last)")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def load(args: argparse.Namespace, root: Path) -> dict[str, Any]:

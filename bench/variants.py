@@ -202,6 +202,16 @@ def _vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Terminate ``process`` and wait; kill it if it is still running after ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Server:
     """``batchlane serve`` on a free loopback port, for the transform and real-time benchmarks."""
 
@@ -246,11 +256,7 @@ class Server:
         return _vm_hwm_mb(self.process.pid)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         self.log.close()
         os.unlink(self.log.name)
 
