@@ -157,7 +157,7 @@ def decode_json(text: str) -> Any:
     """One JSON document; several newline-separated documents (JSON Lines sent as JSON) become a list.
 
     Why the fallback: SageMaker MultiRecord mini-batches of a ``.jsonl`` file arrive as ``application/json``
-    with one record per line (CONTRACT §5.2); strict decoders fail them with "Extra data". A body with a blank line
+    with one record per line (docs/serving.md); strict decoders fail them with "Extra data". A body with a blank line
     is read the same way first, since ``json.loads`` would skip the blank record.
     """
     if text and _BLANK_LINE.search(text[:-1] if text.endswith("\n") else text):

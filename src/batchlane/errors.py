@@ -114,7 +114,7 @@ def status_for(exc: BaseException) -> int:
 class StaleReceipt(Conflict):
     """A delete/extend/dead-letter used a receipt whose lease is over (expired, released, or re-received).
 
-    The embedded queue fences leases (RELIABILITY §0.3): a zombie worker's ack must not touch a message another
+    The embedded queue fences leases (docs/reliability.md): a zombie worker's ack must not touch a message another
     worker now holds. The code is the one SQS uses for an unusable receipt handle.
     """
 
@@ -132,7 +132,7 @@ class AlreadyExists(Conflict):
     """A job or model with this name already exists; ``existing`` is its stored record (for idempotent callers).
 
     Callers that create "if missing" compare ``existing`` with what they asked for: same spec is success, a
-    different spec is a real conflict (RELIABILITY §4 rows 13 and 21).
+    different spec is a real conflict (docs/reliability.md rows 13 and 21).
     """
 
     def __init__(self, message: str, *, existing: object = None, field: str | None = None) -> None:

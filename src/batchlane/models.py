@@ -10,7 +10,7 @@ A ``ModelSpec`` says how a transform job gets a model server, in exactly one of 
   "{port}:8080", "my-image", "serve"]``). The engine replaces ``{port}`` in every argument with the port it picked and
   also sets ``SAGEMAKER_BIND_TO_PORT``; a command without ``{port}`` must read that variable (batchlane cannot check
   that, so it is not refused). Decision: only local callers (CLI, library) can create such models;
-  ``from_sagemaker`` never produces one, so the control plane cannot be used to run commands (RELIABILITY §4 row 19).
+  ``from_sagemaker`` never produces one, so the control plane cannot be used to run commands (docs/reliability.md).
 * ``serve_url``: an ``http(s)://`` URL of a container that is already running (``/ping``, ``/invocations``).
 
 ``environment`` follows CreateTransformJob's Environment limits (≤16 entries, key ``[a-zA-Z_][a-zA-Z0-9_]{0,1023}``,
@@ -20,7 +20,7 @@ for DescribeModel and informational only for local runs.
 
 ``ModelRegistry.create`` is idempotent on request: the same name with the same spec returns the existing model when
 ``exist_ok`` (and is a ``Conflict`` otherwise, like SageMaker's "Cannot create already existing model"); the same name
-with a different spec is always a ``Conflict`` naming the fields that differ (RELIABILITY §4 row 21). Names are unique
+with a different spec is always a ``Conflict`` naming the fields that differ (docs/reliability.md). Names are unique
 case-insensitively (see ``jobs.store``).
 """
 

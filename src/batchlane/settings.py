@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The SageMaker container contract (CONTRACT §2, §3.3).
+# The SageMaker container contract (docs/serving.md).
 SAGEMAKER_BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"
 SAGEMAKER_MAX_PAYLOAD_IN_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 SAGEMAKER_BATCH_STRATEGY = "SAGEMAKER_BATCH_STRATEGY"

@@ -1,7 +1,7 @@
 """`batchlane serve` on hostile model archives: decompression bombs and members that escape the model folder.
 
 Each case starts the real CLI as a subprocess and expects a one-line error, exit code 1 and nothing left in the
-extraction cache (RELIABILITY: decompression bomb; path traversal in archives).
+extraction cache (docs/reliability.md: decompression bomb; path traversal in archives).
 """
 
 from __future__ import annotations

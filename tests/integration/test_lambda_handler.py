@@ -1,5 +1,5 @@
-"""The Lambda handler called directly with synthetic SQS events, against moto's SageMaker, SQS and S3 (RELIABILITY
-§3.7): duplicates and reordered keys give one job, bad messages are parked with reasons and not retried, an
+"""The Lambda handler called directly with synthetic SQS events, against moto's SageMaker, SQS and S3
+(docs/reliability.md): duplicates and reordered keys give one job, bad messages are parked with reasons and not retried, an
 unreachable SageMaker fails only the records that need it. Plus the CloudFormation template, checked by cfn-lint.
 """
 

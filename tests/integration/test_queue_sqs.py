@@ -58,7 +58,7 @@ def test_send_receive_delete(queue: SqsQueue) -> None:
 
 
 def test_visibility_expiry_redelivers_and_a_stale_receipt_still_deletes(queue: SqsQueue) -> None:
-    """SQS semantics, unlike the embedded queue: no fencing (RELIABILITY §0.3)."""
+    """SQS semantics, unlike the embedded queue: no fencing (docs/reliability.md)."""
     queue.send("m")
     [first] = queue.receive(visibility_timeout_s=1)
     time.sleep(1.2)

@@ -1,4 +1,4 @@
-"""DataProcessing end to end (CONTRACT §1.7): InputFilter, JoinSource=Input and OutputFilter applied per record by
+"""DataProcessing end to end (docs/transform.md): InputFilter, JoinSource=Input and OutputFilter applied per record by
 the runner around a real `batchlane serve` (the echo model reports exactly what it was sent)."""
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def test_csv_examples_of_the_developer_guide(
 
 
 def test_inclusive_slice_end(store: JobStore, tmp_path: Path) -> None:
-    """CONTRACT §6: ``$[1:4]`` over a,b,c,d,e,f selects b,c,d,e (the developer guide's inclusive reading)."""
+    """docs/transform.md: ``$[1:4]`` over a,b,c,d,e,f selects b,c,d,e (the developer guide's inclusive reading)."""
     (tmp_path / "in").mkdir()
     (tmp_path / "in/letters.csv").write_text("a,b,c,d,e,f\n")
     calls = tmp_path / "calls.jsonl"

@@ -206,7 +206,7 @@ def test_gzip_input_is_decompressed_and_a_corrupt_object_fails_alone(store: JobS
 
     record = run_job(store, request)
 
-    # Output is written uncompressed under <key>.out (CONTRACT §1.4).
+    # Output is written uncompressed under <key>.out (docs/transform.md).
     assert tree(tmp_path / "out") == {"good.txt.gz.out": b"echo:one\necho:two\necho:three\n"}
     assert record.status is JobStatus.FAILED
     failed = {f.input_key: f.error for f in store.files("gzip-input", FileState.FAILED)}
@@ -279,7 +279,7 @@ def test_raw_prefix_matches_sibling_folders_and_refuses_outputs_it_would_read_ba
     with pytest.raises(ValidationError, match="TransformOutput.S3OutputPath .* is inside the input prefix"):
         run_job(store, transform_request("overlap", f"{tmp_path}/data", f"{tmp_path}/data-out/"))
     assert store.find_job("overlap") is None
-    # S3Prefix is a raw string prefix (CONTRACT §1.3): ".../data" also matches ".../data-2/...".
+    # S3Prefix is a raw string prefix (docs/transform.md): ".../data" also matches ".../data-2/...".
     request = transform_request("raw-prefix", f"{tmp_path}/data", f"{tmp_path}/results/")
 
     record = run_job(store, request)

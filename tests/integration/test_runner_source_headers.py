@@ -1,4 +1,4 @@
-"""JobOptions.source_headers (CONTRACT §5.18): each request names its input object and first record, so the
+"""JobOptions.source_headers (docs/transform.md): each request names its input object and first record, so the
 container can tell what it is processing; off by default, as SageMaker sends no such headers."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DataProcessing per record: parse/serialise, filters, response splitting, joins, and the CONTRACT §1.7 examples."""
+"""DataProcessing per record: parse/serialise, filters, response splitting, joins, and the docs/transform.md examples."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def test_join(record: bytes, result: bytes, content_type: str, expected: bytes) 
     assert join(record, result, content_type) == expected
 
 
-# --- CONTRACT §1.7 worked examples, run through the pure pipeline -------------------------------------------------
+# --- docs/transform.md worked examples, run through the pure pipeline -------------------------------------------------
 
 CSV_INPUT = b"id1,1,2,3\nid2,4,5,6\nid3,7,8,9\n"
 

@@ -24,7 +24,7 @@ DOC = {
 @pytest.mark.parametrize(
     ("expr", "value", "expected"),
     [
-        # CONTRACT §1.7 / DG-DP: slice ends are inclusive.
+        # docs/transform.md / DG-DP: slice ends are inclusive.
         ("$[1:4]", ROW, ["b", "c", "d", "e"]),
         ("$[:5]", SEVEN, [0, 1, 2, 3, 4, 5]),
         ("$[2:]", ROW, ["c", "d", "e", "f"]),

@@ -610,7 +610,10 @@ def test_client_config_and_other_values() -> None:
 @pytest.mark.parametrize(
     ("changes", "assemble_with"),
     [
-        ({"TransformInput.SplitType": "Line"}, "Line"),  # CONTRACT §5.3: default Line for line-split input
+        (
+            {"TransformInput.SplitType": "Line"},
+            "Line",
+        ),  # docs/transform.md: default Line for line-split input
         ({"TransformInput.SplitType": "Line", "TransformOutput.AssembleWith": "None"}, "None"),
         ({"TransformInput.SplitType": "RecordIO"}, "None"),
         ({}, "None"),

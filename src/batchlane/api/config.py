@@ -17,7 +17,7 @@ Keys, first match wins (``load_keys``):
        allow = sagemaker:Describe*, sagemaker:List*
 
 Without any key the server refuses to start unless ``--no-auth`` is given, and ``--no-auth`` is only accepted on a
-loopback address (RELIABILITY §4 row 19: an unauthenticated job API on a network is remote code execution waiting
+loopback address (docs/reliability.md: an unauthenticated job API on a network is remote code execution waiting
 to happen).
 """
 

@@ -3,7 +3,7 @@
 Models: ``CreateModel``, ``DescribeModel``, ``ListModels``, ``DeleteModel`` over ``batchlane.models``. Transform
 jobs: ``CreateTransformJob`` (``engines.local.submit``, then the server's executor runs it),
 ``DescribeTransformJob``, ``ListTransformJobs`` (NextToken/MaxResults paging, filters, sorting) and
-``StopTransformJob`` over the job store. Request and response shapes are SageMaker's (CONTRACT §1.1, §1.2).
+``StopTransformJob`` over the job store. Request and response shapes are SageMaker's (docs/control-plane.md).
 
 Errors follow what SageMaker clients see, not only what the API model declares (all HTTP 400):
 

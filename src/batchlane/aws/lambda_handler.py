@@ -2,7 +2,7 @@
 
 ``handler(event, context)`` takes an SQS batch (``FunctionResponseTypes=["ReportBatchItemFailures"]``, see
 ``template.yaml``) and, for each record, does what the queue worker does with the local engine, against the
-SageMaker API instead (RELIABILITY §0, §1.2):
+SageMaker API instead (docs/reliability.md):
 
 * ``parse_message`` (plus: both paths must be ``s3://`` and the instance type an ``ml.*`` one: SageMaker runs it);
 * the model: the message's ``model_name`` must exist; without one, the configured default (``BATCHLANE_MODEL_NAME``)

@@ -1,6 +1,6 @@
 """SageMaker-shaped views of a job: ``describe_job`` (DescribeTransformJob) and ``summarize_job`` (ListTransformJobs).
 
-Shapes follow CONTRACT §1.2. Times are aware UTC datetimes, as boto3 returns them; the control plane turns them into
+Shapes follow docs/transform.md. Times are aware UTC datetimes, as boto3 returns them; the control plane turns them into
 epoch seconds on the wire. Optional fields are left out when unset, never sent as null.
 
 * ``describe_job``: the required fields (TransformJobName, TransformJobArn, TransformJobStatus, ModelName,

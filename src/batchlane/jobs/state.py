@@ -1,6 +1,6 @@
 """The transform-job lifecycle: ``JobStatus``, the allowed ``TRANSITIONS``, and per-file ``FileState``. Pure.
 
-Job states are SageMaker's ``TransformJobStatus`` values (CONTRACT §1.2). A job is created ``InProgress``; there is
+Job states are SageMaker's ``TransformJobStatus`` values (docs/transform.md). A job is created ``InProgress``; there is
 no separate "Starting" state for transform jobs.
 
 ::
@@ -37,7 +37,7 @@ from enum import StrEnum
 
 from batchlane.errors import Conflict, ValidationError
 
-# SageMaker's TransformJobName rule (CONTRACT §1.1): 1-63 letters, digits and hyphens, alphanumeric at both ends.
+# SageMaker's TransformJobName rule (docs/transform.md): 1-63 letters, digits and hyphens, alphanumeric at both ends.
 JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
 

@@ -8,7 +8,7 @@ with a compare-and-set on the status it read, so of two racing transitions exact
 Runner leases: a runner ``claim``s a job for ``lease_s`` seconds and ``renew``s it while it works. A claim is refused
 while another owner's lease is unexpired (fencing); ``transition``, ``mark_file`` and ``add_progress`` take an optional
 ``owner`` and refuse to act for an owner that no longer holds the job, so a paused "zombie" runner cannot commit over
-its successor (RELIABILITY §4 rows 11, 14). ``resumable_jobs`` lists InProgress/Stopping jobs whose lease expired or
+its successor (docs/reliability.md rows 11, 14). ``resumable_jobs`` lists InProgress/Stopping jobs whose lease expired or
 that were never claimed; a newly created job is therefore picked up by the next worker even if its creator died.
 
 Counters: a job's record/byte counters always equal the sum over its files. ``add_progress`` adds to a pending file
@@ -21,9 +21,9 @@ Decisions:
   so ``MyJob`` and ``myjob`` would share an ARN (and an output folder on a case-insensitive filesystem).
 * ``create_job`` with an existing name raises ``AlreadyExists`` (a ``Conflict``) carrying the existing record; with
   ``if_same_spec_ok=True`` it returns the existing job when the spec hash (canonical JSON of request + options) is
-  identical, which makes automated submission idempotent (RELIABILITY §0.2).
+  identical, which makes automated submission idempotent (docs/reliability.md).
 * ``request_stop`` is idempotent: InProgress → Stopping; on a Stopping or terminal job it changes nothing and returns
-  the record (RELIABILITY §4 row 18). The runner (or whoever resumes a Stopping job) finishes with Stopped.
+  the record (docs/reliability.md). The runner (or whoever resumes a Stopping job) finishes with Stopped.
 * A transition to ``Failed`` needs a failure reason; reasons are cut to SageMaker's 1024 characters.
 * List paging is keyset-based: the opaque ``NextToken`` encodes the last row's sort key and a fingerprint of the
   filters, so pages stay consistent while jobs are created, and a token reused with other filters (or mangled) is a
@@ -398,7 +398,7 @@ class JobStore(Database, CheckpointTable):
     def active_jobs_writing_to(self, output_uri: str, *, exclude: str | None = None) -> list[JobRecord]:
         """InProgress/Stopping jobs whose ``S3OutputPath`` overlaps ``output_uri`` (canonical locations compared as
         folders, ``jobs.outputs``), other than ``exclude``. Two jobs on one output prefix overwrite each other's
-        ``.out`` objects (RELIABILITY §4 row 17); ``create_job(exclusive_output=True)`` refuses them atomically."""
+        ``.out`` objects (docs/reliability.md); ``create_job(exclusive_output=True)`` refuses them atomically."""
         rows = self._conn().execute(
             "SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY creation_time, name",
             tuple(s.value for s in ACTIVE),

@@ -1,4 +1,4 @@
-"""The queue interface every backend implements, with Amazon SQS's semantics (RELIABILITY §1.1).
+"""The queue interface every backend implements, with Amazon SQS's semantics (docs/reliability.md).
 
 A message is *received* under a lease (the visibility timeout): it stays in the queue, hidden, until the consumer
 deletes it (ack), extends the lease (heartbeat), releases it (nack: visibility 0), or the lease runs out and the

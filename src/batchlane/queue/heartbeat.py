@@ -1,4 +1,4 @@
-"""The lease heartbeat of a message being worked on (RELIABILITY §1.1: "keep extending the visibility timeout")."""
+"""The lease heartbeat of a message being worked on (docs/reliability.md: "keep extending the visibility timeout")."""
 
 from __future__ import annotations
 

@@ -6,12 +6,12 @@ Unknown fields are refused, so a typo is an error rather than a silently ignored
 
 Paths are ``s3://bucket/prefix``, ``file:///abs/path`` or an absolute local path. Relative paths are refused (the
 worker may run in another directory; the CLI resolves them before sending), as are ``http(s)://`` URLs (the worker
-must not fetch arbitrary hosts: SSRF, RELIABILITY §4 row 8), ``..`` segments (also percent-encoded), control
+must not fetch arbitrary hosts: SSRF, docs/reliability.md), ``..`` segments (also percent-encoded), control
 characters, more than 1024 characters, and an output prefix that overlaps the input prefix (inputs are listed by
 raw prefix, so ``s3://b/in-results`` would be read back as input of ``s3://b/in``; the rule is
 ``storage.base.output_input_overlap``, shared with CreateTransformJob).
 
-``job_name_for`` derives the transform job's name without a clock (RELIABILITY §0.2): duplicate deliveries and
+``job_name_for`` derives the transform job's name without a clock (docs/reliability.md): duplicate deliveries and
 reordered JSON keys give the same name, so the second start finds the first job instead of making another.
 
 ``is_permanent`` tells a worker which failures to dead-letter at once (bad message, conflicting spec, missing input)

@@ -5,7 +5,7 @@ the same message under two live leases. A receive claims a message: it increment
 lease token and hides the message until ``now + visibility timeout``. The receipt handle carries that token, and
 ``delete``/``change_visibility``/``dead_letter`` refuse a receipt whose lease is over (expired, released, or replaced
 by another consumer's receive) with :class:`~batchlane.errors.StaleReceipt`. SQS accepts such calls and may delete
-the message another consumer now holds (RELIABILITY §0.3); here a zombie worker cannot.
+the message another consumer now holds (docs/reliability.md); here a zombie worker cannot.
 
 Where this queue differs from SQS (see docs/queue.md):
 

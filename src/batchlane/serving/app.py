@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 MB = 1024 * 1024
 # Two payloads in flight per container: one is decoded/tokenized while the other runs through the model.
 DEFAULT_MAX_CONCURRENT_TRANSFORMS = 2
-# Both spellings are in use: the variable's MULTI_RECORD and the API enum's MultiRecord (CONTRACT §1.6).
+# Both spellings are in use: the variable's MULTI_RECORD and the API enum's MultiRecord (docs/serving.md).
 STRATEGIES = {"MULTIRECORD": "MULTI_RECORD", "SINGLERECORD": "SINGLE_RECORD"}
 
 

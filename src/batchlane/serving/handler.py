@@ -1,6 +1,6 @@
 """The handler contract: finding the user's ``inference.py``, binding its hooks once, and running one invocation.
 
-SageMaker semantics (inference toolkit ``Transformer``) with the improvements of CONTRACT §5:
+SageMaker semantics (inference toolkit ``Transformer``) with the improvements of docs/serving.md:
 
 * The module is ``<code dir>/<SAGEMAKER_PROGRAM or inference.py>``; the code dir is ``SAGEMAKER_SUBMIT_DIRECTORY``
   when it names a local folder, else ``<model dir>/code`` (``code_paths``: paths are resolved, and code must stay

@@ -1,8 +1,8 @@
 """The object-store contract: ``ObjectInfo``, the ``ObjectStore`` Protocol, URI parsing and the ``open_store`` factory.
 
 Every store speaks S3's model: a flat namespace of string keys, ``list(prefix)`` matching the prefix as a *raw string*
-(``"test"`` matches ``"test_small/a.csv"``; CONTRACT §1.3), whole-object atomic writes (a reader sees the old object or
-the new one, never a torn one; RELIABILITY §1.4).
+(``"test"`` matches ``"test_small/a.csv"``; docs/transform.md), whole-object atomic writes (a reader sees the old object or
+the new one, never a torn one; docs/reliability.md).
 
 URIs (``open_store`` / ``parse_uri``):
 
@@ -13,7 +13,7 @@ URIs (``open_store`` / ``parse_uri``):
   ``""``.
 * Any other scheme is refused with a ``ValidationError``. ``http(s)://`` in particular is not fetched: SageMaker's
   S3Uri pattern admits ``https://`` virtual-host URLs, but following arbitrary URLs from a job request is an SSRF
-  hole (RELIABILITY §4 row 8).
+  hole (docs/reliability.md).
 
 Comparing URIs (``canonical_location``, ``outputs_overlap``, ``output_input_overlap``): two spellings of one place
 must compare equal, or a guard keyed on strings is bypassed by writing the same prefix another way. The canonical

@@ -1,7 +1,7 @@
 """``LocalStore``: a folder on the local filesystem behaving like an S3 bucket.
 
 Keys map to paths under ``root`` with ``/`` as the separator. Because keys often come from somewhere else (an S3
-listing, a manifest, a job request) and S3 keys may legally contain ``../`` (RELIABILITY §1.6, §4 row 7), every key is
+listing, a manifest, a job request) and S3 keys may legally contain ``../`` (docs/reliability.md), every key is
 checked before it touches the filesystem:
 
 * refused outright: a non-string or empty key, a key over 1024 UTF-8 bytes or with a segment over 255 bytes, NUL,
@@ -216,7 +216,7 @@ class LocalStore:
     def remove_stale_temps(self, prefix: str = "", older_than_s: float = 3600.0) -> list[str]:
         """Delete our own temp files under ``prefix``'s folder older than ``older_than_s``; returns their paths.
 
-        Call it when resuming a job whose runner died (RELIABILITY §4 row 11); recent temp files may belong to a
+        Call it when resuming a job whose runner died (docs/reliability.md); recent temp files may belong to a
         writer that is still running and are left alone.
         """
         self.check_key(prefix, prefix=True)

@@ -5,7 +5,7 @@ Endpoint: ``AWS_ENDPOINT_URL_S3`` > ``AWS_ENDPOINT_URL`` > boto3's default; regi
 custom endpoint the client uses path-style addressing and only sends checksums S3 requires, which MinIO and moto
 accept. boto3 is imported when the first client is built, never at module import.
 
-Reliability (RELIABILITY §1.4, §4 rows 11 and 22):
+Reliability (docs/reliability.md):
 
 * 5xx, throttling and connection errors are retried by botocore's ``standard`` retry mode (5 attempts).
 * ``writer`` buffers into a spooled temp file (memory up to the threshold, then disk) and uploads only on a clean
@@ -233,7 +233,7 @@ class S3Store:
                 )
                 parts.append({"PartNumber": number, "ETag": answer["ETag"]})
                 number += 1
-            # botocore raises for a 200 answer that embeds an error (RELIABILITY §1.4).
+            # botocore raises for a 200 answer that embeds an error (docs/reliability.md).
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )

@@ -3,7 +3,7 @@
 ``AssembleWith=None``: chunks are concatenated byte for byte. ``AssembleWith=Line``: a ``\\n`` follows each chunk
 unless it already ends with one; an empty chunk becomes an empty line, so line positions stay aligned with
 records. A chunk is a response body, or one record's output when ``DataProcessor.handle`` returns per-record
-outputs. **Deviation** (CONTRACT §6): SDK local mode always appends ``\\n`` per response, doubling the newline of
+outputs. **Deviation** (docs/transform.md): SDK local mode always appends ``\\n`` per response, doubling the newline of
 bodies that end in one; we never double it, which is what the API doc's "newline at the end of every transformed
 record" asks for.
 

@@ -1,7 +1,7 @@
 """The model container a transform job talks to: a `batchlane serve` subprocess, a user's own serving command,
 or an already running server at a URL.
 
-Start-up waits for ``GET /ping`` to answer 200 within a deadline (CONTRACT §5.10: a container that never becomes
+Start-up waits for ``GET /ping`` to answer 200 within a deadline (docs/transform.md: a container that never becomes
 healthy fails the job quickly with the last status seen, instead of pinging for 30 minutes). A started process is
 tied to its parent (Linux ``PR_SET_PDEATHSIG``) so a runner killed with SIGKILL does not leave servers behind. It
 gets a clean environment (``serving.environment.model_process_environment``): runtime variables, SageMaker's and the
@@ -31,7 +31,7 @@ from batchlane.serving.environment import model_process_environment
 
 log = logging.getLogger(__name__)
 
-PING_TIMEOUT_S = 2.0  # per-ping timeout of the SageMaker platform (CONTRACT §2)
+PING_TIMEOUT_S = 2.0  # per-ping timeout of the SageMaker platform (docs/transform.md)
 STOP_GRACE_S = 10.0
 # A server being restarted is stuck or dead: a hung handler thread would hold a graceful exit for ever.
 RESTART_GRACE_S = 2.0

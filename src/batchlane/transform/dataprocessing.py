@@ -1,4 +1,4 @@
-"""Per-record ``DataProcessing`` (CONTRACT §1.7): InputFilter, splitting responses into per-record results,
+"""Per-record ``DataProcessing`` (docs/transform.md): InputFilter, splitting responses into per-record results,
 JoinSource=Input, OutputFilter.
 
 Record values: a CSV record is one RFC 4180 row, a list of ``str`` (parsed with the ``csv`` module, so quoted
@@ -10,7 +10,7 @@ Serialisation: CSV fields are written with minimal quoting (``str`` as is, ``Non
 JSON, nested values as compact JSON); JSON is compact (``ensure_ascii=False``). An identity filter (``$``) never
 re-serialises: the bytes pass through unchanged.
 
-Splitting a response (CONTRACT §6 decision) goes by the **response's own Content-Type** (else Accept, else
+Splitting a response (docs/transform.md decision) goes by the **response's own Content-Type** (else Accept, else
 ContentType, when the response declares none): CSV, JSON Lines and ``text/*`` split by line (one trailing newline,
 and ``\\r`` before ``\\n``, ignored); ``application/json`` splits a top-level array with exactly one element per
 record, falls back to lines for newline-separated documents, and is taken whole for a single record (an object,
@@ -240,7 +240,7 @@ class DataProcessor:
         self.join = join_source == "Input"
         self.filters_input = not self.input_path.is_identity
         self.per_record = self.join or not self.output_path.is_identity
-        # Counting only means something when records are lines packed several to a payload (CONTRACT §5.16).
+        # Counting only means something when records are lines packed several to a payload (docs/transform.md).
         self.counting = split_type == "Line" and batch_strategy in ("MultiRecord", "MULTI_RECORD")
         reasons = [
             "JoinSource=Input" if self.join else None,

@@ -1,8 +1,8 @@
-"""Listing a transform job's input objects: ``S3Prefix`` (raw prefix) and ``ManifestFile`` (CONTRACT §1.3).
+"""Listing a transform job's input objects: ``S3Prefix`` (raw prefix) and ``ManifestFile`` (docs/transform.md).
 
 ``list_inputs(data_source_type, s3_uri)`` returns ``(store, objects, input_prefix)``: the store the objects live in,
 the objects (``ObjectInfo`` with keys relative to that store) and the input prefix *key* in that store. Output keys are
-computed relative to the prefix's directory (CONTRACT §1.8, §6): ``relative_key(key, input_prefix)`` strips everything
+computed relative to the prefix's directory (docs/transform.md): ``relative_key(key, input_prefix)`` strips everything
 up to and including the prefix's last ``/``, so prefix ``data/test`` and key ``data/test_small/a.csv`` give
 ``test_small/a.csv``.
 
@@ -13,7 +13,7 @@ up to and including the prefix's last ``/``, so prefix ``data/test`` and key ``d
   store than the manifest (a local manifest listing S3 objects, or the reverse). Objects are returned in manifest
   order.
 
-Decisions (better than the reference, CONTRACT §5.19 / RELIABILITY §4 row 5):
+Decisions (better than the reference, docs/transform.md / docs/reliability.md):
 
 * Zero input objects is a ``ValidationError`` "no input objects under <uri>" instead of a job that completes with no
   output.

@@ -1,10 +1,10 @@
 """Calling a model container's ``POST /invocations`` with SageMaker's per-request timeout and retries.
 
-Failures are classified (CONTRACT §5.17): a client error (4xx), a server error (5xx), a timeout, or a connection
+Failures are classified (docs/transform.md): a client error (4xx), a server error (5xx), a timeout, or a connection
 failure. Messages follow the platform's log wording (``ClientError: 400``, ``Bad HTTP status received from
 algorithm: 500``, ``Unable to get response from algorithm``) followed by the container's own short message.
 Only what can succeed on retry is retried (``plan.RetryPolicy``: timeouts, connection failures, 5xx, 408 and 429;
-CONTRACT §6 decision, see docs/transform.md).
+docs/transform.md decision, see docs/transform.md).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from batchlane.transform.plan import RetryPolicy
 
 CHUNK = 1 << 20
 
-# Sent with JobOptions.source_headers (CONTRACT §5.18); user code reads them with
+# Sent with JobOptions.source_headers (docs/transform.md); user code reads them with
 # ``context.get_request_header(0, SOURCE_KEY_HEADER)``.
 SOURCE_KEY_HEADER = "X-Batchlane-Source-Key"
 RECORD_INDEX_HEADER = "X-Batchlane-Record-Index"

@@ -1,4 +1,4 @@
-"""The JSONPath subset of SageMaker's ``DataProcessing`` filters (CONTRACT §1.7), with inclusive slice ends.
+"""The JSONPath subset of SageMaker's ``DataProcessing`` filters (docs/transform.md), with inclusive slice ends.
 
 Grammar (whitespace is allowed only around items inside brackets)::
 
@@ -14,9 +14,9 @@ Semantics (``JsonPath.apply``):
   (negative counts from the end). A path made only of these is *definite* and returns the selected value itself.
 * ``*`` selects every child (object values in order, or array elements); ``[n,m]`` several elements;
   ``[start:end]`` the elements ``start`` through ``end`` **inclusive**, as AWS documents it: ``$[1:4]`` on
-  ``a,b,c,d,e,f`` is ``b,c,d,e`` and ``$[:5]`` is indexes 0..5 (CONTRACT §6: verify against the real service when
+  ``a,b,c,d,e,f`` is ``b,c,d,e`` and ``$[:5]`` is indexes 0..5 (docs/transform.md: verify against the real service when
   possible). Unions such as ``$[0:2,4:]`` are accepted (the service rejects them at run time, per object; we do
-  better, §5.11). Any of these makes the path indefinite: ``apply`` returns a list of the matches, in order.
+  better; docs/transform.md). Any of these makes the path indefinite: ``apply`` returns a list of the matches, in order.
 * ``['a','b']`` (several names) on an object returns an object holding those keys, as Jayway JsonPath does; the
   DG-DP example ``$['id','SageMakerOutput']`` relies on it. It does not make the path indefinite.
 * A missing key, an index outside the array (explicit slice bounds included), or a step applied to the wrong kind

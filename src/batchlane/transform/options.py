@@ -17,7 +17,7 @@ from batchlane.transform.spec import CreateTransformJobRequest, Uri
 class JobOptions(BaseModel):
     """batchlane's own options (not part of the AWS request). See docs/transform.md.
 
-    * ``csv_header`` (CONTRACT §5.1): ``"none"`` = the reference (a header is just the first record); ``"skip"`` =
+    * ``csv_header`` (docs/transform.md): ``"none"`` = the reference (a header is just the first record); ``"skip"`` =
       line 1 of each file is not sent, and is written first to the output when JoinSource=Input (see
       ``DataProcessor.output_header``); ``"repeat"`` = line 1 is prepended to every mini-batch payload and is not a
       record. Needs ContentType text/csv and SplitType=Line.
@@ -27,8 +27,8 @@ class JobOptions(BaseModel):
       record index (``assemble.consolidated_line``).
     * ``startup_timeout_s``: how long the model container has to answer ``/ping`` with 200.
     * ``max_error_ratio``: with error-row/skip, fail the file once more than this share of its records failed.
-    * ``output_layout``: reserved; only ``"mirror"`` (CONTRACT §1.8 key mapping) exists.
-    * ``source_headers`` (CONTRACT §5.18): send every ``/invocations`` request with headers naming its input object
+    * ``output_layout``: reserved; only ``"mirror"`` (docs/transform.md key mapping) exists.
+    * ``source_headers`` (docs/transform.md): send every ``/invocations`` request with headers naming its input object
       and its first record (``invoke.SOURCE_HEADERS``), so the container can tell what it is processing. Off by
       default: SageMaker sends no such headers.
     * ``record_count``: ``"lenient"`` = as SageMaker, a response is written as returned even when it holds another

@@ -1,5 +1,5 @@
 """Effective transform parameters: the request's values, then the container's ``/execution-parameters``, then the
-defaults (CONTRACT §1.6), plus the model container's environment. Pure: no I/O.
+defaults (docs/transform.md), plus the model container's environment. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def resolve(
     BatchStrategy spelling), then the defaults MCT=1, MaxPayloadInMB=6, MultiRecord, timeout 600 s, 3 retries.
 
     ``MaxConcurrentTransforms=0`` in the request counts as unset (API doc); ``MaxPayloadInMB=0`` means unlimited.
-    AssembleWith, when unset, is ``Line`` for SplitType=Line and ``None`` otherwise (CONTRACT §5.3; the reference
+    AssembleWith, when unset, is ``Line`` for SplitType=Line and ``None`` otherwise (docs/transform.md; the reference
     default is None). Filters default to ``$``, JoinSource to ``None``.
     """
     container = parse_execution_parameters(execution_parameters)
@@ -169,7 +169,7 @@ def resolve(
 def container_environment(
     request: CreateTransformJobRequest, model_environment: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The model container's environment (CONTRACT §1.6): the model's, then the job's ``Environment`` over it, then
+    """The model container's environment (docs/transform.md): the model's, then the job's ``Environment`` over it, then
     ``SAGEMAKER_BATCH=true`` and, only for values set in the request, ``SAGEMAKER_MAX_PAYLOAD_IN_MB``,
     ``SAGEMAKER_BATCH_STRATEGY`` (``SINGLE_RECORD``/``MULTI_RECORD``) and ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``."""
     env = {**(model_environment or {}), **(request.Environment or {}), "SAGEMAKER_BATCH": "true"}

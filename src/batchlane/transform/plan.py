@@ -1,7 +1,7 @@
 """Pure planners: mini-batch packing, the job plan (input objects → output keys), prefix-overlap warnings, and the
 invocation retry policy. No I/O.
 
-Packing (CONTRACT §1.5, §1.6):
+Packing (docs/transform.md):
 
 * ``SingleRecord``: one record per payload. ``Line`` sends ``data + b"\\n"``; RecordIO/TFRecord framing is
   **removed** (the container gets the bare record bytes).
@@ -14,7 +14,7 @@ Packing (CONTRACT §1.5, §1.6):
 * ``header`` (``JobOptions.csv_header="repeat"``): the header line is prepended to every payload, counts toward the
   limit, and is not one of ``MiniBatch.records``.
 
-Output keys (CONTRACT §1.8 / §6 decision): output key = output prefix as a folder (a ``/`` is added unless it is
+Output keys (docs/transform.md): output key = output prefix as a folder (a ``/`` is added unless it is
 empty or already ends with one) + the input key relative to the input prefix's last ``/`` + ``.out``. Sub-folders
 are kept; ``s3://b/in/part`` over ``in/part-1.csv`` and ``in/partx/a.csv`` gives ``<out>/part-1.csv.out`` and
 ``<out>/partx/a.csv.out``.
@@ -184,7 +184,7 @@ def _location(uri: str) -> tuple[str, str, str]:
 
 
 def prefix_overlap(input_uri: str, output_uri: str) -> str | None:
-    """A warning when outputs would land under the raw input prefix (CONTRACT §5.12), else None.
+    """A warning when outputs would land under the raw input prefix (docs/transform.md), else None.
 
     Every output key starts with ``<output folder><name part of the input prefix>``; if that string starts with
     the input prefix, the outputs match the input prefix and a later job over the same prefix reads them back.
@@ -212,7 +212,7 @@ RETRYABLE_STATUSES = frozenset({408, 429})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Which failed invocations are retried, and how long to wait before each retry (CONTRACT §6 decision).
+    """Which failed invocations are retried, and how long to wait before each retry (docs/transform.md decision).
 
     Retried: connection failures, timeouts, any 5xx, 408 and 429: each can succeed when sent again. Not retried:
     other 4xx (the same payload fails the same way) and anything that is not an HTTP/transport failure (bad

@@ -8,12 +8,12 @@ request, e.g. ``TransformInput.SplitType``; AWS itself writes ``transformInput.s
     1 validation error detected: Value 'Lines' at 'TransformInput.SplitType' failed to satisfy constraint:
     Member must satisfy enum value set: [None, Line, RecordIO, TFRecord]
 
-Rules beyond the API shapes (CONTRACT §1.1), decided here:
+Rules beyond the API shapes (docs/transform.md), decided here:
 
 * URIs (``S3Uri``, ``S3OutputPath``, ``DestinationS3Uri``, ``JobOptions.consolidate``): ``s3://bucket/key``, the
   documented ``https://`` S3 forms (virtual-hosted ``https://b.s3[.region].amazonaws.com/k`` and path-style
   ``https://s3[.region].amazonaws.com/b/k``; ``canonical_uri`` rewrites them to ``s3://``), ``file:///abs/path``
-  and plain local paths. Any other ``http(s)://`` URL or scheme is refused (SSRF, RELIABILITY §4 row 8), as are
+  and plain local paths. Any other ``http(s)://`` URL or scheme is refused (SSRF, docs/reliability.md), as are
   ``..`` segments (also percent-encoded), NUL and more than 1024 characters (row 7). Bucket names follow AWS's
   rules (``storage.bucket``), so ``s3://A_B/`` fails at create time, not when the job runs.
 * ``TransformResources.InstanceType``: any ``ml.<family>.<size>`` name (AWS's enum of ~116 values changes too often

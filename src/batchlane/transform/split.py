@@ -2,9 +2,9 @@
 
 Everything here reads a binary stream incrementally (``stream.read(n)`` only); no splitter holds more than one
 record plus one read chunk in memory. Records carry their position so errors can name ``file:line`` and the byte
-offset (RELIABILITY §4 rows 1, 3, 5, 6).
+offset (docs/reliability.md rows 1, 3, 5, 6).
 
-Rules, per split type (CONTRACT §1.5):
+Rules, per split type (docs/transform.md):
 
 * ``None``: the whole object is one record. An empty object yields **no** record (nothing is sent; the runner
   writes an empty ``.out``), where the SDK's local mode would send an empty payload.
@@ -42,7 +42,7 @@ CHUNK_SIZE = 1 << 16
 RECORDIO_MAGIC = 0xCED7230A
 _RECORDIO_LENGTH_MASK = (1 << 29) - 1
 
-# Decompression-bomb guard defaults (RELIABILITY §4 row 6). Deflate cannot exceed ~1032:1, so a ratio cap only
+# Decompression-bomb guard defaults (docs/reliability.md). Deflate cannot exceed ~1032:1, so a ratio cap only
 # catches near-pathological input; ordinary CSV/JSON compresses 5-50x. The ratio is only checked once this much
 # has been produced, so small, very regular files are fine.
 DEFAULT_MAX_DECOMPRESSED_BYTES = 32 << 30
@@ -231,7 +231,7 @@ def _tfrecord(stream: BinaryIO, limit: int | None) -> Iterator[Record]:
 
 def frame(record: Record | bytes, split_type: str | None) -> bytes:
     """The record as it travels framed: ``Line`` → data + ``\\n``; RecordIO/TFRecord → re-framed (flags cleared);
-    ``None`` → the data. This is the MultiRecord wire form (CONTRACT §1.5: framing kept under MultiRecord)."""
+    ``None`` → the data. This is the MultiRecord wire form (docs/transform.md: framing kept under MultiRecord)."""
     data = record.data if isinstance(record, Record) else record
     kind = normalize_split_type(split_type)
     if kind == "Line":
