@@ -64,6 +64,17 @@ def machine_slug(info: dict[str, Any]) -> str:
     return f"{name}-{info['cores']}c"
 
 
+def write_results_file(report: str, *, name: str, title: str, script: str) -> Path:
+    """Write ``report`` as ``results/<date>-<machine>-<name>.md`` under ``# <title> on <machine>`` and the command
+    that produced it (``script`` plus this process's arguments); returns the path."""
+    info = machine()
+    path = RESULTS / f"{time.strftime('%Y-%m-%d')}-{machine_slug(info)}-{name}.md"
+    path.parent.mkdir(exist_ok=True)
+    command = " ".join([f"python {script}", *sys.argv[1:]])
+    path.write_text(f"# {title} on {info['describe']}\n\nCommand: `{command}`\n\n{report}")
+    return path
+
+
 def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 

@@ -313,11 +313,9 @@ def main() -> None:
     if not args.no_write:
         import run as run_mod
 
-        info = run_mod.machine()
-        path = run_mod.RESULTS / f"{time.strftime('%Y-%m-%d')}-{run_mod.machine_slug(info)}-soak.md"
-        path.parent.mkdir(exist_ok=True)
-        command = " ".join(["python bench/serve_soak.py", *sys.argv[1:]])
-        path.write_text(f"# Real-time soak on {info['describe']}\n\nCommand: `{command}`\n\n{report}")
+        path = run_mod.write_results_file(
+            report, name="soak", title="Real-time soak", script="bench/serve_soak.py"
+        )
         logger.info("written to %s", path)
     sys.exit(1 if found else 0)
 
