@@ -177,18 +177,19 @@ class JobRunner:
         handler = self._attach_log()
         beat = threading.Thread(target=self._heartbeat, name=f"lease-{self.name}", daemon=True)
         beat.start()
+        ended_by_signal = False
         try:
             return self._run_claimed()
         except (KeyboardInterrupt, SystemExit):
-            # Ended by a signal (a second Ctrl-C, a background runner's SIGTERM): the job stays InProgress and its
-            # lease is given up, so `jobs resume` or the next orphan sweep can continue it at once.
-            self._done.set()
-            beat.join(timeout=5)
-            self.store.release(self.name, self.owner)
+            ended_by_signal = True
             raise
         finally:
             self._done.set()
             beat.join(timeout=5)
+            if ended_by_signal:
+                # A second Ctrl-C or a background runner's SIGTERM: the job stays InProgress and its lease is given
+                # up, so `jobs resume` or the next orphan sweep can continue it at once.
+                self.store.release(self.name, self.owner)
             self.job_log.removeHandler(handler)
             handler.close()
 
