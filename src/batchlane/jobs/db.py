@@ -24,7 +24,7 @@ from typing import Any
 
 from batchlane.errors import StorageError, ValidationError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MAX_FAILURE_REASON = 1024
 MAX_NEXT_TOKEN = 8192
 
@@ -87,7 +87,45 @@ _SCHEMA_V2 = [
 ]
 # Version 3: how many times the job's model server was restarted after a fault (``JobStore.add_restart``).
 _SCHEMA_V3 = ["ALTER TABLE jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0"]
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+# Version 4: monitoring schedules and their executions (``batchlane.monitor.schedules``, docs/monitoring-schedules.md).
+_SCHEMA_V4 = [
+    """CREATE TABLE monitoring_schedules (
+        name TEXT PRIMARY KEY COLLATE NOCASE,
+        arn TEXT NOT NULL,
+        status TEXT NOT NULL,
+        expression TEXT NOT NULL,
+        config TEXT NOT NULL,
+        target TEXT NOT NULL,
+        endpoint TEXT,
+        failure_reason TEXT,
+        creation_time TEXT NOT NULL,
+        last_modified_time TEXT NOT NULL,
+        next_run_time TEXT
+    )""",
+    "CREATE INDEX monitoring_schedules_by_creation ON monitoring_schedules (creation_time, name)",
+    "CREATE INDEX monitoring_schedules_by_next_run ON monitoring_schedules (status, next_run_time)",
+    """CREATE TABLE monitoring_executions (
+        name TEXT PRIMARY KEY COLLATE NOCASE,
+        schedule TEXT NOT NULL COLLATE NOCASE REFERENCES monitoring_schedules (name) ON DELETE CASCADE,
+        arn TEXT NOT NULL,
+        status TEXT NOT NULL,
+        failure_reason TEXT,
+        scheduled_time TEXT NOT NULL,
+        creation_time TEXT NOT NULL,
+        start_time TEXT,
+        end_time TEXT,
+        last_modified_time TEXT NOT NULL,
+        output_uri TEXT,
+        violations_uri TEXT,
+        summary_uri TEXT,
+        exit_code INTEGER,
+        alert TEXT,
+        owner TEXT,
+        UNIQUE (schedule, scheduled_time)
+    )""",
+    "CREATE INDEX monitoring_executions_by_schedule ON monitoring_executions (schedule, creation_time, name)",
+]
+_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 
 
 def utcnow() -> datetime:
