@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "queue",
     "worker",
     "server",
+    "monitor_schedule",  # temporary `monitor` group; merged into cli/monitor.py's group (add_commands)
 )
 
 app = typer.Typer(

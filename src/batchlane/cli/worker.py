@@ -11,6 +11,7 @@ import typer
 
 from batchlane.cli.options import DbOption, open_job_store
 from batchlane.cli.queue import QUEUE_HELP
+from batchlane.monitor.scheduler import start_scheduler
 
 
 def _install_signal_handlers(worker: Any) -> None:
@@ -97,6 +98,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(
             False, "--json", help="Print what was done as JSON when the worker exits."
         ),
+        no_schedules: bool = typer.Option(
+            False,
+            "--no-schedules",
+            help="Do not fire monitoring schedules (default: fired while the worker runs, except with --burst).",
+        ),
     ) -> None:
         """Receive transform requests, start their jobs (idempotently), run them, and acknowledge.
 
@@ -119,6 +125,7 @@ def register(app: typer.Typer) -> None:
             default_model = ModelSpec.parse({"name": model, "model_data": model_data})
         store = open_job_store(db)
         target = open_queue(queue)
+        scheduler = None if burst or no_schedules else start_scheduler(store)
         try:
             runner = Worker(
                 target,
@@ -136,6 +143,8 @@ def register(app: typer.Typer) -> None:
             _install_signal_handlers(runner)
             stats = runner.work(burst=burst, max_messages=max_messages)
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             target.close()
             store.close()
         if as_json:
