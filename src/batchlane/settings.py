@@ -84,6 +84,9 @@ BATCHLANE_DEFAULT_ACCEPT = "BATCHLANE_DEFAULT_ACCEPT"
 BATCHLANE_DEFAULT_STRATEGY = "BATCHLANE_DEFAULT_STRATEGY"
 BATCHLANE_DEFAULT_MAX_PAYLOAD_MB = "BATCHLANE_DEFAULT_MAX_PAYLOAD_MB"
 AWS_ENDPOINT_URL_SAGEMAKER = "AWS_ENDPOINT_URL_SAGEMAKER"
+# Monitoring schedules (docs/monitoring-schedules.md): the folder under which an endpoint's captured data lives
+# (<root>/<EndpointName>), the monitoring data of a schedule's EndpointInput.
+BATCHLANE_MONITOR_CAPTURE_ROOT = "BATCHLANE_MONITOR_CAPTURE_ROOT"
 
 DEFAULT_PORT = 8080
 DEFAULT_MODEL_DIR = "/opt/ml/model"

@@ -34,6 +34,7 @@ from batchlane.api import logs, sagemaker, sqs, sqs_query
 from batchlane.api.auth import AccessKey, SignedRequest, SigV4Verifier
 from batchlane.api.config import ServerConfig
 from batchlane.api.executor import JobExecutor
+from batchlane.api.monitoring import MonitoringApi
 from batchlane.api.paths import LocalPathPolicy
 from batchlane.api.protocol import (
     AwsError,
@@ -45,6 +46,8 @@ from batchlane.api.protocol import (
     xml_response,
 )
 from batchlane.jobs.store import JobStore
+from batchlane.monitor.scheduler import start_scheduler
+from batchlane.monitor.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("batchlane.api.audit")
@@ -188,11 +191,14 @@ class ControlPlane:
         self.queue = queue  # created (with its dead-letter queue) if missing, so the seed's sender finds it
         self.sqs = sqs.SqsApi(queue.path, region=self.store.region, account=self.store.account)
         self.logs = logs.LogsApi(self.store)
+        self.monitoring = MonitoringApi(ScheduleStore.beside(self.store), self.env, self.sagemaker.paths)
+        self.scheduler: Any = None
         self.verifier = SigV4Verifier(config.keys, self.store.region) if config.auth else None
         self.queue_worker: Any = None
 
     def start(self) -> None:
         self.executor.start()
+        self.scheduler = start_scheduler(self.store, env=self.env)
         if self.config.queue_worker:
             self._start_queue_worker()
 
@@ -230,6 +236,9 @@ class ControlPlane:
     def stop(self) -> None:
         if self.queue_worker is not None:
             self.queue_worker.stop(abandon=True)
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.monitoring.store.close()
         self.executor.stop()
         self.sqs.close()
 
@@ -246,6 +255,8 @@ class ControlPlane:
         return key
 
     def call(self, route: _Route, params: dict[str, Any], endpoint: str) -> dict[str, Any]:
+        if route.service == sagemaker.SERVICE and route.action in self.monitoring.actions:
+            return self.monitoring.handle(route.action, params)
         if route.service == sagemaker.SERVICE:
             return self.sagemaker.handle(route.action, params)
         if route.service == logs.SERVICE:
