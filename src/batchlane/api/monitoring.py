@@ -2,7 +2,9 @@
 
 ``CreateMonitoringSchedule``, ``DescribeMonitoringSchedule``, ``ListMonitoringSchedules``,
 ``ListMonitoringExecutions``, ``StopMonitoringSchedule``, ``StartMonitoringSchedule`` and
-``DeleteMonitoringSchedule`` (not ``UpdateMonitoringSchedule``: delete and create again). Schedules live in the job store's file (``monitor.schedules``) and fire
+``DeleteMonitoringSchedule`` (not ``UpdateMonitoringSchedule``: delete and create again), and
+``DescribeProcessingJob`` for the executions' processing jobs (what the SDK's ``ModelMonitor.list_executions()``
+reads to find each execution's reports). Schedules live in the job store's file (``monitor.schedules``) and fire
 in the server's scheduler thread (and in any ``batchlane worker`` on the same file). How a job definition maps onto
 ``batchlane monitor run`` is ``monitor.job_definition``'s (docs/monitoring-schedules.md, "The control plane").
 
@@ -19,7 +21,7 @@ from typing import Any
 from batchlane.api.paths import LocalPathPolicy
 from batchlane.api.protocol import AwsError, parse_timestamp
 from batchlane.errors import AlreadyExists, BatchlaneError, Conflict, NotFound, ValidationError
-from batchlane.monitor.schedules import Execution, Schedule, ScheduleStatus, ScheduleStore
+from batchlane.monitor.schedules import Execution, ExecutionStatus, Schedule, ScheduleStatus, ScheduleStore
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class MonitoringApi:
             "StopMonitoringSchedule": self.stop,
             "StartMonitoringSchedule": self.start,
             "DeleteMonitoringSchedule": self.delete,
+            "DescribeProcessingJob": self.describe_processing_job,
         }
 
     def handle(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -244,3 +247,77 @@ class MonitoringApi:
         _only(params, {"MonitoringScheduleName"}, "DeleteMonitoringSchedule")
         self.store.delete(_name(params))
         return {}
+
+    def describe_processing_job(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A monitoring execution as the processing job SageMaker would have run for it."""
+        _only(params, {"ProcessingJobName"}, "DescribeProcessingJob")
+        name = params.get("ProcessingJobName")
+        if not isinstance(name, str) or not name:
+            raise ValidationError("ProcessingJobName is required", field="ProcessingJobName")
+        try:
+            execution = self.store.execution(name)
+        except NotFound:
+            raise NotFound(
+                f"Could not find processing job '{self.store.execution_arn(name)}' (batchlane runs processing jobs "
+                "only for monitoring schedules).",
+                field="ProcessingJobName",
+            ) from None
+        schedule = self.store.get(execution.schedule)
+        target = schedule.target
+        definition = schedule.config.get("MonitoringJobDefinition") or {}
+        status = {
+            ExecutionStatus.PENDING: "InProgress",
+            ExecutionStatus.IN_PROGRESS: "InProgress",
+            ExecutionStatus.COMPLETED: "Completed",
+            ExecutionStatus.COMPLETED_WITH_VIOLATIONS: "Completed",
+            ExecutionStatus.FAILED: "Failed",
+        }[execution.status]
+        answer: dict[str, Any] = {
+            "ProcessingJobName": execution.name,
+            "ProcessingJobArn": execution.arn,
+            "ProcessingJobStatus": status,
+            "ProcessingInputs": [
+                {
+                    "InputName": f"input_{i + 1}",
+                    "S3Input": {
+                        "S3Uri": uri,
+                        "LocalPath": "/opt/ml/processing/input",
+                        "S3DataType": "S3Prefix",
+                        "S3InputMode": "File",
+                        "S3DataDistributionType": "FullyReplicated",
+                    },
+                }
+                for i, uri in enumerate(target.data)
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {
+                        "OutputName": "result",
+                        "S3Output": {
+                            "S3Uri": execution.output_uri or target.output,
+                            "LocalPath": "/opt/ml/processing/output",
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                ]
+            },
+            "ProcessingResources": definition.get("MonitoringResources")
+            or {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "local", "VolumeSizeInGB": 1}},
+            "StoppingCondition": {"MaxRuntimeInSeconds": target.max_runtime_s},
+            "AppSpecification": {"ImageUri": target.image or "batchlane:latest"},
+            "Environment": target.environment,
+            "RoleArn": definition.get("RoleArn") or f"arn:aws:iam::{self.store.account}:role/batchlane",
+            "MonitoringScheduleArn": schedule.arn,
+            "CreationTime": execution.creation_time,
+            "LastModifiedTime": execution.last_modified_time,
+        }
+        if execution.start_time:
+            answer["ProcessingStartTime"] = execution.start_time
+        if execution.end_time:
+            answer["ProcessingEndTime"] = execution.end_time
+        if execution.status is ExecutionStatus.COMPLETED_WITH_VIOLATIONS:
+            answer["ExitMessage"] = "CompletedWithViolations: the drift check found violations"
+        if execution.failure_reason:
+            answer["FailureReason"] = execution.failure_reason
+            answer["ExitMessage"] = execution.failure_reason
+        return answer
