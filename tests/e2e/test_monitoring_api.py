@@ -102,6 +102,12 @@ def test_boto3_creates_describes_lists_and_runs_schedules(server: str, tmp_path:
             "arn:aws:sagemaker:us-east-1:000000000000:processing-job/"
         )
         assert isinstance(execution["ScheduledTime"], datetime)
+    # What the SDK's ModelMonitor.list_executions() reads for each execution.
+    job = sm.describe_processing_job(ProcessingJobName=executions[0]["ProcessingJobArn"].split("/")[-1])
+    assert job["ProcessingJobStatus"] == "Failed" and "container runtime" in job["FailureReason"]
+    assert job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == f"{tmp_path}/reports"
+    assert job["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"{tmp_path}/captured"
+    assert job["AppSpecification"]["ImageUri"] == SEED_IMAGE
     last = sm.describe_monitoring_schedule(MonitoringScheduleName="seed-container")[
         "LastMonitoringExecutionSummary"
     ]
