@@ -7,6 +7,8 @@ recorded Failed with the reason that a container runtime is needed: the outcome 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.servers import aws_client, clean_env, control_plane_server
+from tests.servers import aws_cli_env, aws_client, clean_env, control_plane_server
 
 KEY, SECRET = "AKIDMONITOR", "monitor-secret"
 SEED_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-data-drift-bert:latest"
@@ -172,3 +174,46 @@ def test_create_errors_name_the_field(server: str, tmp_path: Path) -> None:
         sm.list_monitoring_executions(MonitoringScheduleName="never-made")["MonitoringExecutionSummaries"]
         == []
     )
+
+
+SDK_SCRIPT = """
+import os, sys, time
+import boto3, sagemaker
+from sagemaker.model_monitor import CronExpressionGenerator, ModelMonitor, MonitoringOutput
+
+os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = sys.argv[1]
+session = sagemaker.Session(boto_session=boto3.Session(region_name="us-east-1"))
+# The seed's calls, with its own drift container's image.
+monitor = ModelMonitor(
+    role="arn:aws:iam::000000000000:role/monitor", image_uri=sys.argv[2], instance_count=1,
+    instance_type="ml.m5.xlarge", env={"THRESHOLD": "0.5"}, sagemaker_session=session,
+)
+monitor.create_monitoring_schedule(
+    endpoint_input="nlp-endpoint",
+    output=MonitoringOutput(source="/opt/ml/processing/output", destination="s3://reports-bucket/drift"),
+    schedule_cron_expression=CronExpressionGenerator.hourly(),
+    monitor_schedule_name="sdk-drift",
+)
+print(monitor.describe_schedule()["MonitoringScheduleStatus"])
+print(monitor.list_executions())
+monitor.stop_monitoring_schedule()
+print(monitor.describe_schedule()["MonitoringScheduleStatus"])
+monitor.delete_monitoring_schedule()
+"""
+
+
+def test_the_sdk_model_monitor_works_unchanged(server: str, tmp_path: Path) -> None:
+    env = {**aws_cli_env(tmp_path, KEY, SECRET), "HOME": str(tmp_path), "SAGEMAKER_SUPPRESS_V2_WARNING": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", SDK_SCRIPT, server, SEED_IMAGE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = [line for line in done.stdout.splitlines() if not line.startswith("sagemaker.config INFO")]
+    assert printed == ["Scheduled", "[]", "Stopped"]
+    sm = aws_client("sagemaker", server, KEY, SECRET)
+    with pytest.raises(ClientError):
+        sm.describe_monitoring_schedule(MonitoringScheduleName="sdk-drift")
