@@ -17,8 +17,9 @@ import pytest
 
 from batchlane.errors import AlreadyExists, NotFound, ValidationError
 from batchlane.monitor.execution import alert_payload
+from batchlane.monitor.records import ExecutionStatus, ScheduleStatus, Target
 from batchlane.monitor.scheduler import Scheduler
-from batchlane.monitor.schedules import ExecutionStatus, ScheduleStatus, ScheduleStore, Target
+from batchlane.monitor.schedules import ScheduleStore
 from tests.monitor.webhook import webhook_server
 
 STUB = (sys.executable, str(Path(__file__).resolve().parents[1] / "monitor" / "monitor_run_stub.py"))

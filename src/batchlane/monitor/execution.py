@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batchlane.monitor.alerts import send_alerts
-from batchlane.monitor.schedules import Execution, ExecutionStatus, Schedule, ScheduleStore, Target
+from batchlane.monitor.records import Execution, ExecutionStatus, Schedule, Target
+from batchlane.monitor.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
 

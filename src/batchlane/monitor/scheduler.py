@@ -14,7 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
 from batchlane.monitor.execution import RUN_COMMAND, run_execution
-from batchlane.monitor.schedules import Execution, ScheduleStore
+from batchlane.monitor.records import Execution, ExecutionStatus, Schedule
+from batchlane.monitor.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,13 @@ class Scheduler:
             return [future.result() for future in futures]
         return [execution for _, execution in claimed]
 
-    def _run(self, schedule, execution) -> Execution:  # noqa: ANN001 - the pool's callable
+    def _run(self, schedule: Schedule, execution: Execution) -> Execution:
         try:
             return run_execution(
                 self.store, schedule, execution, command=self.command, env=self.env, stop=self._stop
             )
         except Exception as exc:
             log.exception("monitoring execution %s failed unexpectedly", execution.name)
-            from batchlane.monitor.schedules import ExecutionStatus
-
             self.store.update_execution(
                 execution.name, ExecutionStatus.FAILED, failure_reason=f"internal error: {exc}"
             )

@@ -4,135 +4,31 @@ A schedule holds its expression (``cron.py``), the SageMaker ``MonitoringSchedul
 the ``Target`` its executions run (baseline, data, output, threshold, alerts). Each time it fires, one execution
 row is claimed: the claim moves the schedule's ``next_run_time`` with a compare-and-set in the same transaction
 that inserts the execution, so two schedulers on one file (a worker and a server) never run the same firing twice.
-
-Statuses are SageMaker's: schedules ``Scheduled`` | ``Stopped`` | ``Failed``; executions ``Pending`` →
-``InProgress`` → ``Completed`` | ``CompletedWithViolations`` | ``Failed``.
+The records and statuses are in ``records.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import re
-import socket
 import sqlite3
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-from batchlane.errors import AlreadyExists, NotFound, ValidationError
-from batchlane.jobs.db import Database, _dt, _json, _reason, _ts
+from batchlane.errors import AlreadyExists, NotFound
+from batchlane.jobs.db import Database, _json, _reason, _ts
 from batchlane.monitor.cron import parse_expression
-
-NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-
-
-class ScheduleStatus(StrEnum):
-    SCHEDULED = "Scheduled"
-    STOPPED = "Stopped"
-    FAILED = "Failed"
-
-
-class ExecutionStatus(StrEnum):
-    PENDING = "Pending"
-    IN_PROGRESS = "InProgress"
-    COMPLETED = "Completed"
-    COMPLETED_WITH_VIOLATIONS = "CompletedWithViolations"
-    FAILED = "Failed"
-
-    @property
-    def done(self) -> bool:
-        return self not in (ExecutionStatus.PENDING, ExecutionStatus.IN_PROGRESS)
-
-
-@dataclass(frozen=True)
-class Target:
-    """What one execution runs: ``batchlane monitor run`` over ``data`` against ``baseline``, reports under
-    ``output``; alerts to ``webhook`` / ``sns_topic`` on violations. ``image`` is the monitoring container's image
-    (empty for CLI schedules); an image that is not batchlane's cannot run without a container runtime."""
-
-    baseline: str
-    data: tuple[str, ...]
-    output: str
-    threshold: float | None = None
-    webhook: str | None = None
-    sns_topic: str | None = None
-    image: str = ""
-    max_runtime_s: int = 3600
-    environment: dict[str, str] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "data": list(self.data)}
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Target:
-        return cls(**{**value, "data": tuple(value["data"])})
-
-
-@dataclass(frozen=True)
-class Schedule:
-    name: str
-    arn: str
-    status: ScheduleStatus
-    expression: str
-    config: dict[str, Any]
-    target: Target
-    endpoint: str | None
-    failure_reason: str | None
-    creation_time: datetime
-    last_modified_time: datetime
-    next_run_time: datetime | None
-
-
-@dataclass(frozen=True)
-class Execution:
-    name: str
-    schedule: str
-    arn: str
-    status: ExecutionStatus
-    failure_reason: str | None
-    scheduled_time: datetime
-    creation_time: datetime
-    start_time: datetime | None
-    end_time: datetime | None
-    last_modified_time: datetime
-    output_uri: str | None
-    violations_uri: str | None
-    summary_uri: str | None
-    exit_code: int | None
-    alert: str | None
-    owner: str | None
-
-
-def check_schedule_name(name: str, field: str = "MonitoringScheduleName") -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        raise ValidationError(
-            f"{field} {name!r} must be 1-63 letters, digits or hyphens, starting and ending with a letter or digit",
-            field=field,
-        )
-    return name
-
-
-def this_owner() -> str:
-    """Who runs an execution: ``host:pid`` (an orphan sweep marks executions of dead pids on this host Failed)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_is_dead(owner: str | None) -> bool:
-    if not owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's: only it can tell
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+from batchlane.monitor.records import (
+    Execution,
+    ExecutionStatus,
+    Schedule,
+    ScheduleStatus,
+    Target,
+    check_schedule_name,
+    execution_from_row,
+    owner_is_dead,
+    schedule_from_row,
+    this_owner,
+)
 
 
 class ScheduleStore(Database):
@@ -201,7 +97,7 @@ class ScheduleStore(Database):
                 f"Monitoring Schedule '{self.schedule_arn(name)}' does not exist.",
                 field="MonitoringScheduleName",
             )
-        return _schedule(row)
+        return schedule_from_row(row)
 
     def list(self, **filters: Any) -> tuple[list[Schedule], str | None]:
         """One page of schedules: ``name_contains``, ``status``, ``endpoint``, ``sort_by`` (Name, CreationTime,
@@ -232,7 +128,7 @@ class ScheduleStore(Database):
             filters.get("max_results", 100),
             filters.get("next_token"),
         )
-        return [_schedule(row) for row in rows], token
+        return [schedule_from_row(row) for row in rows], token
 
     def set_status(self, name: str, status: ScheduleStatus, *, now: datetime | None = None) -> Schedule:
         """Stop or (re)start a schedule. Restarting computes its next firing from now (no backfill)."""
@@ -263,7 +159,7 @@ class ScheduleStore(Database):
             "AND next_run_time <= ? ORDER BY next_run_time, name",
             (ScheduleStatus.SCHEDULED.value, _ts(self._now(now))),
         )
-        return [_schedule(row) for row in rows.fetchall()]
+        return [schedule_from_row(row) for row in rows.fetchall()]
 
     def claim(self, schedule: Schedule, *, now: datetime | None = None) -> Execution | None:
         """Claim the firing ``schedule.next_run_time``: insert its ``Pending`` execution and move the schedule to
@@ -311,7 +207,7 @@ class ScheduleStore(Database):
         row = self._conn().execute("SELECT * FROM monitoring_executions WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"Monitoring execution {name!r} does not exist.", field="ProcessingJobName")
-        return _execution(row)
+        return execution_from_row(row)
 
     def update_execution(self, name: str, status: ExecutionStatus, **fields: Any) -> None:
         """Set an execution's status and any of: ``failure_reason``, ``output_uri``, ``violations_uri``,
@@ -372,7 +268,7 @@ class ScheduleStore(Database):
             filters.get("max_results", 100),
             filters.get("next_token"),
         )
-        return [_execution(row) for row in rows], token
+        return [execution_from_row(row) for row in rows], token
 
     def last_execution(self, schedule: str) -> Execution | None:
         row = (
@@ -383,7 +279,7 @@ class ScheduleStore(Database):
             )
             .fetchone()
         )
-        return None if row is None else _execution(row)
+        return None if row is None else execution_from_row(row)
 
     def fail_orphans(self) -> list[str]:
         """Mark Pending/InProgress executions whose scheduler process died (on this host) Failed; their names."""
@@ -395,7 +291,7 @@ class ScheduleStore(Database):
             )
             .fetchall()
         )
-        orphans = [row["name"] for row in rows if _owner_is_dead(row["owner"])]
+        orphans = [row["name"] for row in rows if owner_is_dead(row["owner"])]
         for name in orphans:
             self.update_execution(
                 name, ExecutionStatus.FAILED, failure_reason="the scheduler running this execution stopped"
@@ -407,40 +303,3 @@ def execution_name(schedule: str, scheduled: datetime) -> str:
     """``<schedule[:36]>-<yyyymmddHHMMSS>-<8 hex>``: at most 60 characters, unique per schedule and firing."""
     digest = hashlib.sha256(schedule.lower().encode()).hexdigest()[:8]
     return f"{schedule[:36].rstrip('-')}-{scheduled:%Y%m%d%H%M%S}-{digest}"
-
-
-def _schedule(row: sqlite3.Row) -> Schedule:
-    return Schedule(
-        name=row["name"],
-        arn=row["arn"],
-        status=ScheduleStatus(row["status"]),
-        expression=row["expression"],
-        config=json.loads(row["config"]),
-        target=Target.from_json(json.loads(row["target"])),
-        endpoint=row["endpoint"],
-        failure_reason=row["failure_reason"],
-        creation_time=_dt(row["creation_time"]),
-        last_modified_time=_dt(row["last_modified_time"]),
-        next_run_time=_dt(row["next_run_time"]),
-    )
-
-
-def _execution(row: sqlite3.Row) -> Execution:
-    return Execution(
-        name=row["name"],
-        schedule=row["schedule"],
-        arn=row["arn"],
-        status=ExecutionStatus(row["status"]),
-        failure_reason=row["failure_reason"],
-        scheduled_time=_dt(row["scheduled_time"]),
-        creation_time=_dt(row["creation_time"]),
-        start_time=_dt(row["start_time"]),
-        end_time=_dt(row["end_time"]),
-        last_modified_time=_dt(row["last_modified_time"]),
-        output_uri=row["output_uri"],
-        violations_uri=row["violations_uri"],
-        summary_uri=row["summary_uri"],
-        exit_code=row["exit_code"],
-        alert=row["alert"],
-        owner=row["owner"],
-    )
