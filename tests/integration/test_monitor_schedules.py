@@ -17,7 +17,7 @@ import pytest
 
 from batchlane.errors import AlreadyExists, NotFound, ValidationError
 from batchlane.monitor.execution import alert_payload
-from batchlane.monitor.records import ExecutionStatus, ScheduleStatus, Target
+from batchlane.monitor.schedule_records import ExecutionStatus, ScheduleStatus, Target
 from batchlane.monitor.scheduler import Scheduler
 from batchlane.monitor.schedules import ScheduleStore
 from tests.monitor.webhook import webhook_server
@@ -106,6 +106,7 @@ def test_drift_is_recorded_and_the_webhook_gets_the_report(schedules: ScheduleSt
     assert body["violationsUri"] == done.violations_uri
     assert [v["sentence"] for v in body["violations"]] == ["DRIFT: thanks for driving me home"]
     assert body["violations"][0]["constraint_check_type"] == "baseline_drift_check"
+    assert body["violations"][0]["monitoring_schedule_name"] == "drifty"  # --schedule-name reached the check
     assert body["summary"] == {"records": 2, "drift": True}
 
 

@@ -1,5 +1,6 @@
-"""Test-only stand-in for ``batchlane monitor run`` (engineer M2's command), speaking its documented contract:
-``--baseline DIR --data FILE [--data ...] --output DIR [--threshold F]``; exit 0 = no drift, 4 = drift, 1 = error;
+"""Test-only stand-in for ``batchlane monitor run``, speaking its documented contract:
+``--baseline DIR --data FILE [--data ...] --output DIR [--threshold F] [--schedule-name S]
+[--endpoint-name E]``; exit 0 = no drift, 4 = drift, 1 = error;
 writes ``constraint_violations.json`` and ``summary.json`` into the output folder. A data line containing
 ``DRIFT`` is a violation. Used only where a test must exercise the scheduler before the real command exists."""
 
@@ -17,6 +18,8 @@ def main() -> int:
     parser.add_argument("--data", action="append", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--schedule-name")
+    parser.add_argument("--endpoint-name")
     args = parser.parse_args()
     if not Path(args.baseline).is_dir():
         print(f"error: --baseline {args.baseline}: no such folder", file=sys.stderr)
@@ -28,6 +31,7 @@ def main() -> int:
             "constraint_check_type": "baseline_drift_check",
             "sentence": line,
             "avg_cosine_score": 0.1,
+            "monitoring_schedule_name": args.schedule_name,
         }
         for line in lines
         if "DRIFT" in line

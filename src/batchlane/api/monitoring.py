@@ -21,7 +21,7 @@ from typing import Any
 from batchlane.api.paths import LocalPathPolicy
 from batchlane.api.protocol import AwsError, parse_timestamp
 from batchlane.errors import AlreadyExists, BatchlaneError, Conflict, NotFound, ValidationError
-from batchlane.monitor.records import Execution, ExecutionStatus, Schedule, ScheduleStatus
+from batchlane.monitor.schedule_records import Execution, ExecutionStatus, Schedule, ScheduleStatus
 from batchlane.monitor.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)

@@ -112,7 +112,7 @@ def add_commands(group: typer.Typer) -> None:
         A running `batchlane worker` or `batchlane server` on the same job store fires it. A run that finds drift is recorded CompletedWithViolations and alerts the webhook and SNS topic; see `batchlane monitor executions NAME`.
         """  # noqa: E501 - one line per paragraph, or --help breaks it mid-sentence
         from batchlane.monitor.job_definition import check_sns_topic, check_webhook, config_for_target
-        from batchlane.monitor.records import Target
+        from batchlane.monitor.schedule_records import Target
 
         target = Target(
             baseline=_location(baseline),
@@ -179,7 +179,7 @@ def add_commands(group: typer.Typer) -> None:
             typer.echo(f"{row.name}\t{row.status.value}\t{_iso(row.scheduled_time)}\t{detail}{alert}")
 
     def _set(name: str, db: Path | None, stopped: bool) -> None:
-        from batchlane.monitor.records import ScheduleStatus
+        from batchlane.monitor.schedule_records import ScheduleStatus
 
         store = _open(db)
         try:

@@ -4,6 +4,7 @@ outcome, and alert on violations (docs/monitoring-schedules.md, "Executions").
 The drift check meets the scheduler only at its command line::
 
     python -m batchlane monitor run --baseline B --data D [--data D2 ...] --output OUT [--threshold T]
+        --schedule-name NAME [--endpoint-name ENDPOINT]
 
 exit 0 → ``Completed``, exit 4 (drift) → ``CompletedWithViolations`` (then the alerts), anything else →
 ``Failed`` with the command's last stderr line as the reason. Reports go to
@@ -25,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batchlane.monitor.alerts import send_alerts
-from batchlane.monitor.records import Execution, ExecutionStatus, Schedule, Target
+from batchlane.monitor.schedule_records import Execution, ExecutionStatus, Schedule, Target
 from batchlane.monitor.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
@@ -57,14 +58,32 @@ def report_prefix(target: Target, schedule: str, execution: Execution) -> str:
     return f"{target.output.rstrip('/')}/{schedule}/{when:%Y/%m/%d/%H/%M%S}"
 
 
-def command_for(target: Target, output: str, base: Sequence[str] = RUN_COMMAND) -> list[str]:
-    """The ``monitor run`` command line for ``target`` writing to ``output``."""
-    command = [*base, "--baseline", target.baseline]
+def command_for(
+    target: Target,
+    output: str,
+    base: Sequence[str] = RUN_COMMAND,
+    *,
+    schedule: str | None = None,
+    endpoint: str | None = None,
+) -> list[str]:
+    """The ``monitor run`` command line for ``target`` writing to ``output``; ``schedule`` and ``endpoint`` are
+    written into the report."""
+    # `monitor run` takes the baseline as a folder: a file:// URI becomes its path.
+    baseline = target.baseline
+    if baseline.lower().startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        baseline = unquote(urlsplit(baseline).path)
+    command = [*base, "--baseline", baseline]
     for uri in target.data:
         command += ["--data", uri]
     command += ["--output", output]
     if target.threshold is not None:
         command += ["--threshold", repr(target.threshold)]
+    if schedule:
+        command += ["--schedule-name", schedule]
+    if endpoint:
+        command += ["--endpoint-name", endpoint]
     return command
 
 
@@ -86,7 +105,7 @@ def run_execution(
         return store.execution(execution.name)
     output = report_prefix(target, schedule.name, execution)
     store.update_execution(execution.name, ExecutionStatus.IN_PROGRESS, output_uri=output)
-    argv = command_for(target, output, command)
+    argv = command_for(target, output, command, schedule=schedule.name, endpoint=schedule.endpoint)
     log.info("monitoring schedule %s: execution %s runs %s", schedule.name, execution.name, " ".join(argv))
     try:
         code, stderr_tail = _run(

@@ -26,7 +26,7 @@ from typing import Any
 from batchlane import settings
 from batchlane.errors import ValidationError
 from batchlane.monitor.execution import is_batchlane_image
-from batchlane.monitor.records import Target
+from batchlane.monitor.schedule_records import Target
 
 ENV_DATA = "BATCHLANE_MONITOR_DATA"
 ENV_BASELINE = "BATCHLANE_MONITOR_BASELINE"

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
 from batchlane.monitor.execution import RUN_COMMAND, run_execution
-from batchlane.monitor.records import Execution, ExecutionStatus, Schedule
+from batchlane.monitor.schedule_records import Execution, ExecutionStatus, Schedule
 from batchlane.monitor.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)

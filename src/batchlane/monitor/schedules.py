@@ -4,7 +4,7 @@ A schedule holds its expression (``cron.py``), the SageMaker ``MonitoringSchedul
 the ``Target`` its executions run (baseline, data, output, threshold, alerts). Each time it fires, one execution
 row is claimed: the claim moves the schedule's ``next_run_time`` with a compare-and-set in the same transaction
 that inserts the execution, so two schedulers on one file (a worker and a server) never run the same firing twice.
-The records and statuses are in ``records.py``.
+The records and statuses are in ``schedule_records.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from batchlane.errors import AlreadyExists, NotFound
 from batchlane.jobs.db import Database, _json, _reason, _ts
 from batchlane.monitor.cron import parse_expression
-from batchlane.monitor.records import (
+from batchlane.monitor.schedule_records import (
     Execution,
     ExecutionStatus,
     Schedule,
