@@ -169,3 +169,33 @@ def test_a_model_served_by_url_cannot_run_in_process(store: JobStore, tmp_path: 
 
     assert record.status is JobStatus.FAILED
     assert "model remote has no model_data" in record.failure_reason
+
+
+def test_a_hung_request_in_process_fails_at_the_timeout_and_the_job_still_ends(
+    store: JobStore, tmp_path: Path
+) -> None:
+    source = write_files(tmp_path / "in", {"a-hangs.txt": "slow\n", "b-after.txt": "fine\n"})
+    request = transform_request(
+        "hung",
+        source,
+        f"{tmp_path}/out/",
+        Environment={"ECHO_SLOW_S": "30"},
+        ModelClientConfig={"InvocationsTimeoutInSeconds": 1, "InvocationsMaxRetries": 0},
+    )
+
+    started = time.monotonic()
+    record = run_job(store, request, invoker="in_process")
+
+    # The job is not held up by the request still sleeping in its thread. Nothing restarts an in-process model,
+    # and user handlers run one at a time, so the next file waits behind the hung one and times out too
+    # (over HTTP the server would be restarted: test_runner_recovery.py).
+    assert time.monotonic() - started < 20
+    assert record.status is JobStatus.FAILED
+    timeout = "Unable to get response from algorithm: no response within 1 s (InvocationsTimeoutInSeconds)"
+    assert f"a-hangs.txt: {timeout}" in record.failure_reason
+    assert {f.input_key: f.error for f in store.files("hung")} == {
+        "a-hangs.txt": f"{timeout} (line 1)",
+        "b-after.txt": f"{timeout} (line 1)",
+    }
+    assert record.restarts == 0
+    assert tree(tmp_path / "out") == {}  # no output, and no temp file left behind

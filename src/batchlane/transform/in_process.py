@@ -6,7 +6,8 @@ runs (the user's ``inference.py`` hooks over the default classifier, from the sa
 Content-Type of the answer, and an error of the handler becomes the ``InvocationFailed`` the HTTP status of that
 error would give (``ClientError: 400: ...``, ``Bad HTTP status received from algorithm: 500: ...``), retried by the
 same ``RetryPolicy``. So a job's outputs and failures are the same as over HTTP (docs/transform.md, "Where a file
-runs"); only what needs a process differs: a model that hangs or kills its process cannot be restarted, and user
+runs"); only what needs a process differs: a model that hangs or kills its process cannot be restarted (a hung
+request keeps its thread and, as user handlers run one at a time, the requests after it time out too), and user
 code runs beside the runner (use it for code you trust: tests, and replicas that have a process of their own).
 
 The model's and the job's ``Environment`` are set in this process's ``os.environ`` while the model is loaded (user
@@ -41,6 +42,7 @@ from batchlane.transform.invoke import (
     InvocationResult,
     RetryPolicy,
     clip,
+    excerpt,
     status_failure,
     timeout_failure,
     with_retries,
@@ -211,7 +213,7 @@ class InProcessInvoker:
         except BatchlaneError as exc:
             raise status_failure(exc.status, clip(str(exc))) from None
         if not 200 <= result.status < 300:
-            raise status_failure(result.status, clip(result.body[:4096].decode("utf-8", "replace")))
+            raise status_failure(result.status, excerpt(result.body))
         return InvocationResult(
             body=result.body,
             content_type=_declared_type(result.content_type),

@@ -125,7 +125,7 @@ def clip(text: str, limit: int = 300) -> str:
     return text[:limit] + ("…" if len(text) > limit else "")
 
 
-def _excerpt(body: bytes) -> str:
+def excerpt(body: bytes) -> str:
     """The container's short message: the ``message`` of a JSON error body, else the first bytes as text."""
     text = body[:4096].decode("utf-8", "replace").strip()
     try:
@@ -332,7 +332,7 @@ class HttpInvoker:
                 attempts=attempt,
                 seconds=time.monotonic() - started,
             )
-        raise status_failure(status, _excerpt(answer.content))
+        raise status_failure(status, excerpt(answer.content))
 
 
 def http_invoker(url: str, params: EffectiveParams) -> HttpInvoker:
