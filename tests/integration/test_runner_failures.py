@@ -7,6 +7,7 @@ results) make the model misbehave on purpose."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -262,13 +263,14 @@ def test_result_count_mismatch_warns_or_with_strict_fails_the_file(
 @pytest.mark.parametrize(
     ("example", "deadline_s", "within_s", "reason"),
     [
-        # model_fn waits for a file that is never written: /ping stays 503 until the deadline.
-        ("slow_load", 2, 20, "container failed health check within 2 s: last status 503"),
+        # model_fn waits for a file that is never written: /ping stays 503 until the deadline. On a loaded machine
+        # the server may not even have opened its port by then: the reason names that last answer instead.
+        ("slow_load", 2, 20, r"container failed health check within 2 s: last (status 503|ConnectError)"),
         # model_fn raises: the server exits at once, and the job says so without waiting for the deadline. The
         # reason proves the exit was seen before the deadline; the deadline is long, and the job must end well
         # within half of it, so that a loaded machine, slow to even start Python and import the server, still
         # shows the difference (10 minutes of deadline against seconds of start-up).
-        ("broken_model_fn", 600, 300, "model container exited with code 1 before becoming healthy"),
+        ("broken_model_fn", 600, 300, r"model container exited with code 1 before becoming healthy"),
     ],
 )
 def test_a_container_that_never_becomes_healthy_fails_the_job_quickly(
@@ -284,7 +286,7 @@ def test_a_container_that_never_becomes_healthy_fails_the_job_quickly(
     record = run_job(store, request, {"startup_timeout_s": deadline_s})
 
     assert record.status is JobStatus.FAILED
-    assert reason in record.failure_reason
+    assert re.search(reason, record.failure_reason), record.failure_reason
     assert time.monotonic() - started < within_s
     assert not (tmp_path / "out").exists()
 

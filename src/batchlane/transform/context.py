@@ -45,7 +45,7 @@ class FileContext(Protocol):
         """Set the file's result-count warnings: how many mini-batches differed and the first message."""
         ...
 
-    def part_path(self, input_key: str) -> Path:
+    def consolidated_path(self, input_key: str) -> Path:
         """Where the file's consolidated results (``JobOptions.consolidate``) go once the file is done."""
         ...
 
@@ -116,7 +116,7 @@ class StoreContext:
     def warnings(self, input_key: str, count: int, message: str) -> None:
         self.store.set_file_warnings(self.name, input_key, count, message, owner=self.owner)
 
-    def part_path(self, input_key: str) -> Path:
+    def consolidated_path(self, input_key: str) -> Path:
         return consolidate_part(self.part_folder, input_key)
 
     def file_done(self, input_key: str, *, records: int, failed: int) -> None:

@@ -75,6 +75,9 @@ class _BatchResult:
     consolidated: list[bytes] = field(default_factory=list)
     error: str | None = None
     result_columns: int | None = None  # for a pending CSV join header: the columns one result adds
+    # Result-count warnings, counted when the batch is written: in input order, so the file's first warning is
+    # its first mismatched mini-batch whichever answer came back first.
+    warnings: list[str] = field(default_factory=list)
 
 
 class FileTransform:
@@ -116,7 +119,7 @@ class FileTransform:
 
     async def run(self, in_store: ObjectStore, out_store: ObjectStore) -> FileOutcome:
         key = self.checkpoint.input_key
-        part_path = self.context.part_path(key)
+        part_path = self.context.consolidated_path(key)
         part: BinaryIO | None = None
         if self.consolidate:
             part_path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,6 +245,8 @@ class FileTransform:
             out.write(chunk)
         if part is not None:
             part.writelines(result.consolidated)
+        for message in result.warnings:
+            self._count_warning(message)
         self.outcome.records += result.ok
         self.outcome.failed += result.failed
         self._unflushed["records"] += result.ok
@@ -291,11 +296,12 @@ class FileTransform:
                 batch.body, content_type=self.params.content_type, accept=self.params.accept, headers=headers
             )
             hint = self._header_hint(batch.records)
+            warnings: list[str] = []
             outputs = self.processor.handle(
                 batch.records,
                 answer.body,
                 answer.content_type,
-                warn=lambda message: self._count_warning(f"{message}{hint}"),
+                warn=lambda message: warnings.append(f"{message}{hint}"),
             )
             chunks = [self.assembler.add(chunk) for chunk in outputs]
             consolidated = (
@@ -304,7 +310,9 @@ class FileTransform:
                 else []
             )
             columns = self._result_columns(batch.records, answer.body, answer.content_type)
-            return _BatchResult(chunks, len(batch.records), 0, consolidated, result_columns=columns)
+            return _BatchResult(
+                chunks, len(batch.records), 0, consolidated, result_columns=columns, warnings=warnings
+            )
         except (InvocationFailed, BadInput) as exc:
             # A timeout or a lost connection is the server's state, not this record's: bisecting would wait out
             # the timeout again for every half. The file fails and the runner restarts the server.
@@ -332,6 +340,7 @@ class FileTransform:
                     merged.failed += result.failed
                     merged.error = result.error or merged.error
                     merged.result_columns = merged.result_columns or result.result_columns
+                    merged.warnings += result.warnings
             return merged
 
     def _result_columns(
