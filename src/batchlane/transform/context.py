@@ -85,14 +85,14 @@ class StoreContext:
     """A ``JobContext`` over job ``name`` in ``store``, whose writes are fenced by ``owner``'s lease.
 
     ``check_interrupt`` and ``is_halted`` come from the runner (its stop flags); ``on_progress`` receives the
-    runner's ``"batch"``, ``"file"`` and ``"restart"`` events; ``part_folder`` holds the consolidated parts.
+    runner's ``"batch"``, ``"file"`` and ``"restart"`` events; ``consolidated_folder`` holds the consolidated parts.
     """
 
     store: JobStore
     name: str
     owner: str
     log: logging.Logger
-    part_folder: Path
+    consolidated_folder: Path
     check_interrupt: Callable[[], None]
     is_halted: Callable[[], bool]
     on_progress: ProgressCallback
@@ -117,7 +117,7 @@ class StoreContext:
         self.store.set_file_warnings(self.name, input_key, count, message, owner=self.owner)
 
     def consolidated_path(self, input_key: str) -> Path:
-        return consolidate_part(self.part_folder, input_key)
+        return consolidate_part(self.consolidated_folder, input_key)
 
     def file_done(self, input_key: str, *, records: int, failed: int) -> None:
         self.store.mark_file(

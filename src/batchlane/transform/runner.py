@@ -22,7 +22,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from batchlane.jobs.store import FileCheckpoint, JobRecord, JobStore
 from batchlane.models import ModelSpec
 from batchlane.storage.base import ObjectStore, open_store
 from batchlane.transform.container import ModelContainer
-from batchlane.transform.context import Interrupted, StoreContext, consolidate_part
+from batchlane.transform.context import Interrupted, ProgressCallback, StoreContext, consolidate_part
 from batchlane.transform.file_loop import STOP_POLL_S, FileLoop
 from batchlane.transform.inputs import list_inputs
 from batchlane.transform.invoke import InvokerKind, ModelServer
@@ -45,7 +44,6 @@ from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri, v
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_S = 30.0
-ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 def max_runtime_reason(seconds: int) -> str:
@@ -323,7 +321,7 @@ class JobRunner:
             name=self.name,
             owner=self.owner,
             log=self.job_log,
-            part_folder=self._part_folder(),
+            consolidated_folder=self._consolidated_folder(),
             check_interrupt=self.check_interrupt,
             is_halted=lambda: self.halted,
             on_progress=self.on_progress,
@@ -373,14 +371,14 @@ class JobRunner:
         return server.execution_parameters() if unset else None
 
     # -- consolidation -----------------------------------------------------------------------------------------
-    def _part_folder(self) -> Path:
+    def _consolidated_folder(self) -> Path:
         return self.store.log_path(self.name).parent / f"{self.name}.consolidate"
 
     def _write_consolidated(self, uri: str, files: list[FileCheckpoint]) -> None:
         store, key = open_store(uri, field="consolidate")
         with store.writer(key) as out:
             for checkpoint in files:
-                part = consolidate_part(self._part_folder(), checkpoint.input_key)
+                part = consolidate_part(self._consolidated_folder(), checkpoint.input_key)
                 if checkpoint.state is FileState.DONE and part.exists():
                     out.write(part.read_bytes())
         self.job_log.info("[batchlane]: consolidated results written to %s", store.url_for(key))
