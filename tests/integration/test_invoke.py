@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchlane.transform.invoke import InvocationFailed, Invoker
+from batchlane.transform.invoke import HttpInvoker, InvocationFailed
 from tests.conftest import free_port, wait_for_http
 
 SCRIPT: dict[str, list] = {}
@@ -66,7 +66,7 @@ def run(server: str, steps: list, body: bytes = b"abc", **kwargs):
     SEEN.clear()
 
     async def go():
-        async with Invoker(server, retry_delays=[0.01] * 3, **kwargs) as invoker:
+        async with HttpInvoker(server, retry_delays=[0.01] * 3, **kwargs) as invoker:
             return await invoker.invoke(body, content_type="text/csv", accept="application/jsonlines")
 
     return asyncio.run(go())

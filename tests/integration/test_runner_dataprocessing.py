@@ -1,5 +1,7 @@
 """DataProcessing end to end (docs/transform.md): InputFilter, JoinSource=Input and OutputFilter applied per record by
-the runner around a real `batchlane serve` (the echo model reports exactly what it was sent)."""
+the runner around the echo model, loaded in the test's process (``run_job_in_process``: the data is the subject,
+not the server; test_runner_in_process.py shows both invokers give the same bytes). The echo model reports exactly
+what it was sent."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
-from tests.models import echo_calls, run_job, transform_request
+from tests.models import echo_calls, run_job_in_process, transform_request
 
 # id, then two features; the last row has a quoted field holding a comma (RFC 4180).
 CSV_ROWS = '1,0.5,0.7\n2,0.1,0.2\n3,"x,y",0.9\n'
@@ -63,7 +65,7 @@ def test_csv_examples_of_the_developer_guide(
         Environment={"ECHO_LOG": str(calls)},
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     # MultiRecord: the filtered rows travel in one payload; the response is split back per record.
@@ -85,7 +87,7 @@ def test_inclusive_slice_end(store: JobStore, tmp_path: Path) -> None:
         Environment={"ECHO_LOG": str(calls)},
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     assert [call["body"] for call in echo_calls(calls)] == ["b,c,d,e\n"]
@@ -108,7 +110,7 @@ def test_json_lines_join_adds_sagemaker_output(store: JobStore, tmp_path: Path) 
         DataProcessing={"JoinSource": "Input"},
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     lines = [json.loads(line) for line in (tmp_path / "out/records.jsonl.out").read_text().splitlines()]
@@ -141,7 +143,7 @@ def test_json_filters_and_join_split_a_json_array_response(store: JobStore, tmp_
         Environment={"ECHO_LOG": str(calls)},
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     # Only the text is sent (one JSON value per line); the model answers one JSON array for the mini-batch.
@@ -166,7 +168,7 @@ def test_an_input_filter_that_does_not_fit_a_record(
         DataProcessing={"InputFilter": "$[2]"},
     )
 
-    record = run_job(store, request, {"on_record_error": on_record_error})
+    record = run_job_in_process(store, request, {"on_record_error": on_record_error})
 
     if on_record_error == "fail":
         assert record.status is JobStatus.FAILED

@@ -1,10 +1,13 @@
-"""How a transform job fails, retries and stops, against a real `batchlane serve` running the echo model: records
+"""How a transform job fails, retries and stops, against the echo model: in a real `batchlane serve` where the
+container is the subject (execution parameters, timeouts, retries, start-up, stop, a dying server), loaded in the
+test's process (``run_job_in_process``) where only the data is. Records
 containing ``poison`` (HTTP 500), ``badrequest`` (400), ``flaky`` (500, then 200), ``slow`` or ``half`` (too few
 results) make the model misbehave on purpose."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ from tests.models import (
     job_log,
     register_echo,
     run_job,
+    run_job_in_process,
     temp_files,
     transform_request,
     tree,
@@ -156,7 +160,7 @@ def test_a_bad_record_fails_only_its_file(store: JobStore, tmp_path: Path, strat
         ModelClientConfig=_no_retries(),
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     # No .out for the failed file (partial order cannot be kept); the others complete.
     assert tree(tmp_path / "out") == {"a.txt.out": b"echo:a1\necho:a2\n", "c.txt.out": b"echo:c1\n"}
@@ -185,7 +189,7 @@ def test_error_row_mode_bisects_a_batch_and_writes_the_row_in_place(store: JobSt
         Environment={"ECHO_LOG": str(calls)},
     )
 
-    record = run_job(store, request, {"on_record_error": "error-row"})
+    record = run_job_in_process(store, request, {"on_record_error": "error-row"})
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     lines = [json.loads(line) for line in (tmp_path / "out/rows.jsonl.out").read_text().splitlines()]
@@ -207,7 +211,7 @@ def test_skip_mode_leaves_the_record_out(store: JobStore, tmp_path: Path) -> Non
         ModelClientConfig=_no_retries(),
     )
 
-    record = run_job(store, request, {"on_record_error": "skip"})
+    record = run_job_in_process(store, request, {"on_record_error": "skip"})
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     assert (tmp_path / "out/a.txt.out").read_text() == "echo:one\necho:three\n"
@@ -223,7 +227,7 @@ def test_max_error_ratio_fails_a_file_with_too_many_bad_records(store: JobStore,
         ModelClientConfig=_no_retries(),
     )
 
-    record = run_job(store, request, {"on_record_error": "error-row", "max_error_ratio": 0.5})
+    record = run_job_in_process(store, request, {"on_record_error": "error-row", "max_error_ratio": 0.5})
 
     assert record.status is JobStatus.FAILED
     assert (tmp_path / "out/a.txt.out").read_text().splitlines()[1].startswith("ERROR: line 2: ")
@@ -242,7 +246,7 @@ def test_result_count_mismatch_warns_or_with_strict_fails_the_file(
         f"{tmp_path}/out/",
     )
 
-    record = run_job(store, request, {"record_count": record_count})
+    record = run_job_in_process(store, request, {"record_count": record_count})
 
     if record_count == "lenient":
         # As SageMaker: the response is written as returned; the mismatch is a warning.
@@ -257,17 +261,20 @@ def test_result_count_mismatch_warns_or_with_strict_fails_the_file(
 
 
 @pytest.mark.parametrize(
-    ("example", "deadline_s", "reason"),
+    ("example", "deadline_s", "within_s", "reason"),
     [
-        # model_fn waits for a file that is never written: /ping stays 503 until the deadline.
-        ("slow_load", 2, "container failed health check within 2 s: last status 503"),
+        # model_fn waits for a file that is never written: /ping stays 503 until the deadline. On a loaded machine
+        # the server may not even have opened its port by then: the reason names that last answer instead.
+        ("slow_load", 2, 20, r"container failed health check within 2 s: last (status 503|ConnectError)"),
         # model_fn raises: the server exits at once, and the job says so without waiting for the deadline. The
-        # deadline is long so that a loaded machine, slow to even import torch, cannot hit it first.
-        ("broken_model_fn", 120, "model container exited with code 1 before becoming healthy"),
+        # reason proves the exit was seen before the deadline; the deadline is long, and the job must end well
+        # within half of it, so that a loaded machine, slow to even start Python and import the server, still
+        # shows the difference (10 minutes of deadline against seconds of start-up).
+        ("broken_model_fn", 600, 300, r"model container exited with code 1 before becoming healthy"),
     ],
 )
 def test_a_container_that_never_becomes_healthy_fails_the_job_quickly(
-    store: JobStore, tmp_path: Path, example: str, deadline_s: int, reason: str
+    store: JobStore, tmp_path: Path, example: str, deadline_s: int, within_s: int, reason: str
 ) -> None:
     model_dir = make_model_dir(example, ECHO_DIR, tmp_path / "model")
     ModelRegistry(store).create(ModelSpec(name="unhealthy", model_data=str(model_dir), environment=ECHO_ENV))
@@ -278,9 +285,9 @@ def test_a_container_that_never_becomes_healthy_fails_the_job_quickly(
     started = time.monotonic()
     record = run_job(store, request, {"startup_timeout_s": deadline_s})
 
-    assert time.monotonic() - started < max(20, deadline_s / 2)
     assert record.status is JobStatus.FAILED
-    assert reason in record.failure_reason
+    assert re.search(reason, record.failure_reason), record.failure_reason
+    assert time.monotonic() - started < within_s
     assert not (tmp_path / "out").exists()
 
 
@@ -352,7 +359,7 @@ def test_an_output_that_cannot_be_written_fails_its_file_only(store: JobStore, t
     )
     (tmp_path / "out/a.txt.out").mkdir(parents=True)
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.FAILED
     assert "a.txt: Is a directory writing" in record.failure_reason

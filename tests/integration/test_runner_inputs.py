@@ -1,5 +1,6 @@
-"""The transform runner end to end over local folders: a real `batchlane serve` (the echo model) started by the
-runner, a real SQLite job store. Inputs: several files and sub-folders, every split type, payload limits, gzip,
+"""The transform runner end to end over local folders: the echo model loaded in the test's process
+(``run_job_in_process``), or a real `batchlane serve` started by the runner where the wire matters (chunked
+transfer), and a real SQLite job store. Inputs: several files and sub-folders, every split type, payload limits, gzip,
 manifests and the CSV header option."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from batchlane.jobs.describe import describe_job
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.transform.split import frame
-from tests.models import echo_calls, job_log, run_job, temp_files, transform_request, tree
+from tests.models import echo_calls, job_log, run_job, run_job_in_process, temp_files, transform_request, tree
 
 ARN = re.compile(r"arn:aws[a-z\-]*:sagemaker:[a-z0-9-]+:\d{12}:transform-job/(?P<name>[a-z0-9-]+)")
 
@@ -45,7 +46,7 @@ def test_multi_file_job_with_sub_folders(store: JobStore, tmp_path: Path) -> Non
         Environment={"ECHO_LOG": str(calls)},
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     assert tree(tmp_path / "out") == {
@@ -123,7 +124,7 @@ def test_split_types(
         Environment={"ECHO_LOG": str(calls)},
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     assert (tmp_path / "out/data.bin.out").read_bytes() == expected_out
@@ -153,7 +154,7 @@ def test_payload_limit_packs_records_and_fails_an_oversized_record(store: JobSto
         Environment={"ECHO_LOG": str(calls)},
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     # Whole records up to 1 MiB per payload: 3 + 3 + 1 records of 300,001 bytes each.
     packed = [call for call in echo_calls(calls) if call["bytes"] > 100_000]
@@ -204,7 +205,7 @@ def test_gzip_input_is_decompressed_and_a_corrupt_object_fails_alone(store: JobS
     _write(tmp_path / "in/truncated.txt.gz", gzip.compress(b"a\nb\n")[:-6])
     request = transform_request("gzip-input", f"{tmp_path}/in/", f"{tmp_path}/out/", compression="Gzip")
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     # Output is written uncompressed under <key>.out (docs/transform.md).
     assert tree(tmp_path / "out") == {"good.txt.gz.out": b"echo:one\necho:two\necho:three\n"}
@@ -228,7 +229,7 @@ def test_manifest_file_lists_the_objects_and_names_the_outputs(store: JobStore, 
     )
     request = transform_request("manifest", str(manifest), str(tmp_path / "out"), data_type="ManifestFile")
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     assert tree(tmp_path / "out") == {"two.txt.out": b"echo:2\n", "x/one.txt.out": b"echo:1\n"}
@@ -251,7 +252,7 @@ def test_csv_header_option(store: JobStore, tmp_path: Path, mode: str) -> None:
         **join,
     )
 
-    record = run_job(store, request, {"csv_header": mode})
+    record = run_job_in_process(store, request, {"csv_header": mode})
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     bodies = sorted(call["body"] for call in echo_calls(calls))  # arrival order varies: 2 requests in flight
@@ -277,12 +278,12 @@ def test_raw_prefix_matches_sibling_folders_and_refuses_outputs_it_would_read_ba
     # Every output key would start with ".../data-out/data", which the raw input prefix ".../data" matches: a later
     # run over the same input would read these outputs back, so the job is refused at create.
     with pytest.raises(ValidationError, match="TransformOutput.S3OutputPath .* is inside the input prefix"):
-        run_job(store, transform_request("overlap", f"{tmp_path}/data", f"{tmp_path}/data-out/"))
+        run_job_in_process(store, transform_request("overlap", f"{tmp_path}/data", f"{tmp_path}/data-out/"))
     assert store.find_job("overlap") is None
     # S3Prefix is a raw string prefix (docs/transform.md): ".../data" also matches ".../data-2/...".
     request = transform_request("raw-prefix", f"{tmp_path}/data", f"{tmp_path}/results/")
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     assert tree(tmp_path / "results") == {"data/a.txt.out": b"echo:a\n", "data-2/b.txt.out": b"echo:b\n"}

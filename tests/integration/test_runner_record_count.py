@@ -1,4 +1,4 @@
-"""Result counts and response types end to end, against a real `batchlane serve`: responses are read as their own
+"""Result counts and response types end to end, with the models loaded in the test's process (``run_job_in_process``): responses are read as their own
 Content-Type (Accept unset is the SageMaker SDK's default), a response with another number of results than records
 is written as returned with a warning (``record_count="lenient"``), and only strict mode or a feature that lines
 results up with records (a join, error rows) fails on it, saying why."""
@@ -16,7 +16,7 @@ from batchlane.jobs.describe import describe_job
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.models import ModelRegistry, ModelSpec
-from tests.models import ECHO_DIR, ECHO_ENV, job_log, run_job, transform_request, write_files
+from tests.models import ECHO_DIR, ECHO_ENV, job_log, run_job_in_process, transform_request, write_files
 
 CSV_ROWS = "1,0.5,0.7\n2,0.1,0.2\n3,1.5,2\n"
 THREE_LINES = {"a.txt": "one\ntwo\nthree\n"}
@@ -55,7 +55,7 @@ def test_a_json_answer_to_a_csv_job_without_accept_completes(
         accept=None,
     )
 
-    record = run_job(store, request, {"record_count": record_count})
+    record = run_job_in_process(store, request, {"record_count": record_count})
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     # As SageMaker: the response bytes, as returned, one body per mini-batch (AssembleWith=Line adds the newline).
@@ -77,7 +77,7 @@ def test_a_csv_join_spreads_a_multi_column_result(store: JobStore, tmp_path: Pat
         DataProcessing={"JoinSource": "Input", "OutputFilter": "$[0,-1]"},
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     # Each input row joined with its `label,score` line, then the ID and the last column kept.
@@ -94,7 +94,7 @@ def test_a_handler_answering_once_per_mini_batch_completes_with_one_warning_per_
         store, tmp_path, "per_batch", "per-batch", files, content_type="text/plain", MaxPayloadInMB=1
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     assert (tmp_path / "out/a.txt.out").read_text() == '{"predictions": [3, 3, 5]}\n'
@@ -126,7 +126,7 @@ def test_strict_record_count_fails_the_file_naming_both_counts(store: JobStore, 
         store, tmp_path, "per_batch", "per-batch-strict", THREE_LINES, content_type="text/plain"
     )
 
-    record = run_job(store, request, {"record_count": "strict"})
+    record = run_job_in_process(store, request, {"record_count": "strict"})
 
     assert record.status is JobStatus.FAILED
     assert "\n" not in record.failure_reason
@@ -163,7 +163,7 @@ def test_a_feature_that_lines_results_up_fails_on_a_count_mismatch_saying_why(
         DataProcessing=data_processing,
     )
 
-    record = run_job(store, request, options)
+    record = run_job_in_process(store, request, options)
 
     assert record.status is JobStatus.FAILED
     # The response is read as what it says it is (application/json), not as the Accept that was asked for.
@@ -180,7 +180,7 @@ def test_error_rows_isolate_the_records_of_a_mismatched_mini_batch(store: JobSto
         store, tmp_path, "per_batch", "per-batch-error-rows", THREE_LINES, content_type="text/plain"
     )
 
-    record = run_job(store, request, {"on_record_error": "error-row"})
+    record = run_job_in_process(store, request, {"on_record_error": "error-row"})
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     assert (tmp_path / "out/a.txt.out").read_text().splitlines() == [
@@ -195,13 +195,13 @@ def test_a_csv_header_is_named_in_the_error_and_the_warning(store: JobStore, tmp
     """The echo model gives a header row no result (as a header-reading CSV decoder would): 2 results for 3
     records. Lenient: a warning with the hint; with a join: a failure with the hint."""
     inputs = write_files(tmp_path / "in", {"rows.csv": "id,text\n1,a\n2,b\n"})
-    lenient = run_job(
+    lenient = run_job_in_process(
         store,
         transform_request(
             "header-lenient", inputs, f"{tmp_path}/out1/", content_type="text/csv", accept="text/csv"
         ),
     )
-    joined = run_job(
+    joined = run_job_in_process(
         store,
         transform_request(
             "header-join",
@@ -231,7 +231,7 @@ def test_no_header_hint_for_a_csv_without_one(store: JobStore, tmp_path: Path) -
         store, tmp_path, "per_batch", "plain-rows", {"rows.csv": "1,a\n2,b\n3,c\n"}, content_type="text/csv"
     )
 
-    record = run_job(store, request, {"record_count": "strict"})
+    record = run_job_in_process(store, request, {"record_count": "strict"})
 
     assert record.status is JobStatus.FAILED
     assert "model returned 1 result for 3 records" in record.failure_reason
@@ -257,7 +257,7 @@ def test_csv_header_skip_with_a_join_lines_the_header_up_with_the_columns(
         DataProcessing={"JoinSource": "Input", "OutputFilter": output_filter},
     )
 
-    record = run_job(store, request, {"csv_header": "skip"})
+    record = run_job_in_process(store, request, {"csv_header": "skip"})
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     lines = (tmp_path / "out/rows.csv.out").read_text().splitlines()

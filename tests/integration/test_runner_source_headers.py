@@ -1,5 +1,6 @@
 """JobOptions.source_headers (docs/transform.md): each request names its input object and first record, so the
-container can tell what it is processing; off by default, as SageMaker sends no such headers."""
+container can tell what it is processing; off by default, as SageMaker sends no such headers. The wire encoding is checked over HTTP; the rest with the
+model loaded in the test's process (``run_job_in_process``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
-from tests.models import echo_calls, run_job, transform_request
+from tests.models import echo_calls, run_job, run_job_in_process, transform_request
 
 
 def _inputs(tmp_path: Path) -> None:
@@ -55,7 +56,7 @@ def test_multi_record_payloads_carry_the_first_index_and_count(store: JobStore, 
         "headers-multi", f"{tmp_path}/in/", f"{tmp_path}/out/", Environment={"ECHO_LOG": str(calls)}
     )
 
-    record = run_job(store, request, {"source_headers": True})
+    record = run_job_in_process(store, request, {"source_headers": True})
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     assert sorted(tuple(c["source"]) for c in echo_calls(calls)) == [
@@ -71,7 +72,7 @@ def test_off_by_default(store: JobStore, tmp_path: Path) -> None:
         "headers-off", f"{tmp_path}/in/", f"{tmp_path}/out/", Environment={"ECHO_LOG": str(calls)}
     )
 
-    record = run_job(store, request)
+    record = run_job_in_process(store, request)
 
     assert record.status is JobStatus.COMPLETED, record.failure_reason
     assert [c["source"] for c in echo_calls(calls)] == [[None, None, None]] * 2

@@ -87,6 +87,14 @@ def run_job(
     return local.run(store, record.name, **runner)
 
 
+def run_job_in_process(
+    store: Any, request: Mapping[str, Any], options: Mapping[str, Any] | None = None, **runner: Any
+) -> Any:
+    """:func:`run_job` with the model loaded in this process (``JobRunner(invoker="in_process")``): no `batchlane
+    serve`, for tests about the data rather than the model server."""
+    return run_job(store, request, options, invoker="in_process", **runner)
+
+
 def tree(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (temp files included) as relative POSIX path → bytes."""
     return {

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import pytest
 
 from batchlane.errors import PayloadTooLarge, ValidationError
+from batchlane.transform.invoke import RetryPolicy
 from batchlane.transform.plan import (
     FilePlan,
     MiniBatch,
-    RetryPolicy,
     output_key_for,
     pack,
     plan_job,

@@ -24,10 +24,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from batchlane.errors import ModelLoadError
 from batchlane.serving.environment import model_process_environment
+from batchlane.transform.invoke import HttpInvoker, http_invoker
+
+if TYPE_CHECKING:
+    from batchlane.transform.params import EffectiveParams
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +193,11 @@ class ModelContainer:
         except ValueError:
             return None
         return data if isinstance(data, dict) else None
+
+    def invoker(self, params: EffectiveParams) -> HttpInvoker:
+        """An ``HttpInvoker`` for the server as it is now (call again after ``restart``: the URL changes)."""
+        assert self.url is not None
+        return http_invoker(self.url, params)
 
     @property
     def restartable(self) -> bool:

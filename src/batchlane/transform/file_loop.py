@@ -1,5 +1,6 @@
-"""The loop over a job's pending files, for ``runner.JobRunner``: each file is transformed (``FileTransform``), then
-committed or marked failed, and the job goes on with the next one.
+"""The loop over a job's pending files: each file is transformed (``FileTransform``), then committed or marked failed
+through the job's ``context.JobContext``, and the job goes on with the next one. The model is a
+``invoke.ModelServer`` (a container, or the model loaded in this process); requests go through its ``Invoker``.
 
 After a fault of the model server rather than of the data (it hung, died or stopped answering /ping),
 ``supervisor.ServerSupervisor`` restarts the server first, so only the file that hit the fault fails; a file whose
@@ -13,23 +14,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from batchlane.errors import BadInput, BatchlaneError, NotFound, PayloadTooLarge, StorageError
-from batchlane.jobs.state import FileState
 from batchlane.jobs.store import FileCheckpoint
 from batchlane.storage.base import ObjectStore
 from batchlane.transform.assemble import Assembler
 from batchlane.transform.container import ModelContainer
+from batchlane.transform.context import Interrupted, JobContext
 from batchlane.transform.dataprocessing import DataProcessor
 from batchlane.transform.file_transform import FileFailed, FileOutcome, FileTransform
-from batchlane.transform.invoke import InvocationFailed, Invoker
+from batchlane.transform.invoke import InvocationFailed, Invoker, ModelServer
 from batchlane.transform.options import JobOptions
 from batchlane.transform.params import EffectiveParams
 from batchlane.transform.supervisor import Fault, ServerSupervisor
-
-if TYPE_CHECKING:
-    from batchlane.transform.runner import JobRunner
 
 STOP_POLL_S = 0.5  # how often a stop request, the job's deadline or a lost lease is looked for
 
@@ -39,56 +37,43 @@ STOP_POLL_S = 0.5  # how often a stop request, the job's deadline or a lost leas
 FILE_ERRORS = (FileFailed, BadInput, PayloadTooLarge, InvocationFailed, NotFound, StorageError)
 
 
-class Interrupted(Exception):
-    """The job was asked to stop, ran past its deadline, or this runner lost its lease: abandon the file without
-    committing."""
-
-
-def make_invoker(url: str, params: EffectiveParams) -> Invoker:
-    """An ``Invoker`` for the server at ``url`` with the job's timeout, retries and concurrency."""
-    return Invoker(
-        url,
-        timeout_s=params.invocations_timeout_s,
-        max_retries=params.invocations_max_retries,
-        max_in_flight=params.max_concurrent_transforms,
-        chunked=params.max_payload_bytes is None,
-    )
+__all__ = ["FILE_ERRORS", "STOP_POLL_S", "FileLoop", "Interrupted"]
 
 
 class FileLoop:
-    """Runs ``runner``'s pending files against ``container`` (None: a server we did not start, never restarted)."""
+    """Runs a job's pending files against ``server``; only a ``ModelContainer`` that started its own server is
+    restarted after a fault (``ServerSupervisor``)."""
 
     def __init__(
         self,
-        runner: JobRunner,
+        context: JobContext,
         params: EffectiveParams,
         options: JobOptions,
-        container: ModelContainer | None = None,
+        server: ModelServer,
     ) -> None:
-        self.runner = runner
+        self.context = context
+        self.server = server
         self.params = params
         self.options = options
         self.processor = DataProcessor.from_params(params, options)
         self.assembler = Assembler(params.assemble_with, params.result_type)
         self.supervisor = ServerSupervisor(
-            container,
+            server if isinstance(server, ModelContainer) else None,
             max_restarts=options.max_restarts,
-            on_restart=self._count_restart,
-            check_interrupt=runner.check_interrupt,
+            on_restart=context.server_restarted,
+            check_interrupt=context.check_interrupt,
         )
         self.invoker: Invoker | None = None
 
-    async def run(
-        self, url: str, in_store: ObjectStore, out_store: ObjectStore, files: list[FileCheckpoint]
-    ) -> None:
+    async def run(self, in_store: ObjectStore, out_store: ObjectStore, files: list[FileCheckpoint]) -> None:
         """Transform ``files`` in order; ``Interrupted`` on a stop, a BatchlaneError when the job must fail."""
-        self.invoker = make_invoker(url, self.params)
+        self.invoker = self.server.invoker(self.params)
         redone: set[str] = set()
         queue = list(files)
         try:
             while queue:
                 checkpoint = queue[0]
-                self.runner.check_interrupt()
+                self.context.check_interrupt()
                 url = in_store.url_for(checkpoint.input_key)
                 where = f"while transforming {url}"
                 fault = self.supervisor.exited()
@@ -97,7 +82,7 @@ class FileLoop:
                 try:
                     outcome = await self._abandon_on_stop(self._transform(checkpoint, in_store, out_store))
                 except FILE_ERRORS as exc:
-                    if self.runner.halted:
+                    if self.context.halted:
                         # Failing while stopping (a request cut short): abandon the file, do not mark it failed.
                         raise Interrupted(f"stopped while transforming {checkpoint.input_key}") from exc
                     fault = self.supervisor.fault(getattr(exc, "kind", None))
@@ -109,9 +94,9 @@ class FileLoop:
                         and self.supervisor.can_restart()
                     ):
                         # The server's fault, not the data's: redo the file once, from its start.
-                        self.runner.job_log.info("%s: %s; redoing the file on a fresh server", url, exc)
+                        self.context.log.info("%s: %s; redoing the file on a fresh server", url, exc)
                         await self._restart(fault, where)
-                        self.runner.store.reset_progress(self.runner.name, key, owner=self.runner.owner)
+                        self.context.file_reset(key)
                         redone.add(key)
                         continue
                     queue.pop(0)
@@ -128,31 +113,18 @@ class FileLoop:
         self, checkpoint: FileCheckpoint, in_store: ObjectStore, out_store: ObjectStore
     ) -> Coroutine[Any, Any, FileOutcome]:
         assert self.invoker is not None
-        context = FileTransform(
-            self.runner, checkpoint, self.params, self.options, self.processor, self.assembler, self.invoker
+        transform = FileTransform(
+            self.context, checkpoint, self.params, self.options, self.processor, self.assembler, self.invoker
         )
-        return context.run(in_store, out_store)
+        return transform.run(in_store, out_store)
 
     def _failed(self, checkpoint: FileCheckpoint, url: str, exc: Exception) -> None:
-        runner = self.runner
-        runner.job_log.info("%s: %s", url, exc)
-        runner.store.mark_file(
-            runner.name, checkpoint.input_key, FileState.FAILED, error=str(exc), owner=runner.owner
-        )
-        runner.on_progress("file", {"key": checkpoint.input_key, "state": "failed"})
+        self.context.log.info("%s: %s", url, exc)
+        self.context.file_failed(checkpoint.input_key, str(exc))
 
     def _done(self, checkpoint: FileCheckpoint, url: str, outcome: FileOutcome) -> None:
-        runner = self.runner
-        runner.store.mark_file(
-            runner.name,
-            checkpoint.input_key,
-            FileState.DONE,
-            records=outcome.records,
-            records_failed=outcome.failed,
-            owner=runner.owner,
-        )
-        runner.job_log.info("%s: done: %d records, %d failed", url, outcome.records, outcome.failed)
-        runner.on_progress("file", {"key": checkpoint.input_key, "state": "done"})
+        self.context.file_done(checkpoint.input_key, records=outcome.records, failed=outcome.failed)
+        self.context.log.info("%s: done: %d records, %d failed", url, outcome.records, outcome.failed)
 
     async def _abandon_on_stop(self, work: Coroutine[Any, Any, FileOutcome]) -> FileOutcome:
         """Run one file's work; on a stop, the job's deadline or a lost lease, cancel it at once, even while a
@@ -162,11 +134,11 @@ class FileLoop:
             done, _ = await asyncio.wait({task}, timeout=STOP_POLL_S)
             if done:
                 return task.result()
-            if self.runner.halted:
+            if self.context.halted:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                self.runner.check_interrupt()
+                self.context.check_interrupt()
 
     async def _restart(self, fault: Fault, where: str) -> None:
         """Restart the model server (``RestartsExhausted`` fails the job) and point the invoker at its new URL."""
@@ -174,18 +146,12 @@ class FileLoop:
         await self.invoker.aclose()
         try:
             started = time.monotonic()
-            url = self.supervisor.restart(fault, where)
+            self.supervisor.restart(fault, where)
         except BatchlaneError as exc:
-            exc.message = f"{exc.message}; see `batchlane jobs logs {self.runner.name} --container`"
+            exc.message = f"{exc.message}; see `batchlane jobs logs {self.context.name} --container`"
             exc.args = (exc.message,)
             raise
-        self.runner.job_log.info(
+        self.context.log.info(
             "[batchlane]: model server restarted: ready after %.1f s", time.monotonic() - started
         )
-        self.invoker = make_invoker(url, self.params)
-
-    def _count_restart(self, number: int, message: str) -> None:
-        runner = self.runner
-        total = runner.store.add_restart(runner.name, owner=runner.owner)
-        runner.job_log.info("[batchlane]: %s (restarts of this job: %d)", message, total)
-        runner.on_progress("restart", {"number": number, "total": total})
+        self.invoker = self.server.invoker(self.params)

@@ -4,7 +4,7 @@ per response → assemble in input order, written through the object store's ato
 
 With ``on_record_error`` = ``error-row``/``skip`` a failing multi-record batch is bisected until the poison records
 are isolated; they become error rows (or are left out) and the file still completes. The job-level loop, leases and
-checkpoints are ``runner``'s.
+checkpoints are ``file_loop``'s and ``runner``'s; a file sees only its ``context.FileContext``.
 
 Responses are read as their own Content-Type (``DataProcessor``). Under ``record_count="lenient"`` a mini-batch
 whose result count differs is written as returned and counted; the file's count and first message go to the job log
@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain, islice
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from batchlane import content_types
 from batchlane.errors import BadInput, BatchlaneError
@@ -30,6 +30,7 @@ from batchlane.jobs.store import FileCheckpoint
 from batchlane.storage.base import ObjectStore
 from batchlane.transform import assemble
 from batchlane.transform.assemble import Assembler
+from batchlane.transform.context import FileContext
 from batchlane.transform.csv_header import HINT, SAMPLE_LINES, looks_like_header
 from batchlane.transform.dataprocessing import DataProcessor, split_response
 from batchlane.transform.invoke import InvocationFailed, Invoker, source_headers
@@ -37,9 +38,6 @@ from batchlane.transform.options import JobOptions
 from batchlane.transform.params import EffectiveParams
 from batchlane.transform.plan import MiniBatch, pack
 from batchlane.transform.split import Record, iter_records, open_decompressed
-
-if TYPE_CHECKING:
-    from batchlane.transform.runner import JobRunner
 
 PROGRESS_FLUSH_S = 0.5
 # With max_error_ratio, a file is failed early only once this many of its records have been answered (the first
@@ -77,14 +75,18 @@ class _BatchResult:
     consolidated: list[bytes] = field(default_factory=list)
     error: str | None = None
     result_columns: int | None = None  # for a pending CSV join header: the columns one result adds
+    # Result-count warnings, counted when the batch is written: in input order, so the file's first warning is
+    # its first mismatched mini-batch whichever answer came back first.
+    warnings: list[str] = field(default_factory=list)
 
 
 class FileTransform:
-    """Transforms one input file into its ``.out`` object, for ``runner`` (its store, lease and progress)."""
+    """Transforms one input file into its ``.out`` object; progress, warnings, log lines and the stop signal go
+    through ``context``."""
 
     def __init__(
         self,
-        runner: JobRunner,
+        context: FileContext,
         checkpoint: FileCheckpoint,
         params: EffectiveParams,
         options: JobOptions,
@@ -92,7 +94,7 @@ class FileTransform:
         assembler: Assembler,
         invoker: Invoker,
     ) -> None:
-        self.runner = runner
+        self.context = context
         self.checkpoint = checkpoint
         self.params = params
         self.options = options
@@ -117,7 +119,7 @@ class FileTransform:
 
     async def run(self, in_store: ObjectStore, out_store: ObjectStore) -> FileOutcome:
         key = self.checkpoint.input_key
-        part_path = self.runner.consolidate_part(self.checkpoint)
+        part_path = self.context.consolidated_path(key)
         part: BinaryIO | None = None
         if self.consolidate:
             part_path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +193,7 @@ class FileTransform:
         limit = max(1, params.max_concurrent_transforms)
         try:
             for batch in self._batches(records, header):
-                self.runner.check_interrupt()
+                self.context.check_interrupt()
                 in_flight.append(asyncio.ensure_future(self._batch(batch)))
                 while len(in_flight) >= limit:
                     self._write(await in_flight.popleft(), out, part)
@@ -230,14 +232,12 @@ class FileTransform:
             return
         more = f" ({count} mini-batches of this file differ)" if count > 1 else ""
         message = f"{url}: {first}{more}"
-        self.runner.job_log.info(
+        self.context.log.info(
             "[batchlane]: warning: %s; the output holds the responses as returned (--record-count strict "
             "makes this an error)",
             message,
         )
-        self.runner.store.set_file_warnings(
-            self.runner.name, self.checkpoint.input_key, count, message, owner=self.runner.owner
-        )
+        self.context.warnings(self.checkpoint.input_key, count, message)
 
     def _write(self, result: _BatchResult, out: BinaryIO, part: BinaryIO | None) -> None:
         self._write_header(out, result.result_columns)
@@ -245,6 +245,8 @@ class FileTransform:
             out.write(chunk)
         if part is not None:
             part.writelines(result.consolidated)
+        for message in result.warnings:
+            self._count_warning(message)
         self.outcome.records += result.ok
         self.outcome.failed += result.failed
         self._unflushed["records"] += result.ok
@@ -272,16 +274,12 @@ class FileTransform:
             return
         self._last_flush = loop_time if not force else 0.0
         data, self._unflushed = self._unflushed, {"records": 0, "failed": 0, "bytes": 0}
-        if any(data.values()):
-            self.runner.store.add_progress(
-                self.runner.name,
-                self.checkpoint.input_key,
-                records=data["records"],
-                records_failed=data["failed"],
-                bytes_read=data["bytes"],
-                owner=self.runner.owner,
-            )
-        self.runner.on_progress("batch", {"records": data["records"], "failed": data["failed"], **data})
+        self.context.progress(
+            self.checkpoint.input_key,
+            records=data["records"],
+            failed=data["failed"],
+            bytes_read=data["bytes"],
+        )
 
     async def _batch(self, batch: MiniBatch) -> _BatchResult:
         """One mini-batch → output chunks; isolates poison records by bisection when errors are not fatal."""
@@ -298,11 +296,12 @@ class FileTransform:
                 batch.body, content_type=self.params.content_type, accept=self.params.accept, headers=headers
             )
             hint = self._header_hint(batch.records)
+            warnings: list[str] = []
             outputs = self.processor.handle(
                 batch.records,
                 answer.body,
                 answer.content_type,
-                warn=lambda message: self._count_warning(f"{message}{hint}"),
+                warn=lambda message: warnings.append(f"{message}{hint}"),
             )
             chunks = [self.assembler.add(chunk) for chunk in outputs]
             consolidated = (
@@ -311,7 +310,9 @@ class FileTransform:
                 else []
             )
             columns = self._result_columns(batch.records, answer.body, answer.content_type)
-            return _BatchResult(chunks, len(batch.records), 0, consolidated, result_columns=columns)
+            return _BatchResult(
+                chunks, len(batch.records), 0, consolidated, result_columns=columns, warnings=warnings
+            )
         except (InvocationFailed, BadInput) as exc:
             # A timeout or a lost connection is the server's state, not this record's: bisecting would wait out
             # the timeout again for every half. The file fails and the runner restarts the server.
@@ -339,6 +340,7 @@ class FileTransform:
                     merged.failed += result.failed
                     merged.error = result.error or merged.error
                     merged.result_columns = merged.result_columns or result.result_columns
+                    merged.warnings += result.warnings
             return merged
 
     def _result_columns(
@@ -354,7 +356,7 @@ class FileTransform:
             return None
 
     def _record_error(self, record: Record, message: str) -> _BatchResult:
-        self.runner.job_log.info("%s: %s: %s", self.checkpoint.input_key, record.where(), message)
+        self.context.log.info("%s: %s: %s", self.checkpoint.input_key, record.where(), message)
         consolidated = (
             [assemble.consolidated_line(self.checkpoint.input_key, record, error=message)]
             if self.consolidate

@@ -1,5 +1,5 @@
-"""Pure planners: mini-batch packing, the job plan (input objects → output keys), prefix-overlap warnings, and the
-invocation retry policy. No I/O.
+"""Pure planners: mini-batch packing, the job plan (input objects → output keys), and prefix-overlap warnings.
+No I/O.
 
 Packing (docs/transform.md):
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -205,43 +204,3 @@ def prefix_overlap(input_uri: str, output_uri: str) -> str | None:
         f"starts with {common!r}, which matches the input prefix, so a later job over the same input would read "
         "this job's outputs as input"
     )
-
-
-RETRYABLE_STATUSES = frozenset({408, 429})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Which failed invocations are retried, and how long to wait before each retry (docs/transform.md decision).
-
-    Retried: connection failures, timeouts, any 5xx, 408 and 429: each can succeed when sent again. Not retried:
-    other 4xx (the same payload fails the same way) and anything that is not an HTTP/transport failure (bad
-    response shape, count mismatch). ``kind`` uses ``invoke.py``'s names: ``"timeout"``, ``"connection"``,
-    ``"server"`` (5xx), ``"client"`` (4xx).
-
-    Delays: retry ``i`` (0-based) waits ``min(max_delay, base_delay * 2**i)`` scaled by a jitter factor in
-    [0.5, 1.0] drawn from ``random.Random(seed)``, so a given seed always gives the same delays (tests, resumes)
-    while different seeds (e.g. per file) spread concurrent retries.
-    """
-
-    max_retries: int = 3
-    base_delay: float = 0.2
-    max_delay: float = 5.0
-    seed: int | str = 0
-
-    def delays(self) -> list[float]:
-        """``max_retries`` delays in seconds, one before each retry (pass to ``Invoker(retry_delays=...)``)."""
-        rng = random.Random(self.seed)
-        return [
-            min(self.max_delay, self.base_delay * 2**attempt) * (0.5 + 0.5 * rng.random())
-            for attempt in range(self.max_retries)
-        ]
-
-    @staticmethod
-    def is_retryable(status: int | None, kind: str) -> bool:
-        """Whether a failure with this HTTP ``status`` (None if there was no response) and ``kind`` is retried."""
-        if kind in ("timeout", "connection"):
-            return True
-        if status is None:
-            return kind == "server"
-        return 500 <= status <= 599 or status in RETRYABLE_STATUSES

@@ -16,25 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from batchlane.errors import BatchlaneError
+from batchlane.errors import BatchlaneError, ValidationError
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import FileCheckpoint, JobRecord, JobStore
 from batchlane.models import ModelSpec
 from batchlane.storage.base import ObjectStore, open_store
 from batchlane.transform.container import ModelContainer
-from batchlane.transform.file_loop import STOP_POLL_S, FileLoop, Interrupted
+from batchlane.transform.context import Interrupted, ProgressCallback, StoreContext, consolidate_part
+from batchlane.transform.file_loop import STOP_POLL_S, FileLoop
 from batchlane.transform.inputs import list_inputs
+from batchlane.transform.invoke import InvokerKind, ModelServer
 from batchlane.transform.model_data import materialize_model
 from batchlane.transform.options import JobOptions
 from batchlane.transform.params import container_environment, resolve
@@ -44,7 +44,6 @@ from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri, v
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_S = 30.0
-ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
 def max_runtime_reason(seconds: int) -> str:
@@ -89,7 +88,9 @@ class JobRunner:
     being started), ``"ready"`` (startup_s: it answers /ping), ``"batch"`` (records, failed, bytes) and ``"file"``
     (key, state) events for progress displays, and ``"restart"`` (number, total) when the model server is restarted;
     records are this run's only. ``lease_s`` is how long the lease lasts without renewal. ``interrupt()`` stops the
-    job gracefully (signal handlers call it).
+    job gracefully (signal handlers call it). ``invoker`` says how the model is reached: ``"http"`` (a model server
+    is started, or a model's ``serve_url`` used) or ``"in_process"`` (``in_process.InProcessModel``: the model is
+    loaded into this process; for models with ``model_data``).
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class JobRunner:
         on_progress: ProgressCallback | None = None,
         owner: str | None = None,
         cache_dir: str | Path | None = None,
+        invoker: InvokerKind = "http",
     ) -> None:
         self.store = store
         self.name = name
@@ -108,6 +110,7 @@ class JobRunner:
         self.on_progress = on_progress or (lambda event, data: None)
         self.owner = owner or runner_id()
         self.cache_dir = Path(cache_dir) if cache_dir else store.folder / "cache"
+        self.invoker = invoker
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._done = threading.Event()
@@ -243,12 +246,12 @@ class JobRunner:
                 self.check_interrupt()
                 self.on_progress("starting", {})
                 starting = time.monotonic()
-                with self._container(request, options, model) as container:
+                with self._model_server(request, options, model) as server:
                     self.on_progress("ready", {"startup_s": time.monotonic() - starting})
-                    params = resolve(request, self._execution_parameters(request, container))
+                    params = resolve(request, self._execution_parameters(request, server))
                     self.job_log.info("[sagemaker logs]: %s", params.log_line())
-                    loop = FileLoop(self, params, options, container)
-                    asyncio.run(loop.run(container.url or "", in_store, out_store, pending))
+                    loop = FileLoop(self._file_context(), params, options, server)
+                    asyncio.run(loop.run(in_store, out_store, pending))
             except Interrupted as exc:
                 self.job_log.info("[batchlane]: interrupted: %s", exc)
                 if self._lost.is_set():
@@ -312,10 +315,37 @@ class JobRunner:
         with contextlib.suppress(Exception):
             remove(folder, older_than_s=0)
 
-    def _container(
+    def _file_context(self) -> StoreContext:
+        return StoreContext(
+            store=self.store,
+            name=self.name,
+            owner=self.owner,
+            log=self.job_log,
+            consolidated_folder=self._consolidated_folder(),
+            check_interrupt=self.check_interrupt,
+            is_halted=lambda: self.halted,
+            on_progress=self.on_progress,
+        )
+
+    def _model_server(
         self, request: CreateTransformJobRequest, options: JobOptions, model: ModelSpec
-    ) -> ModelContainer:
+    ) -> ModelServer:
         env = container_environment(request, model.environment)
+        if self.invoker == "in_process":
+            from batchlane.transform.in_process import InProcessModel
+
+            if not model.model_data:
+                raise ValidationError(
+                    f"model {model.name} has no model_data (it is served by a command or a URL): "
+                    "the in-process invoker loads model_data into the runner",
+                    field="ModelName",
+                )
+            return InProcessModel(
+                materialize_model(model.model_data, self.cache_dir),
+                env=env,
+                startup_timeout_s=options.startup_timeout_s,
+                on_wait=self.check_interrupt,
+            )
         log_file = self.store.log_path(self.name).with_suffix(".container.log")
         common = {
             "env": env,
@@ -331,28 +361,24 @@ class JobRunner:
         return ModelContainer(model_dir=model_dir, **common)
 
     def _execution_parameters(
-        self, request: CreateTransformJobRequest, container: ModelContainer
+        self, request: CreateTransformJobRequest, server: ModelServer
     ) -> dict[str, Any] | None:
         unset = (
             not request.MaxConcurrentTransforms
             or request.MaxPayloadInMB is None
             or request.BatchStrategy is None
         )
-        return container.execution_parameters() if unset else None
+        return server.execution_parameters() if unset else None
 
     # -- consolidation -----------------------------------------------------------------------------------------
-    def consolidate_part(self, checkpoint: FileCheckpoint) -> Path:
-        # A stable digest (not hash(), which differs per process): a resumed job must find the parts of the files
-        # an earlier runner committed.
-        folder = self.store.log_path(self.name).parent / f"{self.name}.consolidate"
-        digest = hashlib.sha256(checkpoint.input_key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-        return folder / f"{digest}.jsonl"
+    def _consolidated_folder(self) -> Path:
+        return self.store.log_path(self.name).parent / f"{self.name}.consolidate"
 
     def _write_consolidated(self, uri: str, files: list[FileCheckpoint]) -> None:
         store, key = open_store(uri, field="consolidate")
         with store.writer(key) as out:
             for checkpoint in files:
-                part = self.consolidate_part(checkpoint)
+                part = consolidate_part(self._consolidated_folder(), checkpoint.input_key)
                 if checkpoint.state is FileState.DONE and part.exists():
                     out.write(part.read_bytes())
         self.job_log.info("[batchlane]: consolidated results written to %s", store.url_for(key))
