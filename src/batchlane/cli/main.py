@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "queue",
     "worker",
     "server",
+    "monitor",
 )
 
 app = typer.Typer(
