@@ -92,3 +92,17 @@ def test_nothing_to_monitor_is_an_error(classifier_baseline: Baseline) -> None:
     embedder = Embedder.load(classifier_baseline.model_dir, classifier_baseline.embedding_options())
     with pytest.raises(BadInput, match="holds no texts"):
         monitor(classifier_baseline, embedder, Texts())
+
+
+def test_a_baseline_without_constraints_takes_the_seeds_threshold(
+    classifier_baseline: Baseline, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "embeddings.npy", classifier_baseline.embeddings)
+    bare = Baseline.load(tmp_path)
+    assert bare.threshold == 0.5 and bare.model_dir is None
+    embedder = Embedder.load(classifier_baseline.model_dir, classifier_baseline.embedding_options())
+    result = monitor(bare, embedder, Texts(texts=TEXTS[:3]))
+    assert result.summary["sent_cosine_score"]["threshold_source"] == "seed default"
+    assert result.summary["label_distribution"] is None  # a bare baseline has no label counts
