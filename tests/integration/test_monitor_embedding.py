@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from batchlane.errors import ValidationError
+from batchlane.monitor import embedding
 from batchlane.monitor.embedding import Embedder, EmbeddingOptions, parse_layers
 from batchlane.serving.classifier import SequenceClassifier
 
@@ -30,8 +31,13 @@ def seed_embedding(embedder: Embedder, text: str, layer: int = -2) -> np.ndarray
     return out.hidden_states[layer][0].mean(dim=0).numpy()
 
 
-def test_embeddings_do_not_depend_on_the_batch_they_land_in(tiny_bert_dir: Path) -> None:
-    # A 64-token budget splits the texts into several padded batches; each text must come out as if embedded alone.
+@pytest.mark.parametrize("window", [4096, 2])
+def test_embeddings_do_not_depend_on_the_batch_they_land_in(
+    tiny_bert_dir: Path, window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 64-token budget splits the texts into several padded batches, a window of 2 into several tokenizer windows;
+    # each text must come out as if embedded alone, in its place.
+    monkeypatch.setattr(embedding, "WINDOW", window)
     embedder = Embedder.load(tiny_bert_dir, EmbeddingOptions(layers=(-2,), token_budget=64))
     vectors = embedder.embed(TEXTS).vectors
     assert vectors.shape == (len(TEXTS), 32)

@@ -37,6 +37,9 @@ POOLINGS = ("mean", "cls", "max")
 DEFAULT_LAYERS = (-2, -1)
 # sentence-transformers runs all-MiniLM-L6-v2 at 256 tokens; longer texts cost more and move a mean little.
 DEFAULT_MAX_LENGTH = 256
+# Texts tokenized and length-sorted at a time: the token ids of a whole large data set as Python lists would take
+# gigabytes, and sorting within 4,096 texts pads about as little as sorting all of them.
+WINDOW = 4096
 
 
 def parse_layers(text: str) -> tuple[int, ...]:
@@ -178,18 +181,21 @@ class Embedder:
 
     def embed(self, texts: Sequence[str]) -> Embedded:
         """One vector per text (and its predicted label for a classifier), in input order."""
-        ids = self.encode(texts)
+        texts = list(texts)
         width = int(self.model.config.hidden_size)
-        vectors = np.empty((len(ids), width), dtype=np.float32)
-        label_index = np.empty(len(ids), dtype=np.int64)
-        for batch in plan_batches(
-            [len(row) for row in ids],
-            self.token_budget,
-            self.max_batch_size,
-            batch_overhead=self.batch_overhead,
-        ):
-            input_ids, mask = pad_batch(ids, batch, self.pad_id)
-            vectors[batch], label_index[batch] = self._forward(input_ids, mask)
+        vectors = np.empty((len(texts), width), dtype=np.float32)
+        label_index = np.empty(len(texts), dtype=np.int64)
+        for start in range(0, len(texts), WINDOW):
+            ids = self.encode(texts[start : start + WINDOW])
+            for batch in plan_batches(
+                [len(row) for row in ids],
+                self.token_budget,
+                self.max_batch_size,
+                batch_overhead=self.batch_overhead,
+            ):
+                input_ids, mask = pad_batch(ids, batch, self.pad_id)
+                rows = [start + i for i in batch]
+                vectors[rows], label_index[rows] = self._forward(input_ids, mask)
         labels = [self.label_names[i] for i in label_index] if self.classifier else None
         return Embedded(vectors, labels, list(self.label_names))
 
