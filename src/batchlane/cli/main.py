@@ -26,7 +26,7 @@ COMMAND_MODULES = (
     "queue",
     "worker",
     "server",
-    "monitor_schedule",  # temporary `monitor` group; merged into cli/monitor.py's group (add_commands)
+    "monitor",
 )
 
 app = typer.Typer(
