@@ -39,11 +39,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchlane import settings
+from batchlane import aws_names, settings
 from batchlane.errors import BatchlaneError, Conflict, NotFound, ValidationError
 from batchlane.queue.launcher import JobState, RequestDefaults, attempt_of, build_request, resolve_attempt
 from batchlane.queue.message import (
-    MODEL_NAME_RE,
     TransformMessage,
     check_input_exists,
     is_permanent,
@@ -98,9 +97,7 @@ class LambdaConfig:
     defaults: RequestDefaults = field(default_factory=RequestDefaults)
 
     def __post_init__(self) -> None:
-        if self.model_name is not None and (
-            len(self.model_name) > 63 or not MODEL_NAME_RE.match(self.model_name)
-        ):
+        if self.model_name is not None and aws_names.model_name_problem(self.model_name):
             raise ValidationError(
                 f"{settings.BATCHLANE_MODEL_NAME}={self.model_name!r} is not a SageMaker model name",
                 field=settings.BATCHLANE_MODEL_NAME,

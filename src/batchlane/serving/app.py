@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from batchlane import settings as settings_mod
+from batchlane.defaults import DEFAULT_CONTAINER_MAX_CONCURRENT_TRANSFORMS, MAX_PAYLOAD_PRODUCT, MB
 from batchlane.errors import BatchlaneError, ModelError, ModelNotReady, PayloadTooLarge, ValidationError
 from batchlane.serving.archive import resolve_model_dir
 from batchlane.serving.classifier import ClassifierHandler
@@ -32,9 +33,6 @@ from batchlane.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
 
-MB = 1024 * 1024
-# Two payloads in flight per container: one is decoded/tokenized while the other runs through the model.
-DEFAULT_MAX_CONCURRENT_TRANSFORMS = 2
 # Both spellings are in use: the variable's MULTI_RECORD and the API enum's MultiRecord (docs/serving.md).
 STRATEGIES = {"MULTIRECORD": "MULTI_RECORD", "SINGLERECORD": "SINGLE_RECORD"}
 
@@ -66,9 +64,9 @@ def execution_parameters(settings: ServeSettings) -> dict[str, Any]:
             field=settings_mod.SAGEMAKER_MAX_CONCURRENT_TRANSFORMS,
         )
     if not concurrency:
-        concurrency = DEFAULT_MAX_CONCURRENT_TRANSFORMS
+        concurrency = DEFAULT_CONTAINER_MAX_CONCURRENT_TRANSFORMS
         if payload > 0:
-            concurrency = max(1, min(concurrency, 100 // payload))
+            concurrency = max(1, min(concurrency, MAX_PAYLOAD_PRODUCT // payload))
     return {"MaxConcurrentTransforms": concurrency, "BatchStrategy": strategy, "MaxPayloadInMB": payload}
 
 
