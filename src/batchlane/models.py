@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from batchlane import aws_names
+from batchlane import aws_names, spec_diff
 from batchlane.errors import AlreadyExists, Conflict, ValidationError
 from batchlane.jobs.store import JobStore, ModelRow, spec_hash
 from batchlane.serving import environment as model_env_policy
@@ -353,19 +353,11 @@ class RegisteredModel:
 
 
 def _differences(old: ModelSpec, new: ModelSpec) -> list[str]:
-    found = []
-    for field in ("model_data", "image", "serve_command", "serve_url"):
-        if getattr(old, field) != getattr(new, field):
-            found.append(f"{field} ({getattr(old, field)!r} → {getattr(new, field)!r})")
-    if old.environment != new.environment:
-        # Key names only: values may be long or sensitive.
-        keys = sorted(
-            k
-            for k in old.environment.keys() | new.environment.keys()
-            if old.environment.get(k) != new.environment.get(k)
-        )
-        found.append(f"environment (keys {', '.join(keys)})")
-    return found
+    fields = ("model_data", "image", "serve_command", "serve_url", "environment")
+    # Environment by key names only: values may be long or sensitive.
+    return spec_diff.differences(
+        {f: getattr(old, f) for f in fields}, {f: getattr(new, f) for f in fields}, keys_only={"environment"}
+    )
 
 
 class ModelRegistry:

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchlane import aws_names, settings
+from batchlane import aws_names, settings, spec_diff
 from batchlane.errors import BatchlaneError, Conflict, NotFound, ValidationError
 from batchlane.queue.launcher import JobState, RequestDefaults, attempt_of, build_request, resolve_attempt
 from batchlane.queue.message import (
@@ -155,18 +155,6 @@ def sagemaker_client(env: Mapping[str, str] | None = None) -> Any:
     return boto3.session.Session(region_name=region).client("sagemaker", endpoint_url=endpoint, config=config)
 
 
-def _differences(wanted: Mapping[str, Any], actual: Mapping[str, Any], path: str = "") -> list[str]:
-    """Fields of ``wanted`` whose value differs in ``actual`` (fields SageMaker adds, such as defaults, are fine)."""
-    found = []
-    for key, value in wanted.items():
-        other = actual.get(key)
-        if isinstance(value, Mapping) and isinstance(other, Mapping):
-            found += _differences(value, other, f"{path}{key}.")
-        elif value != other:
-            found.append(f"{path}{key} ({other!r} → {value!r})")
-    return found
-
-
 class SageMakerLauncher:
     """Starts one SageMaker transform job per valid message; ``handle(event)`` is the Lambda's work."""
 
@@ -251,7 +239,9 @@ class SageMakerLauncher:
                 existing = self._describe("describe_transform_job", TransformJobName=name)
                 if existing is None:
                     raise
-        differences = _differences({k: v for k, v in request.items() if k != "TransformJobName"}, existing)
+        differences = spec_diff.differences(
+            existing, {k: v for k, v in request.items() if k != "TransformJobName"}
+        )
         if differences:
             raise Conflict(
                 f"transform job {name} already exists with a different spec: {'; '.join(differences)}",
@@ -296,7 +286,7 @@ class SageMakerLauncher:
                 existing = self._describe("describe_model", ModelName=name)
                 if existing is None:
                     raise
-        differences = _differences(self.config.wanted_model(complete=False), existing)
+        differences = spec_diff.differences(existing, self.config.wanted_model(complete=False))
         if differences:
             raise Conflict(
                 f"model {name} already exists with a different spec: {'; '.join(differences)}",

@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from batchlane.aws_names import canonical_job_name
 from batchlane.errors import ValidationError
 from batchlane.jobs.records import JobRecord
 from batchlane.jobs.state import ACTIVE
@@ -70,7 +71,7 @@ def conflicting_jobs(
         other = output_path(record.request)
         if record.status not in ACTIVE or other is None:
             continue
-        if exclude is not None and record.name.lower() == exclude.lower():
+        if exclude is not None and canonical_job_name(record.name) == canonical_job_name(exclude):
             continue
         if _overlaps(output_uri, other):
             found.append(record)

@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from batchlane import request_body
 from batchlane import settings as settings_mod
 from batchlane.defaults import DEFAULT_CONTAINER_MAX_CONCURRENT_TRANSFORMS, MAX_PAYLOAD_PRODUCT, MB
 from batchlane.errors import BatchlaneError, ModelError, ModelNotReady, PayloadTooLarge, ValidationError
@@ -137,22 +138,12 @@ def _too_large(size: str, limit: int) -> PayloadTooLarge:
 
 def check_declared_size(request: Request, limit: int) -> None:
     """Refuse a request whose Content-Length exceeds ``limit`` bytes (0: no limit) before reading it."""
-    declared = request.headers.get("content-length", "")
-    if limit and declared.isdigit() and int(declared) > limit:
-        raise _too_large(f"{int(declared)} bytes", limit)
+    request_body.check_declared_size(request, limit, lambda size: _too_large(size, limit))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes (0: no limit) by Content-Length and while streaming."""
-    check_declared_size(request, limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if limit and size > limit:
-            raise _too_large(f"more than {limit} bytes", limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await request_body.read_capped_body(request, limit, lambda size: _too_large(size, limit))
 
 
 class _LoopSemaphore:

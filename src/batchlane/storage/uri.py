@@ -154,6 +154,17 @@ def _absolute(path: str) -> str:
     return os.path.normpath(path).replace("//", "/") + ("/" if trailing else "")
 
 
+def resolve_argument(value: str | None) -> str | None:
+    """A command-line argument as a request URI: a relative local path (``data/in/``, ``../x``, ``~/x``) becomes
+    absolute against the working folder, as a shell user means it (a trailing slash kept); anything else, and
+    None, is returned unchanged for ``parse`` to judge. Only CLI flags use this: a request document (JSON,
+    a queue message) is taken as written."""
+    if value is None or not value.strip() or _SCHEME.match(value) or os.path.isabs(value):
+        return value
+    resolved = os.path.abspath(os.path.expanduser(value))
+    return resolved + "/" if value.endswith("/") and not resolved.endswith("/") else resolved
+
+
 def canonical_uri(uri: str, *, field: str | None = None) -> str:
     """The spelling the object stores open: https S3 forms become ``s3://bucket/key``; others are unchanged.
     ``ValidationError`` naming ``field`` if ``uri`` is refused."""
