@@ -52,7 +52,7 @@ def job_name_problem(name: object) -> str | None:
 def model_name_problem(name: object) -> str | None:
     """Why ``name`` is not a valid ModelName (one line), or None."""
     if not isinstance(name, str) or len(name) > MAX_MODEL_NAME_CHARS or not MODEL_NAME_RE.fullmatch(name):
-        return f"must be {MODEL_NAME_RULE}, got {name!r}"
+        return f"must match SageMaker's model name pattern {MODEL_NAME_PATTERN} ({MODEL_NAME_RULE}), got {name!r}"
     return None
 
 
@@ -63,7 +63,7 @@ def instance_type_problem(value: object) -> str | None:
         or len(value) > MAX_INSTANCE_TYPE_CHARS
         or not INSTANCE_TYPE_RE.fullmatch(value)
     ):
-        return f"must be {INSTANCE_TYPE_RULE}, got {value!r}"
+        return f"must match {INSTANCE_TYPE_PATTERN} ({INSTANCE_TYPE_RULE}), got {value!r}"
     return None
 
 

@@ -93,3 +93,7 @@ def stat(store: ObjectStore, key: str) -> ObjectInfo | None:
         return info(key)
     first = next(iter(store.list(key)), None)
     return first if first is not None and first.key == key else None
+
+
+# The URI grammar and the store factory live in storage.uri; ``open_store`` stays importable from here.
+from batchlane.storage.uri import open_store as open_store  # noqa: E402
