@@ -145,7 +145,9 @@ def test_the_cli(
 @pytest.fixture(scope="module")
 def sagemaker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     root = tmp_path_factory.mktemp("front-doors")
-    with control_plane_server(root, "--workers", "1", "--no-worker", key=KEY, secret=SECRET, home=root) as url:
+    with control_plane_server(
+        root, "--workers", "1", "--no-worker", key=KEY, secret=SECRET, home=root
+    ) as url:
         yield aws_client("sagemaker", url, KEY, SECRET, retries=None)
 
 

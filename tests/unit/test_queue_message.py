@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from batchlane.aws_names import JOB_NAME_RE
 from batchlane.errors import (
     Conflict,
     NotFound,
@@ -15,7 +16,6 @@ from batchlane.errors import (
     StorageError,
     ValidationError,
 )
-from batchlane.aws_names import JOB_NAME_RE
 from batchlane.queue.message import (
     TransformMessage,
     canonical_json,

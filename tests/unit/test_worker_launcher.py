@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from batchlane.aws_names import JOB_NAME_RE
 from batchlane.errors import ValidationError
 from batchlane.queue.launcher import (
     ATTEMPT_ATTRIBUTE,
@@ -18,7 +19,6 @@ from batchlane.queue.launcher import (
     resolve_attempt,
     retry_delay_s,
 )
-from batchlane.aws_names import JOB_NAME_RE
 from batchlane.queue.message import job_name_for, parse_message
 from batchlane.transform.spec import validate_request
 
