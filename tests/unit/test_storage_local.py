@@ -209,6 +209,7 @@ def test_remove_stale_temps(store: LocalStore) -> None:
         ("/data/in/", "/data/in", ""),
         ("file:///data/in/part", "/data/in", "part"),
         ("file:///data/in/", "/data/in", ""),
+        ("/data/in/../out/p", "/data/out", "p"),  # a library caller's own path: '..' is folded
         ("file://localhost/data/x%20y", "/data", "x y"),
         ("/", "/", ""),
     ],
@@ -244,7 +245,6 @@ def test_open_store_round_trips_url_for(store: LocalStore) -> None:
         ("s3://a/x", "valid S3 bucket"),
         ("file://evil.example/x", "must not name a host"),
         ("", "must not be empty"),
-        ("/data/in/../out/p", "'..' path segments"),
         ("s3://bucket/" + "k" * 1100, "at most 1024"),
         ("/a\x00b", "NUL"),
     ],

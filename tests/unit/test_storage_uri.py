@@ -121,3 +121,13 @@ def test_spec_differences() -> None:
         "Nested.X (1 → 2)",
     ]
     assert differences(old, {"Image": "a:1"}) == []
+
+
+def test_a_callers_own_path_may_climb(tmp_path: Path) -> None:
+    # A command-line argument or library call: '..' is folded as a shell would; in a URI or a request it is refused.
+    assert uri.parse("../x", base=tmp_path) == ("file", "", f"{tmp_path.parent}/x")
+    assert uri.parse("/data/in/../out", base=tmp_path) == ("file", "", "/data/out")
+    with pytest.raises(ValidationError, match="'..' path segments"):
+        uri.parse("file:///data/in/../out", base=tmp_path)
+    with pytest.raises(ValidationError, match="'..' path segments"):
+        uri.parse("/data/in/../out")

@@ -6,8 +6,7 @@
 from batchlane.storage.base import ObjectInfo, ObjectStore, join_key, stat
 from batchlane.storage.local import LocalStore
 from batchlane.storage.s3 import S3Store, make_s3_client
-from batchlane.storage.uri import ParsedUri, open_store, register_scheme
-from batchlane.storage.uri import split as parse_uri
+from batchlane.storage.uri import ParsedUri, open_store, parse_uri, register_scheme
 
 __all__ = [
     "LocalStore",

@@ -15,7 +15,7 @@ Accepted, in a request (CreateTransformJob, CreateModel, a queue message):
 Refused everywhere: other schemes, a relative path (a request may be carried out by a process in another folder:
 the control plane, a queue worker), ``..`` segments (also percent-encoded), control characters, an empty value and
 more than 1024 characters. Only a caller that resolves paths itself (a command-line argument, a library call from
-this process) passes ``base`` to resolve a relative path against a folder of its choosing.
+this process) passes ``base``: then a plain path is resolved as a shell would (relative to ``base``, ``..`` folded).
 
 Comparing places (``canonical_location``, ``prefix_relation``, ``outputs_overlap``): two spellings of one place
 compare equal: ``s3://bucket/key`` for S3 (the https forms included) and ``file://`` + the resolved absolute path
@@ -90,7 +90,8 @@ def problem(uri: object, *, base: str | os.PathLike[str] | None = None) -> str |
 def parse(uri: object, *, field: str | None = None, base: str | os.PathLike[str] | None = None) -> Location:
     """The ``Location`` ``uri`` names; ``ValidationError`` ``"<field>: <reason>"`` naming ``field`` if refused.
 
-    ``base``: resolve a relative local path against this folder instead of refusing it.
+    ``base``: the value is the caller's own (a library call, a command-line argument): a plain path may be
+    relative (resolved against ``base``) and may hold ``..`` (resolved). URIs follow the rules whatever ``base``.
     """
     try:
         return _parse(uri, base)
@@ -110,8 +111,12 @@ def _parse(uri: object, base: str | os.PathLike[str] | None) -> Location:
     match = _SCHEME.match(uri)
     scheme = match.group(1).lower() if match else ""
     rest = uri[match.end() :] if match else uri
-    # The raw text is checked, not a normalised path: '..' in a request is refused, never silently resolved.
-    if any(segment == ".." or unquote(segment) == ".." for segment in re.split(r"[/\\]", rest)):
+    # The raw text is checked, not a normalised path: '..' in a request is refused, never silently resolved. A
+    # plain path from a caller that resolves its own paths (``base``) means what it means in a shell.
+    own_path = base is not None and not scheme
+    if not own_path and any(
+        segment == ".." or unquote(segment) == ".." for segment in re.split(r"[/\\]", rest)
+    ):
         raise ValueError("must not contain '..' path segments")
     if scheme == "s3":
         bucket, _, key = rest.partition("/")
@@ -183,6 +188,12 @@ def split(uri: str, *, field: str | None = None, base: str | os.PathLike[str] | 
         return ParsedUri("file", path.rstrip("/") or "/", "")
     root, name = os.path.split(path)
     return ParsedUri("file", root, name)
+
+
+def parse_uri(uri: str, *, field: str | None = None) -> ParsedUri:
+    """``split`` for a library call from this process: a plain path is this process's own (``base`` = the working
+    folder), as ``open_store`` takes it."""
+    return split(uri, field=field, base=os.getcwd())
 
 
 def canonical_location(uri: str, *, field: str | None = None, base: str | None = None) -> str:
@@ -264,7 +275,7 @@ def open_store(
     ``os.environ``) configures remote stores (endpoint, region, credentials). ``field`` names the request field in
     error messages.
     """
-    parsed = split(uri, field=field, base=os.getcwd())
+    parsed = parse_uri(uri, field=field)
     opener = _OPENERS.get(parsed.scheme)
     if opener is None:  # only reachable for schemes parse knows but nobody registered
         raise ValidationError(f"{uri!r}: no object store registered for {parsed.scheme}://", field=field)
