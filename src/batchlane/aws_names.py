@@ -11,7 +11,7 @@ Decisions:
   the job. The queue message takes the same set as CreateTransformJob.
 * **Job names** are kept as given for display (DescribeTransformJob, ListTransformJobs), as AWS does, but AWS treats
   them case-insensitively for uniqueness. ``canonical_job_name`` (lower case) is the one key for uniqueness, ARNs,
-  log streams, folders and every other path derived from a name, so ``Job-1`` and ``job-1`` are one job.
+  log files, folders and every other path derived from a name, so ``Job-1`` and ``job-1`` are one job.
 """
 
 from __future__ import annotations
