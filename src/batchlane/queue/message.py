@@ -21,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from batchlane import aws_names
@@ -62,6 +62,16 @@ def _check(problem: str | None) -> None:
         raise _fail(problem)
 
 
+# Fields checked by a rule shared with every other front door: field → its one-line problem finder.
+_SHARED_RULES: dict[str, Callable[[Any], str | None]] = {
+    "input_path": uri_grammar.problem,
+    "output_path": uri_grammar.problem,
+    "instance_type": aws_names.instance_type_problem,
+    "model_name": aws_names.model_name_problem,
+    "job_name": aws_names.job_name_problem,
+}
+
+
 class TransformMessage(BaseModel):
     """A request to run a batch transform, as sent on the queue. Build it with ``parse_message``."""
 
@@ -79,16 +89,12 @@ class TransformMessage(BaseModel):
     strategy: aws_names.BatchStrategyName | None = None
     accept: str | None = None
 
-    @field_validator("input_path", "output_path", mode="before")
+    @field_validator(*_SHARED_RULES, mode="before")
     @classmethod
-    def _path(cls, value: Any) -> str:
-        _check(uri_grammar.problem(value))
-        return value
-
-    @field_validator("instance_type", mode="before")
-    @classmethod
-    def _instance_type(cls, value: Any) -> str:
-        _check(aws_names.instance_type_problem(value))
+    def _shared_rule(cls, value: Any, info: ValidationInfo) -> Any:
+        # The same rules as CreateTransformJob's fields (storage.uri, aws_names); an optional field may be null.
+        if value is not None or cls.model_fields[info.field_name or ""].is_required():
+            _check(_SHARED_RULES[info.field_name or ""](value))
         return value
 
     @field_validator("instance_count", mode="before")
@@ -101,20 +107,6 @@ class TransformMessage(BaseModel):
             raise _fail(f"must be an integer, got {type(value).__name__} {value!r}")
         if not 1 <= value <= MAX_INSTANCE_COUNT:
             raise _fail(f"must be between 1 and {MAX_INSTANCE_COUNT}, got {value}")
-        return value
-
-    @field_validator("model_name", mode="before")
-    @classmethod
-    def _model_name(cls, value: Any) -> Any:
-        if value is not None:
-            _check(aws_names.model_name_problem(value))
-        return value
-
-    @field_validator("job_name", mode="before")
-    @classmethod
-    def _job_name(cls, value: Any) -> Any:
-        if value is not None:
-            _check(aws_names.job_name_problem(value))
         return value
 
     @field_validator("idempotency_key", mode="before")
