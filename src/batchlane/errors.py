@@ -106,11 +106,6 @@ class AuthError(BatchlaneError):
     code = "AccessDeniedException"
 
 
-def status_for(exc: BaseException) -> int:
-    """The HTTP status for any exception: ours carry one, anything else is a 500."""
-    return exc.status if isinstance(exc, BatchlaneError) else 500
-
-
 class StaleReceipt(Conflict):
     """A delete/extend/dead-letter used a receipt whose lease is over (expired, released, or re-received).
 

@@ -27,7 +27,6 @@ case-insensitively (see ``jobs.store``).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,15 +37,16 @@ from urllib.parse import urlsplit
 import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from batchlane import aws_names, spec_diff
 from batchlane.errors import AlreadyExists, Conflict, ValidationError
 from batchlane.jobs.store import JobStore, ModelRow, spec_hash
 from batchlane.serving import environment as model_env_policy
-from batchlane.storage.base import parse_uri
+from batchlane.storage import uri as uri_grammar
 
-MODEL_NAME_PATTERN = re.compile(r"[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?")
-ENV_KEY_PATTERN = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,1023}")
-MAX_ENV_ENTRIES = 16
-MAX_ENV_VALUE = 10240
+MODEL_NAME_PATTERN = aws_names.MODEL_NAME_RE
+ENV_KEY_PATTERN = aws_names.ENV_KEY_RE
+MAX_ENV_ENTRIES = aws_names.MAX_ENV_ENTRIES
+MAX_ENV_VALUE = aws_names.MAX_ENV_VALUE_CHARS
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 EXTRAS_KEY = "Batchlane"
 
@@ -112,16 +112,12 @@ class ModelSpec(BaseModel):
     def _model_data(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if value.split("://", 1)[0].lower() in ("s3", "file") and "://" in value:
-            # A URI is nobody's relative path: '..' in it is refused, as in transform URIs. Plain paths come from
-            # a local caller and are resolved against its own working folder below.
-            from batchlane.transform.spec import split_uri
-
-            split_uri(value)
         try:
-            parsed = parse_uri(value, field="model_data")
+            # A local caller's plain path resolves against its own working folder (``base``); the URI grammar
+            # refuses '..' and the rest, as in transform URIs.
+            parsed = uri_grammar.split(value, field="model_data", base=os.getcwd())
         except ValidationError as exc:
-            raise ValueError(exc.message) from None
+            raise ValueError(str(exc.message).removeprefix("model_data: ")) from None
         if parsed.scheme == "s3":
             if not parsed.key:
                 raise ValueError("an s3:// model_data URI must name an object or a prefix, not just a bucket")
@@ -229,20 +225,9 @@ def check_model_data_url(value: Any, field: str) -> str:
     naming rules); batchlane also takes a ``file://`` URI or an absolute local path. A relative path is refused,
     since it would resolve against the server's working folder, and so is any ``..`` segment.
     """
-    from batchlane.transform.spec import canonical_uri, split_uri
-
     if not isinstance(value, str):
         raise ValidationError(f"{field} must be a string", field=field)
-    try:
-        scheme, _, path = split_uri(value)
-    except ValueError as exc:
-        raise ValidationError(f"{field}: {exc}", field=field) from None
-    if scheme == "file" and not os.path.isabs(path):
-        raise ValidationError(
-            f"{field}: {value!r} is a relative path; give an s3:// URI, a file:// URI or an absolute path",
-            field=field,
-        )
-    return canonical_uri(value)
+    return uri_grammar.canonical_uri(value, field=field)
 
 
 def from_sagemaker(request: Mapping[str, Any]) -> ModelSpec:
@@ -368,19 +353,11 @@ class RegisteredModel:
 
 
 def _differences(old: ModelSpec, new: ModelSpec) -> list[str]:
-    found = []
-    for field in ("model_data", "image", "serve_command", "serve_url"):
-        if getattr(old, field) != getattr(new, field):
-            found.append(f"{field} ({getattr(old, field)!r} → {getattr(new, field)!r})")
-    if old.environment != new.environment:
-        # Key names only: values may be long or sensitive.
-        keys = sorted(
-            k
-            for k in old.environment.keys() | new.environment.keys()
-            if old.environment.get(k) != new.environment.get(k)
-        )
-        found.append(f"environment (keys {', '.join(keys)})")
-    return found
+    fields = ("model_data", "image", "serve_command", "serve_url", "environment")
+    # Environment by key names only: values may be long or sensitive.
+    return spec_diff.differences(
+        {f: getattr(old, f) for f in fields}, {f: getattr(new, f) for f in fields}, keys_only={"environment"}
+    )
 
 
 class ModelRegistry:

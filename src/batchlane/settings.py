@@ -11,6 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The defaults live in defaults.py; re-exported here because callers read them beside the variables they default.
+from batchlane.defaults import DEFAULT_ACCEPT as DEFAULT_ACCEPT
+from batchlane.defaults import DEFAULT_MAX_PAYLOAD_MB as DEFAULT_MAX_PAYLOAD_MB
+from batchlane.defaults import DEFAULT_MODEL_DIR as DEFAULT_MODEL_DIR
+from batchlane.defaults import DEFAULT_MODEL_NAME as DEFAULT_MODEL_NAME
+from batchlane.defaults import DEFAULT_PORT as DEFAULT_PORT
+
 # The SageMaker container contract (docs/serving.md).
 SAGEMAKER_BIND_TO_PORT = "SAGEMAKER_BIND_TO_PORT"
 SAGEMAKER_MAX_PAYLOAD_IN_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
@@ -87,14 +94,6 @@ AWS_ENDPOINT_URL_SAGEMAKER = "AWS_ENDPOINT_URL_SAGEMAKER"
 # Monitoring schedules (docs/monitoring-schedules.md): the folder under which an endpoint's captured data lives
 # (<root>/<EndpointName>), the monitoring data of a schedule's EndpointInput.
 BATCHLANE_MONITOR_CAPTURE_ROOT = "BATCHLANE_MONITOR_CAPTURE_ROOT"
-
-DEFAULT_PORT = 8080
-DEFAULT_MODEL_DIR = "/opt/ml/model"
-DEFAULT_MAX_PAYLOAD_MB = 6
-DEFAULT_ACCEPT = "application/json"
-# The model a queue message without model_name runs when neither --model nor BATCHLANE_MODEL_NAME names one
-# (docs/automation.md): `batchlane models create default --model-data DIR` makes seed messages work as they are.
-DEFAULT_MODEL_NAME = "default"
 
 
 def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:

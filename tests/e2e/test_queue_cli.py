@@ -80,7 +80,10 @@ def test_send_then_dead_letter_list_and_redrive_on_the_embedded_queue(
             "instance_count: must be between",
         ),
         (["--input", "{input}", "--output", "{input}/results"], "output_path: "),
-        (["--input", "http://169.254.169.254/x", "--output", "{out}"], "input_path: http(s) URLs"),
+        (
+            ["--input", "http://169.254.169.254/x", "--output", "{out}"],
+            "input_path: unsupported scheme 'http'",
+        ),
         (["--input", "{input}", "--output", "{out}", "--split-type", "Lines"], "split_type: "),
         (["--input", "{input}", "--output", "{out}", "--job-name", "../etc"], "job_name: "),
     ],

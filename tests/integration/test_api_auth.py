@@ -219,7 +219,13 @@ def test_allow_path_restricts_local_paths_in_requests(tmp_path: Path) -> None:
             return test_client.post("/", content=body, headers=sign(body, target="SageMaker.CreateModel"))
 
         assert create_model("inside", str(allowed / "model")).status_code == 200
-        escaped = create_model("escape", f"{allowed}/../outside")
+        (tmp_path / "outside").mkdir()
+        (allowed / "link").symlink_to(tmp_path / "outside")  # resolved before the check
+        escaped = create_model("escape", f"{allowed}/link")
         status, code, message = error(escaped)
         assert (status, code) == (400, "ValidationException")
         assert "PrimaryContainer.ModelDataUrl" in message and "--allow-path" in message
+        # '..' never gets as far: the URI grammar refuses it, naming the field.
+        status, code, message = error(create_model("dots", f"{allowed}/../outside"))
+        assert (status, code) == (400, "ValidationException")
+        assert "PrimaryContainer.ModelDataUrl" in message and "'..' path segments" in message

@@ -137,7 +137,7 @@ def test_bad_messages_are_parked_with_their_reasons_and_not_retried(aws: Aws) ->
         seed_body("/data/in/", f"s3://{aws.bucket}/out/"): "SageMaker reads and writes only s3:// URIs",
         seed_body(
             "https://169.254.169.254/latest/", f"s3://{aws.bucket}/out/"
-        ): "http(s) URLs are not accepted",
+        ): "http(s) URLs are not fetched",
         seed_body(f"s3://{aws.bucket}/in/../../etc/", f"s3://{aws.bucket}/out/"): "'..' path segments",
         seed_body(f"s3://{aws.bucket}/in", f"s3://{aws.bucket}/in-results/"): "is inside input_path",
         seed_body(f"s3://{aws.bucket}/nothing-here/", f"s3://{aws.bucket}/out/"): "no input objects",

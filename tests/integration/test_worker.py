@@ -117,8 +117,8 @@ def test_poison_messages_are_dead_lettered_at_once_with_their_reasons(
         seed_body(
             str(inputs), good_out, instance_count=True
         ): "instance_count: must be an integer, not a boolean",
-        seed_body("in/", good_out): "input_path: must be an absolute path",
-        seed_body("http://169.254.169.254/latest", good_out): "http(s) URLs are not accepted",
+        seed_body("in/", good_out): "input_path: 'in/' is a relative path",
+        seed_body("http://169.254.169.254/latest", good_out): "http(s) URLs are not fetched",
         seed_body(f"{inputs}/", f"{inputs}/out/"): "is inside input_path",
         seed_body(f"{inputs}/../x/", good_out): "'..' path segments",
         seed_body(f"{tmp_path}/empty/", good_out): "no input objects at or under this prefix",

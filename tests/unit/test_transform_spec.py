@@ -140,8 +140,6 @@ def test_sdk_style_request_with_explicit_nones_left_out() -> None:
         {"TransformInput.DataSource.S3DataSource.S3Uri": "file:///data/in/"},
         {"TransformInput.DataSource.S3DataSource.S3Uri": "file://localhost/data/in"},
         {"TransformInput.DataSource.S3DataSource.S3Uri": "/data/in/part"},
-        {"TransformInput.DataSource.S3DataSource.S3Uri": "data/in"},
-        {"TransformInput.DataSource.S3DataSource.S3Uri": "./data/in/"},
         {"TransformInput.DataSource.S3DataSource.S3Uri": "s3://bucket/a..b/c"},
         {"TransformOutput.S3OutputPath": "/tmp/out"},
         {"TransformResources.InstanceType": "local"},
@@ -284,6 +282,9 @@ URI = "TransformInput.DataSource.S3DataSource.S3Uri"
         ({URI: "https://bucket.s3.amazonaws.com.evil.com/x"}, URI, "https URLs must be S3 object URLs"),
         ({URI: "ftp://host/x"}, URI, "unsupported scheme 'ftp'"),
         ({URI: ""}, URI, "must not be empty"),
+        # A request may be carried out in another folder (control plane, worker): relative paths are refused.
+        ({URI: "data/in"}, URI, "is a relative path"),
+        ({URI: "./data/in/"}, URI, "is a relative path"),
         ({URI: "s3://bucket/in/../../secret"}, URI, "'..' path segments"),
         ({URI: "s3://bucket/in/%2e%2e/x"}, URI, "'..' path segments"),
         ({URI: "/data/in/../../etc"}, URI, "'..' path segments"),

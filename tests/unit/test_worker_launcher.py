@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from batchlane.aws_names import JOB_NAME_RE
 from batchlane.errors import ValidationError
 from batchlane.queue.launcher import (
     ATTEMPT_ATTRIBUTE,
@@ -18,7 +19,7 @@ from batchlane.queue.launcher import (
     resolve_attempt,
     retry_delay_s,
 )
-from batchlane.queue.message import JOB_NAME_RE, job_name_for, parse_message
+from batchlane.queue.message import job_name_for, parse_message
 from batchlane.transform.spec import validate_request
 
 SEED = {
@@ -103,7 +104,7 @@ def test_attempt_names_are_deterministic_distinct_and_valid(extra: dict) -> None
     assert len(set(names)) == 12
     assert names[0] == job_name_for(message)
     for k, name in enumerate(names[1:], start=1):
-        assert name.endswith(f"-r{k}") and len(name) <= 63 and JOB_NAME_RE.match(name), name
+        assert name.endswith(f"-r{k}") and len(name) <= 63 and JOB_NAME_RE.fullmatch(name), name
 
 
 @pytest.mark.parametrize(

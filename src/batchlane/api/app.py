@@ -48,6 +48,7 @@ from batchlane.api.protocol import (
 from batchlane.jobs.store import JobStore
 from batchlane.monitor.scheduler import start_scheduler
 from batchlane.monitor.schedules import ScheduleStore
+from batchlane.request_body import read_capped_body
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("batchlane.api.audit")
@@ -117,24 +118,17 @@ def _route(request: Request, body: bytes) -> tuple[_Route, list[tuple[str, str]]
 
 async def _read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
-    too_large = AwsError(
-        "RequestEntityTooLarge",
-        f"the request body is larger than this server's limit of {limit} bytes",
-        status=413,
+    if length is not None and not length.isdigit():
+        raise AwsError("InvalidRequest", "Content-Length is not a number")
+    return await read_capped_body(
+        request,
+        limit,
+        lambda _size: AwsError(
+            "RequestEntityTooLarge",
+            f"the request body is larger than this server's limit of {limit} bytes",
+            status=413,
+        ),
     )
-    if length is not None:
-        if not length.isdigit():
-            raise AwsError("InvalidRequest", "Content-Length is not a number")
-        if int(length) > limit:
-            raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _signed_request(request: Request, body: bytes) -> SignedRequest:

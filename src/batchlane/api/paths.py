@@ -13,9 +13,9 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from batchlane.errors import ValidationError
+from batchlane.storage import uri as uri_grammar
 
 # Request members holding URIs, as (dotted path, field name used in errors).
 TRANSFORM_URI_FIELDS = (
@@ -42,13 +42,13 @@ def _get(data: Mapping[str, Any], dotted: str) -> Any:
 
 
 def _local_path(uri: str) -> str | None:
-    """The filesystem path a URI names, or None for remote (``s3://``, ``http(s)://``) URIs."""
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        return unquote(parts.path)
-    if parts.scheme in ("s3", "https", "http"):
+    """The filesystem path a URI names, or None for S3 and for URIs the URI grammar refuses (validation reports
+    those with its own reason)."""
+    try:
+        location = uri_grammar.parse(uri)
+    except ValidationError:
         return None
-    return uri  # a local path; a relative one resolves against the server's working folder
+    return location.path if location.scheme == "file" else None
 
 
 class LocalPathPolicy:

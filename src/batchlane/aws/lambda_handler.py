@@ -39,11 +39,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchlane import settings
+from batchlane import aws_names, settings, spec_diff
 from batchlane.errors import BatchlaneError, Conflict, NotFound, ValidationError
 from batchlane.queue.launcher import JobState, RequestDefaults, attempt_of, build_request, resolve_attempt
 from batchlane.queue.message import (
-    MODEL_NAME_RE,
     TransformMessage,
     check_input_exists,
     is_permanent,
@@ -98,9 +97,7 @@ class LambdaConfig:
     defaults: RequestDefaults = field(default_factory=RequestDefaults)
 
     def __post_init__(self) -> None:
-        if self.model_name is not None and (
-            len(self.model_name) > 63 or not MODEL_NAME_RE.match(self.model_name)
-        ):
+        if self.model_name is not None and aws_names.model_name_problem(self.model_name):
             raise ValidationError(
                 f"{settings.BATCHLANE_MODEL_NAME}={self.model_name!r} is not a SageMaker model name",
                 field=settings.BATCHLANE_MODEL_NAME,
@@ -156,18 +153,6 @@ def sagemaker_client(env: Mapping[str, str] | None = None) -> Any:
     region = env.get(settings.AWS_REGION) or env.get(settings.AWS_DEFAULT_REGION) or "us-east-1"
     config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
     return boto3.session.Session(region_name=region).client("sagemaker", endpoint_url=endpoint, config=config)
-
-
-def _differences(wanted: Mapping[str, Any], actual: Mapping[str, Any], path: str = "") -> list[str]:
-    """Fields of ``wanted`` whose value differs in ``actual`` (fields SageMaker adds, such as defaults, are fine)."""
-    found = []
-    for key, value in wanted.items():
-        other = actual.get(key)
-        if isinstance(value, Mapping) and isinstance(other, Mapping):
-            found += _differences(value, other, f"{path}{key}.")
-        elif value != other:
-            found.append(f"{path}{key} ({other!r} → {value!r})")
-    return found
 
 
 class SageMakerLauncher:
@@ -254,7 +239,9 @@ class SageMakerLauncher:
                 existing = self._describe("describe_transform_job", TransformJobName=name)
                 if existing is None:
                     raise
-        differences = _differences({k: v for k, v in request.items() if k != "TransformJobName"}, existing)
+        differences = spec_diff.differences(
+            existing, {k: v for k, v in request.items() if k != "TransformJobName"}
+        )
         if differences:
             raise Conflict(
                 f"transform job {name} already exists with a different spec: {'; '.join(differences)}",
@@ -299,7 +286,7 @@ class SageMakerLauncher:
                 existing = self._describe("describe_model", ModelName=name)
                 if existing is None:
                     raise
-        differences = _differences(self.config.wanted_model(complete=False), existing)
+        differences = spec_diff.differences(existing, self.config.wanted_model(complete=False))
         if differences:
             raise Conflict(
                 f"model {name} already exists with a different spec: {'; '.join(differences)}",

@@ -6,11 +6,12 @@ Thin wrappers over :mod:`batchlane.queue`; heavy imports (boto3, pydantic models
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from typing import Any
 
 import typer
+
+from batchlane.storage.uri import resolve_argument
 
 queue_app = typer.Typer(
     help="Queue transform requests (embedded SQLite queue or Amazon SQS) and manage dead letters.",
@@ -29,14 +30,6 @@ QUEUE_HELP = (
 
 def _queue_option() -> Any:
     return typer.Option(None, "--queue", "-q", help=QUEUE_HELP)
-
-
-def _absolute(path: str) -> str:
-    """Local paths become absolute here, because the worker may run in another directory."""
-    if "://" in path or not path.strip():
-        return path
-    resolved = os.path.abspath(os.path.expanduser(path))
-    return resolved + "/" if path.endswith("/") and not resolved.endswith("/") else resolved
 
 
 def _time(value: float | None) -> str:
@@ -102,8 +95,9 @@ def send(
     from batchlane.queue.message import check_input_exists, job_name_for, parse_message
 
     fields = {
-        "input_path": _absolute(input_path),
-        "output_path": _absolute(output_path),
+        # Local paths become absolute here, because the worker may run in another directory.
+        "input_path": resolve_argument(input_path),
+        "output_path": resolve_argument(output_path),
         "instance_type": instance_type,
         "instance_count": instance_count,
         "model_name": model_name,

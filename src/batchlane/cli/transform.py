@@ -244,6 +244,10 @@ def transform(
         raise ValidationError("give --model or --model-dir, not both", field="--model")
     if model_dir:
         model = _model_from_dir(store, model_dir)
+    from batchlane.storage.uri import resolve_argument
+
+    # Flags are shell arguments: a relative path means the caller's folder (a request file is taken as written).
+    input, output, consolidate = (resolve_argument(value) for value in (input, output, consolidate))
     fields = {
         "TransformInput.DataSource.S3DataSource.S3Uri": input,
         "TransformInput.DataSource.S3DataSource.S3DataType": "ManifestFile" if manifest else None,

@@ -7,7 +7,7 @@
   calls it inside the transaction that inserts a job, so of any number of concurrent creates on one prefix exactly
   one is accepted.
 
-Both compare canonical locations (``storage.base.canonical_location``), so ``/data/out``, ``file:///data/out/`` and a
+Both compare canonical locations with the URI grammar's one overlap rule (``storage.uri``), so ``/data/out``, ``file:///data/out/`` and a
 symlink to it are one place, as are ``s3://b/k`` and its ``https://`` spellings.
 """
 
@@ -17,10 +17,11 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from batchlane.aws_names import canonical_job_name
 from batchlane.errors import ValidationError
 from batchlane.jobs.records import JobRecord
 from batchlane.jobs.state import ACTIVE
-from batchlane.storage.base import output_input_overlap, outputs_overlap
+from batchlane.storage.uri import outputs_overlap, prefix_relation
 
 OUTPUT_FIELD = "TransformOutput.S3OutputPath"
 
@@ -37,7 +38,7 @@ def check_output_outside_input(request: Mapping[str, Any]) -> None:
     output = output_path(request)
     if source.get("S3DataType") != "S3Prefix" or not isinstance(source.get("S3Uri"), str) or output is None:
         return
-    relation = output_input_overlap(source["S3Uri"], output)
+    relation = prefix_relation(source["S3Uri"], output)
     if relation == "inside":
         raise ValidationError(
             f"{OUTPUT_FIELD} {output!r} is inside the input prefix {source['S3Uri']!r} (inputs are matched as a "
@@ -70,7 +71,7 @@ def conflicting_jobs(
         other = output_path(record.request)
         if record.status not in ACTIVE or other is None:
             continue
-        if exclude is not None and record.name.lower() == exclude.lower():
+        if exclude is not None and canonical_job_name(record.name) == canonical_job_name(exclude):
             continue
         if _overlaps(output_uri, other):
             found.append(record)

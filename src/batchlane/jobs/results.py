@@ -25,7 +25,8 @@ from pathlib import Path
 from batchlane.errors import BatchlaneError, ValidationError
 from batchlane.jobs.state import FileState
 from batchlane.jobs.store import JobStore
-from batchlane.storage.base import ObjectStore, open_store
+from batchlane.storage.base import ObjectStore
+from batchlane.storage.uri import open_store
 from batchlane.transform.split import iter_records, open_decompressed
 
 COLUMNS = ("input_key", "record_index", "input", "output")

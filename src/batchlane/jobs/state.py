@@ -32,13 +32,13 @@ transient fault). ``done`` is final: a committed output is never re-done, which 
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 
+from batchlane import aws_names
 from batchlane.errors import Conflict, ValidationError
 
-# SageMaker's TransformJobName rule (docs/transform.md): 1-63 letters, digits and hyphens, alphanumeric at both ends.
-JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+# SageMaker's TransformJobName rule (aws_names).
+JOB_NAME_PATTERN = aws_names.JOB_NAME_RE
 
 
 class JobStatus(StrEnum):
@@ -98,8 +98,7 @@ def check_job_name(name: str, *, field: str = "TransformJobName") -> str:
     """``name`` if it matches SageMaker's job-name rule, else ``ValidationError`` naming the field."""
     if not isinstance(name, str) or not JOB_NAME_PATTERN.fullmatch(name):
         raise ValidationError(
-            f"{field} {name!r} is invalid: use 1-63 letters, digits and hyphens, starting and ending with a letter "
-            "or digit",
+            f"{field} {name!r} is invalid: use {aws_names.JOB_NAME_RULE}",
             field=field,
         )
     return name

@@ -25,13 +25,14 @@ from datetime import datetime
 from typing import Any
 
 from batchlane import settings
+from batchlane.aws_names import BATCH_STRATEGIES, SPLIT_TYPES
 from batchlane.errors import ValidationError
 from batchlane.queue.message import MEDIA_TYPE_RE, TransformMessage, job_name_for
 
 ATTEMPT_ATTRIBUTE = "batchlane-attempt"
 MAX_JOB_NAME = 63
-SPLIT_TYPES = ("None", "Line", "RecordIO", "TFRecord")
-STRATEGIES = ("MultiRecord", "SingleRecord")
+
+STRATEGIES = BATCH_STRATEGIES
 # Attempts one message may walk past (each a Failed job it was sent after) before the re-send rule gives up.
 MAX_RESEND_ATTEMPTS = 100
 

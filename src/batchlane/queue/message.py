@@ -4,12 +4,10 @@ The seed's clients send ``{"input_path", "output_path", "instance_type", "instan
 ``model_name``, ``job_name`` / ``idempotency_key``, ``content_type``, ``split_type``, ``strategy`` and ``accept``.
 Unknown fields are refused, so a typo is an error rather than a silently ignored option.
 
-Paths are ``s3://bucket/prefix``, ``file:///abs/path`` or an absolute local path. Relative paths are refused (the
-worker may run in another directory; the CLI resolves them before sending), as are ``http(s)://`` URLs (the worker
-must not fetch arbitrary hosts: SSRF, docs/reliability.md), ``..`` segments (also percent-encoded), control
-characters, more than 1024 characters, and an output prefix that overlaps the input prefix (inputs are listed by
-raw prefix, so ``s3://b/in-results`` would be read back as input of ``s3://b/in``; the rule is
-``storage.base.output_input_overlap``, shared with CreateTransformJob).
+Paths follow the one URI grammar, ``storage.uri`` (docs/names-and-uris.md), as CreateTransformJob's do: relative
+paths are refused (the worker may run in another directory; ``batchlane queue send`` resolves them before sending),
+and so is an output prefix that overlaps the input prefix (``storage.uri.prefix_relation``). Names and instance
+types follow ``aws_names``.
 
 ``job_name_for`` derives the transform job's name without a clock (docs/reliability.md): duplicate deliveries and
 reordered JSON keys give the same name, so the second start finds the first job instead of making another.
@@ -23,14 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
-from urllib.parse import unquote
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from batchlane import aws_names
 from batchlane.errors import (
     BadInput,
     Conflict,
@@ -42,17 +40,10 @@ from batchlane.errors import (
     ValidationError,
 )
 from batchlane.queue.base import MAX_BODY_BYTES
-from batchlane.storage.base import output_input_overlap
-from batchlane.storage.bucket import bucket_name_problem
+from batchlane.storage import uri as uri_grammar
 
-MAX_URI_CHARS = 1024
 MAX_INSTANCE_COUNT = 100
-JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's TransformJobName
-MODEL_NAME_RE = re.compile(r"^[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?$")  # SageMaker's ModelName, at most 63
-# ml.<family>.<size> (AWS's enum changes too often to pin) or "local" for on-prem runs.
-INSTANCE_TYPE_RE = re.compile(r"^(ml\.[a-z][a-z0-9-]*\.[a-z0-9]+|local)$")
 MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9*][\w!#$&^.+*-]*(\s*;.*)?$")
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -60,59 +51,25 @@ def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("batchlane", message)
 
 
-def split_path(value: Any, field: str = "path") -> tuple[str, str, str]:
-    """``("s3", bucket, key)`` or ``("file", "", absolute_path)`` for a message path; ValidationError naming
-    ``field`` with the reason if the path is not acceptable (see the module docstring)."""
-    try:
-        return _split(value)
-    except PydanticCustomError as exc:
-        raise ValidationError(f"{field}: {exc.message()}", field=field) from None
+def split_path(value: Any, field: str = "path") -> uri_grammar.Location:
+    """The ``Location`` a message path names (unpacks as ``(scheme, bucket, path)``); ``ValidationError`` naming
+    ``field`` with the reason if the path is not acceptable (``storage.uri``)."""
+    return uri_grammar.parse(value, field=field)
 
 
-def _split(value: Any) -> tuple[str, str, str]:
-    if not isinstance(value, str):
-        raise _fail(f"must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise _fail("must not be empty")
-    if len(value) > MAX_URI_CHARS:
-        raise _fail(f"is {len(value)} characters long; at most {MAX_URI_CHARS} are allowed")
-    if _CONTROL_RE.search(value):
-        raise _fail("must not contain control characters (NUL, newline, …)")
-    scheme_match = _SCHEME_RE.match(value)
-    scheme = scheme_match.group(1).lower() if scheme_match and "://" in value else ""
-    if scheme == "s3":
-        bucket, _, key = value.split("://", 1)[1].partition("/")
-        if problem := bucket_name_problem(bucket):
-            raise _fail(problem)
-        key = unquote(key)
-        if "\\" in key:
-            raise _fail("S3 keys must not contain backslashes")
-        if "//" in key:
-            raise _fail("must not contain empty path segments ('//')")
-        location = ("s3", bucket, key)
-    elif scheme in ("http", "https"):
-        raise _fail(
-            "http(s) URLs are not accepted (the worker does not fetch arbitrary hosts); use s3:// or a path"
-        )
-    elif scheme == "file":
-        rest = value.split("://", 1)[1]
-        host, _, path = rest.partition("/")
-        if host not in ("", "localhost"):
-            raise _fail("file URIs must not name a host (use file:///absolute/path)")
-        location = ("file", "", unquote("/" + path))
-    elif scheme:
-        raise _fail(
-            f"unsupported scheme {scheme!r}; use s3://bucket/prefix, file:///path or an absolute path"
-        )
-    else:
-        if not value.startswith("/"):
-            raise _fail(
-                "must be an absolute path (the worker may run in another directory), s3:// or file://"
-            )
-        location = ("file", "", value)
-    if any(segment == ".." for segment in re.split(r"[/\\]", location[2])):
-        raise _fail("must not contain '..' path segments")
-    return location
+def _check(problem: str | None) -> None:
+    if problem is not None:
+        raise _fail(problem)
+
+
+# Fields checked by a rule shared with every other front door: field → its one-line problem finder.
+_SHARED_RULES: dict[str, Callable[[Any], str | None]] = {
+    "input_path": uri_grammar.problem,
+    "output_path": uri_grammar.problem,
+    "instance_type": aws_names.instance_type_problem,
+    "model_name": aws_names.model_name_problem,
+    "job_name": aws_names.job_name_problem,
+}
 
 
 class TransformMessage(BaseModel):
@@ -128,23 +85,16 @@ class TransformMessage(BaseModel):
     job_name: str | None = None
     idempotency_key: str | None = None
     content_type: str | None = None
-    split_type: Literal["None", "Line", "RecordIO", "TFRecord"] | None = None
-    strategy: Literal["MultiRecord", "SingleRecord"] | None = None
+    split_type: aws_names.SplitTypeName | None = None
+    strategy: aws_names.BatchStrategyName | None = None
     accept: str | None = None
 
-    @field_validator("input_path", "output_path", mode="before")
+    @field_validator(*_SHARED_RULES, mode="before")
     @classmethod
-    def _path(cls, value: Any) -> str:
-        _split(value)
-        return value
-
-    @field_validator("instance_type", mode="before")
-    @classmethod
-    def _instance_type(cls, value: Any) -> str:
-        if not isinstance(value, str) or not INSTANCE_TYPE_RE.match(value):
-            raise _fail(
-                f"must be 'local' or an ml.<family>.<size> instance type such as ml.m5.xlarge, got {value!r}"
-            )
+    def _shared_rule(cls, value: Any, info: ValidationInfo) -> Any:
+        # The same rules as CreateTransformJob's fields (storage.uri, aws_names); an optional field may be null.
+        if value is not None or cls.model_fields[info.field_name or ""].is_required():
+            _check(_SHARED_RULES[info.field_name or ""](value))
         return value
 
     @field_validator("instance_count", mode="before")
@@ -157,26 +107,6 @@ class TransformMessage(BaseModel):
             raise _fail(f"must be an integer, got {type(value).__name__} {value!r}")
         if not 1 <= value <= MAX_INSTANCE_COUNT:
             raise _fail(f"must be between 1 and {MAX_INSTANCE_COUNT}, got {value}")
-        return value
-
-    @field_validator("model_name", mode="before")
-    @classmethod
-    def _model_name(cls, value: Any) -> Any:
-        if value is not None and (
-            not isinstance(value, str) or len(value) > 63 or not MODEL_NAME_RE.match(value)
-        ):
-            raise _fail(
-                "must be 1-63 letters, digits and hyphens, starting and ending with a letter or digit"
-            )
-        return value
-
-    @field_validator("job_name", mode="before")
-    @classmethod
-    def _job_name(cls, value: Any) -> Any:
-        if value is not None and (not isinstance(value, str) or not JOB_NAME_RE.match(value)):
-            raise _fail(
-                f"must match SageMaker's job name pattern {JOB_NAME_RE.pattern[1:-1]} (1-63 characters)"
-            )
         return value
 
     @field_validator("idempotency_key", mode="before")
@@ -199,8 +129,8 @@ class TransformMessage(BaseModel):
 
     @model_validator(mode="after")
     def _no_overlap(self) -> TransformMessage:
-        # The same rule as CreateTransformJob's (storage.base.output_input_overlap), on canonical locations.
-        relation = output_input_overlap(self.input_path, self.output_path)
+        # The same rule as CreateTransformJob's (storage.uri.prefix_relation), on canonical locations.
+        relation = uri_grammar.prefix_relation(self.input_path, self.output_path)
         if relation == "inside":
             raise _fail(
                 f"output_path {self.output_path!r} is inside input_path {self.input_path!r} (raw prefix "
@@ -326,7 +256,7 @@ def job_name_for(message: TransformMessage | str | bytes | Mapping[str, Any]) ->
         slug = _slug(message.idempotency_key, 32)
     else:
         digest = hashlib.sha256(canonical_json(message).encode("utf-8")).hexdigest()[:20]
-        slug = _slug(_split(message.input_path)[2].rstrip("/").rsplit("/", 1)[-1], 24)
+        slug = _slug(split_path(message.input_path).path.rstrip("/").rsplit("/", 1)[-1], 24)
     return f"bl-{slug}-{digest}" if slug else f"bl-{digest}"
 
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from batchlane import settings
+from batchlane import aws_names, settings
 from batchlane.errors import BatchlaneError, NotFound, StaleReceipt, ValidationError
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobRecord, JobStore
@@ -47,7 +47,7 @@ from batchlane.queue.launcher import (
     resolve_attempt,
     retry_delay_s,
 )
-from batchlane.queue.message import MODEL_NAME_RE, check_input_exists, is_permanent, parse_message
+from batchlane.queue.message import check_input_exists, is_permanent, parse_message
 from batchlane.queue.outcome import Action, Outcome, WorkerStats
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class Worker:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        if isinstance(model, str) and (len(model) > 63 or not MODEL_NAME_RE.match(model)):
+        if isinstance(model, str) and aws_names.model_name_problem(model):
             raise ValidationError(
                 f"model {model!r} is not a model name (1-63 letters, digits, hyphens)", field="model"
             )

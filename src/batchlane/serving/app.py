@@ -22,7 +22,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from batchlane import request_body
 from batchlane import settings as settings_mod
+from batchlane.defaults import DEFAULT_CONTAINER_MAX_CONCURRENT_TRANSFORMS, MAX_PAYLOAD_PRODUCT, MB
 from batchlane.errors import BatchlaneError, ModelError, ModelNotReady, PayloadTooLarge, ValidationError
 from batchlane.serving.archive import resolve_model_dir
 from batchlane.serving.classifier import ClassifierHandler
@@ -32,9 +34,6 @@ from batchlane.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
 
-MB = 1024 * 1024
-# Two payloads in flight per container: one is decoded/tokenized while the other runs through the model.
-DEFAULT_MAX_CONCURRENT_TRANSFORMS = 2
 # Both spellings are in use: the variable's MULTI_RECORD and the API enum's MultiRecord (docs/serving.md).
 STRATEGIES = {"MULTIRECORD": "MULTI_RECORD", "SINGLERECORD": "SINGLE_RECORD"}
 
@@ -66,9 +65,9 @@ def execution_parameters(settings: ServeSettings) -> dict[str, Any]:
             field=settings_mod.SAGEMAKER_MAX_CONCURRENT_TRANSFORMS,
         )
     if not concurrency:
-        concurrency = DEFAULT_MAX_CONCURRENT_TRANSFORMS
+        concurrency = DEFAULT_CONTAINER_MAX_CONCURRENT_TRANSFORMS
         if payload > 0:
-            concurrency = max(1, min(concurrency, 100 // payload))
+            concurrency = max(1, min(concurrency, MAX_PAYLOAD_PRODUCT // payload))
     return {"MaxConcurrentTransforms": concurrency, "BatchStrategy": strategy, "MaxPayloadInMB": payload}
 
 
@@ -139,22 +138,12 @@ def _too_large(size: str, limit: int) -> PayloadTooLarge:
 
 def check_declared_size(request: Request, limit: int) -> None:
     """Refuse a request whose Content-Length exceeds ``limit`` bytes (0: no limit) before reading it."""
-    declared = request.headers.get("content-length", "")
-    if limit and declared.isdigit() and int(declared) > limit:
-        raise _too_large(f"{int(declared)} bytes", limit)
+    request_body.check_declared_size(request, limit, lambda size: _too_large(size, limit))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes (0: no limit) by Content-Length and while streaming."""
-    check_declared_size(request, limit)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if limit and size > limit:
-            raise _too_large(f"more than {limit} bytes", limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await request_body.read_capped_body(request, limit, lambda size: _too_large(size, limit))
 
 
 class _LoopSemaphore:

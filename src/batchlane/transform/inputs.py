@@ -30,7 +30,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from batchlane.errors import BatchlaneError, NotFound, ValidationError
-from batchlane.storage.base import ObjectInfo, ObjectStore, open_store, stat
+from batchlane.storage.base import ObjectInfo, ObjectStore, stat
+from batchlane.storage.uri import open_store
 
 S3_PREFIX = "S3Prefix"
 MANIFEST_FILE = "ManifestFile"

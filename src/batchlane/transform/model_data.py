@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from batchlane.errors import NotFound, ValidationError
-from batchlane.storage.base import open_store
+from batchlane.storage.uri import open_store
 
 
 def materialize_model(model_data: str, cache_dir: str | Path) -> Path:

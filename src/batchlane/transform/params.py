@@ -9,18 +9,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchlane import content_types
-from batchlane.errors import ValidationError
-from batchlane.transform.spec import (
+from batchlane.aws_names import AssembleWith, BatchStrategy, CompressionType, JoinSource, SplitType
+from batchlane.defaults import (
     DEFAULT_BATCH_STRATEGY,
     DEFAULT_INVOCATIONS_MAX_RETRIES,
     DEFAULT_INVOCATIONS_TIMEOUT_S,
     DEFAULT_MAX_CONCURRENT_TRANSFORMS,
     DEFAULT_MAX_PAYLOAD_MB,
+    MAX_PAYLOAD_MB,
     MB,
-    CreateTransformJobRequest,
-    DataProcessing,
-    ModelClientConfig,
 )
+from batchlane.errors import ValidationError
+from batchlane.transform.spec import CreateTransformJobRequest, DataProcessing, ModelClientConfig
 
 
 @dataclass(frozen=True)
@@ -28,21 +28,22 @@ class EffectiveParams:
     """Every value the runner needs, defaults applied. ``sources`` says where the three execution parameters came
     from (``"request"``, ``"container"`` or ``"default"``). ``accept`` is None when the request sets none (no header
     is sent); ``result_type`` is the declared output type (Accept, else ContentType): what a response is parsed as when
-    it declares no Content-Type of its own, and the format of joins and error rows."""
+    it declares no Content-Type of its own, and the format of joins and error rows. The AWS enums are ``StrEnum``
+    members (equal to their API strings), checked once here and trusted downstream."""
 
     max_concurrent_transforms: int
     max_payload_mb: int
-    batch_strategy: str
+    batch_strategy: BatchStrategy
     invocations_timeout_s: int
     invocations_max_retries: int
-    split_type: str
-    compression_type: str
+    split_type: SplitType
+    compression_type: CompressionType
     content_type: str | None
     accept: str | None
-    assemble_with: str
+    assemble_with: AssembleWith
     input_filter: str
     output_filter: str
-    join_source: str
+    join_source: JoinSource
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -56,21 +57,21 @@ class EffectiveParams:
 
     def log_line(self) -> str:
         """The platform's ``[sagemaker logs]`` line: ``MaxConcurrentTransforms=1, MaxPayloadInMB=6, ...``."""
-        strategy = "MULTI_RECORD" if self.batch_strategy == "MultiRecord" else "SINGLE_RECORD"
         return (
             f"MaxConcurrentTransforms={self.max_concurrent_transforms}, MaxPayloadInMB={self.max_payload_mb}, "
-            f"BatchStrategy={strategy}"
+            f"BatchStrategy={self.batch_strategy.variable}"
         )
 
 
-def normalize_batch_strategy(value: Any) -> str:
-    """``MultiRecord``/``MULTI_RECORD``/``multi_record`` → ``"MultiRecord"`` (same for Single); ``ValueError`` else."""
+def normalize_batch_strategy(value: Any) -> BatchStrategy:
+    """``MultiRecord``/``MULTI_RECORD``/``multi_record`` → ``BatchStrategy.MULTI_RECORD`` (same for Single);
+    ``ValueError`` else."""
     if isinstance(value, str):
         folded = value.replace("_", "").replace("-", "").lower()
         if folded == "multirecord":
-            return "MultiRecord"
+            return BatchStrategy.MULTI_RECORD
         if folded == "singlerecord":
-            return "SingleRecord"
+            return BatchStrategy.SINGLE_RECORD
     raise ValueError(f"BatchStrategy must be MultiRecord or SingleRecord, got {value!r}")
 
 
@@ -82,7 +83,7 @@ def parse_execution_parameters(data: Mapping[str, Any] | None) -> dict[str, Any]
     the key, so a job fails at start with a clear reason instead of guessing.
     """
     out: dict[str, Any] = {}
-    for key, low, high in (("MaxConcurrentTransforms", 0, None), ("MaxPayloadInMB", 0, 100)):
+    for key, low, high in (("MaxConcurrentTransforms", 0, None), ("MaxPayloadInMB", 0, MAX_PAYLOAD_MB)):
         raw = (data or {}).get(key)
         if raw is None:
             continue
@@ -143,11 +144,11 @@ def resolve(
     client = request.ModelClientConfig or ModelClientConfig()
     tin, tout = request.TransformInput, request.TransformOutput
     dp = request.DataProcessing or DataProcessing()
-    split = tin.SplitType or "None"
+    split = SplitType(tin.SplitType or SplitType.NONE)
     return EffectiveParams(
         max_concurrent_transforms=mct,
         max_payload_mb=payload,
-        batch_strategy=strategy,
+        batch_strategy=BatchStrategy(strategy),
         invocations_timeout_s=client.InvocationsTimeoutInSeconds or DEFAULT_INVOCATIONS_TIMEOUT_S,
         invocations_max_retries=(
             DEFAULT_INVOCATIONS_MAX_RETRIES
@@ -155,13 +156,15 @@ def resolve(
             else client.InvocationsMaxRetries
         ),
         split_type=split,
-        compression_type=tin.CompressionType or "None",
+        compression_type=CompressionType(tin.CompressionType or CompressionType.NONE),
         content_type=tin.ContentType,
         accept=tout.Accept,
-        assemble_with=tout.AssembleWith or ("Line" if split == "Line" else "None"),
+        assemble_with=AssembleWith(
+            tout.AssembleWith or (AssembleWith.LINE if split is SplitType.LINE else AssembleWith.NONE)
+        ),
         input_filter=dp.InputFilter or "$",
         output_filter=dp.OutputFilter or "$",
-        join_source=dp.JoinSource or "None",
+        join_source=JoinSource(dp.JoinSource or JoinSource.NONE),
         sources=sources,
     )
 
@@ -176,9 +179,7 @@ def container_environment(
     if request.MaxPayloadInMB is not None:
         env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(request.MaxPayloadInMB)
     if request.BatchStrategy is not None:
-        env["SAGEMAKER_BATCH_STRATEGY"] = (
-            "MULTI_RECORD" if request.BatchStrategy == "MultiRecord" else "SINGLE_RECORD"
-        )
+        env["SAGEMAKER_BATCH_STRATEGY"] = BatchStrategy(request.BatchStrategy).variable
     if request.MaxConcurrentTransforms:
         env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(request.MaxConcurrentTransforms)
     return env

@@ -22,15 +22,14 @@ are kept; ``s3://b/in/part`` over ``in/part-1.csv`` and ``in/partx/a.csv`` gives
 
 from __future__ import annotations
 
-import os
-import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from batchlane.aws_names import BatchStrategy, SplitType
 from batchlane.errors import PayloadTooLarge, ValidationError
+from batchlane.storage.uri import prefix_relation
 from batchlane.transform.params import normalize_batch_strategy
-from batchlane.transform.spec import split_uri
 from batchlane.transform.split import Record, frame, normalize_split_type
 
 
@@ -56,36 +55,38 @@ class MiniBatch:
         return f"line {first}" if first == last else f"lines {first}-{last}"
 
 
-def wire(record: Record, split_type: str | None, strategy: str) -> bytes:
-    """The bytes a record contributes to a payload under ``strategy`` (see the module docstring)."""
-    kind = normalize_split_type(split_type)
-    if kind in ("RecordIO", "TFRecord") and normalize_batch_strategy(strategy) == "SingleRecord":
+def wire(record: Record, split_type: SplitType, strategy: BatchStrategy) -> bytes:
+    """The bytes a record contributes to a payload under ``strategy`` (see the module docstring). Runs once per
+    record, so its typed arguments are trusted, not re-checked."""
+    if strategy == BatchStrategy.SINGLE_RECORD and split_type in (SplitType.RECORDIO, SplitType.TFRECORD):
         return record.data
-    return frame(record, kind)
+    return frame(record, split_type)
 
 
 def pack(
     records: Iterable[Record],
     *,
-    split_type: str | None,
-    strategy: str,
+    split_type: SplitType | str | None,
+    strategy: BatchStrategy | str,
     max_payload_bytes: int | None,
     header: bytes | None = None,
     oversize: Literal["raise", "isolate"] = "raise",
 ) -> Iterator[MiniBatch]:
     """Group ``records`` into payloads (lazily: one payload is buffered at a time).
 
-    ``strategy`` accepts both spellings (``MultiRecord`` / ``MULTI_RECORD``). ``header`` needs ``SplitType=Line``.
+    ``split_type`` and ``strategy`` are ``EffectiveParams``' enums; strings (either strategy spelling) are
+    checked here once, not per record. ``header`` needs ``SplitType=Line``.
     A record that cannot fit first flushes the payload being built (so every earlier record is emitted), then
     raises ``PayloadTooLarge`` (``error.record`` is the record) or, with ``oversize="isolate"``, yields a
     ``MiniBatch`` with ``error`` set and continues.
     """
     kind = normalize_split_type(split_type)
-    multi = normalize_batch_strategy(strategy) == "MultiRecord" and kind != "None"
+    strategy = strategy if isinstance(strategy, BatchStrategy) else normalize_batch_strategy(strategy)
+    multi = strategy is BatchStrategy.MULTI_RECORD and kind is not SplitType.NONE
     limit = max_payload_bytes or None
-    if header is not None and kind != "Line":
+    if header is not None and kind is not SplitType.LINE:
         raise ValidationError("a repeated CSV header needs SplitType=Line", field="csv_header")
-    head = frame(header, "Line") if header is not None else b""
+    head = frame(header, SplitType.LINE) if header is not None else b""
     batch: list[Record] = []
     parts: list[bytes] = []
     size = len(head)
@@ -173,34 +174,16 @@ def plan_job(input_prefix_key: str, objects: Iterable[Any], output_prefix_key: s
     return plans
 
 
-def _location(uri: str) -> tuple[str, str, str]:
-    scheme, location, key = split_uri(uri)
-    if scheme == "file":
-        trailing = key.endswith("/")
-        key = os.path.abspath(key) if not key.startswith("/") else posixpath.normpath(key)
-        key = key.rstrip("/") + ("/" if trailing else "")
-    return scheme, location, key
-
-
 def prefix_overlap(input_uri: str, output_uri: str) -> str | None:
-    """A warning when outputs would land under the raw input prefix (docs/transform.md), else None.
-
-    Every output key starts with ``<output folder><name part of the input prefix>``; if that string starts with
-    the input prefix, the outputs match the input prefix and a later job over the same prefix reads them back.
-    """
+    """A warning when outputs would match the raw input prefix (``storage.uri.prefix_relation`` is ``"inside"``),
+    else None; also None for URIs the URI grammar refuses (validation reports those)."""
     try:
-        in_scheme, in_location, in_key = _location(input_uri)
-        out_scheme, out_location, out_key = _location(output_uri)
-    except ValueError:
+        relation = prefix_relation(input_uri, output_uri)
+    except ValidationError:
         return None
-    if (in_scheme, in_location) != (out_scheme, out_location):
-        return None
-    folder = out_key if not out_key or out_key.endswith("/") else out_key + "/"
-    common = folder + in_key[in_key.rfind("/") + 1 :]
-    if not common.startswith(in_key):
+    if relation != "inside":
         return None
     return (
-        f"TransformOutput.S3OutputPath {output_uri!r} overlaps the input prefix {input_uri!r}: every output key "
-        f"starts with {common!r}, which matches the input prefix, so a later job over the same input would read "
-        "this job's outputs as input"
+        f"TransformOutput.S3OutputPath {output_uri!r} overlaps the input prefix {input_uri!r}: output keys would "
+        "match the input prefix, so a later job over the same input would read this job's outputs as input"
     )

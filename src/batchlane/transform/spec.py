@@ -10,15 +10,13 @@ request, e.g. ``TransformInput.SplitType``; AWS itself writes ``transformInput.s
 
 Rules beyond the API shapes (docs/transform.md), decided here:
 
-* URIs (``S3Uri``, ``S3OutputPath``, ``DestinationS3Uri``, ``JobOptions.consolidate``): ``s3://bucket/key``, the
-  documented ``https://`` S3 forms (virtual-hosted ``https://b.s3[.region].amazonaws.com/k`` and path-style
-  ``https://s3[.region].amazonaws.com/b/k``; ``canonical_uri`` rewrites them to ``s3://``), ``file:///abs/path``
-  and plain local paths. Any other ``http(s)://`` URL or scheme is refused (SSRF, docs/reliability.md), as are
-  ``..`` segments (also percent-encoded), NUL and more than 1024 characters (row 7). Bucket names follow AWS's
-  rules (``storage.bucket``), so ``s3://A_B/`` fails at create time, not when the job runs.
-* ``TransformResources.InstanceType``: any ``ml.<family>.<size>`` name (AWS's enum of ~116 values changes too often
-  to pin) or ``local`` / ``local_gpu`` (the SDK's local-mode names) for on-prem runs. Locally it only labels the
-  job. ``ModelName`` must be non-empty (the API allows 0 characters, but a model must be named).
+* URIs (``S3Uri``, ``S3OutputPath``, ``DestinationS3Uri``, ``JobOptions.consolidate``) follow the one URI grammar,
+  ``storage.uri`` (docs/names-and-uris.md): ``s3://``, the ``https://`` S3 forms (``canonical_uri`` rewrites them to
+  ``s3://``), ``file:///abs/path`` and absolute paths; relative paths, other URLs and schemes, ``..`` segments,
+  control characters and more than 1024 characters are refused, as are invalid bucket names, at create time.
+* ``TransformJobName``, ``ModelName``, ``TransformResources.InstanceType`` and ``Environment`` follow
+  ``aws_names`` (docs/names-and-uris.md). ``ModelName`` must be non-empty (the API allows 0 characters, but a model
+  must be named).
 * ``S3DataType``: ``S3Prefix`` and ``ManifestFile`` only (``AugmentedManifestFile`` and ``Converse`` are refused).
 * DataProcessing: filters are parsed at create time (``jsonpath.parse``), unions of ranges included. Types must be
   ``text/csv``, ``application/json`` or ``application/jsonlines`` where used: ``InputFilter`` needs ContentType;
@@ -38,31 +36,28 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote
 
 import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from batchlane import content_types
+from batchlane import aws_names, content_types
+from batchlane.aws_names import (
+    AssembleWithName,
+    BatchStrategyName,
+    CompressionTypeName,
+    JoinSourceName,
+    SplitTypeName,
+)
+from batchlane.defaults import MAX_PAYLOAD_MB, MAX_PAYLOAD_PRODUCT
 from batchlane.errors import ValidationError
 from batchlane.serving import environment as model_env_policy
-from batchlane.storage.base import S3_HTTPS_PATH as _S3_PATH
-from batchlane.storage.base import S3_HTTPS_VIRTUAL as _S3_VIRTUAL
-from batchlane.storage.bucket import bucket_name_problem
+from batchlane.storage import uri as uri_grammar
+from batchlane.storage.uri import canonical_uri as canonical_uri
 from batchlane.transform import jsonpath
 from batchlane.transform.field_errors import to_validation_error
 
-DEFAULT_MAX_CONCURRENT_TRANSFORMS = 1
-DEFAULT_MAX_PAYLOAD_MB = 6
-DEFAULT_BATCH_STRATEGY = "MultiRecord"
-DEFAULT_INVOCATIONS_TIMEOUT_S = 600
-DEFAULT_INVOCATIONS_MAX_RETRIES = 3
-MAX_PAYLOAD_PRODUCT = 100
-MB = 1024 * 1024
-
 DATA_PROCESSING_TYPES = (content_types.CSV, content_types.JSON, content_types.JSONLINES)
-INSTANCE_TYPE_PATTERN = r"ml\.[a-z0-9-]+\.[a-z0-9-]+|local|local_gpu"
 
 _TAG_PUNCT = set("_.:/=+-@")
 
@@ -98,57 +93,9 @@ def _tag_text(max_len: int, min_len: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-def split_uri(uri: str) -> tuple[str, str, str]:
-    """``(scheme, location, key)``: ``("s3", bucket, key)`` or ``("file", "", path)``. https S3 URLs become s3.
-
-    Raises ``ValueError`` with a one-line reason for anything ``validate_request`` refuses.
-    """
-    if not uri:
-        raise ValueError("must not be empty")
-    if len(uri) > 1024:
-        raise ValueError("must have at most 1024 characters")
-    if "\x00" in uri:
-        raise ValueError("must not contain NUL characters")
-    scheme, sep, rest = uri.partition("://")
-    scheme = scheme.lower() if sep else ""
-    if scheme == "s3":
-        bucket, _, key = rest.partition("/")
-        location = ("s3", bucket, key)
-    elif scheme == "https":
-        match = _S3_VIRTUAL.fullmatch(uri) or _S3_PATH.fullmatch(uri)
-        if not match:
-            raise ValueError("https URLs must be S3 object URLs (https://BUCKET.s3.REGION.amazonaws.com/KEY)")
-        location = ("s3", match["bucket"], unquote(match["key"] or ""))
-    elif scheme == "file":
-        host, _, path = rest.partition("/")
-        if host not in ("", "localhost"):
-            raise ValueError("file URIs must not name a host (use file:///absolute/path)")
-        location = ("file", "", unquote("/" + path))
-    elif sep:
-        raise ValueError(f"unsupported scheme {scheme!r}; use s3://, file:// or a local path")
-    else:
-        location = ("file", "", uri)
-    if location[0] == "s3" and (problem := bucket_name_problem(location[1])):
-        raise ValueError(problem)
-    segments = re.split(r"[/\\]", location[2])
-    if any(segment == ".." or unquote(segment) == ".." for segment in segments):
-        raise ValueError("must not contain '..' path segments")
-    return location
-
-
-def canonical_uri(uri: str) -> str:
-    """The URI the object stores understand: https S3 forms become ``s3://bucket/key``; others are unchanged."""
-    scheme, location, key = split_uri(uri)
-    if scheme == "s3" and not uri.startswith("s3://"):
-        return f"s3://{location}/{key}"
-    return uri
-
-
 def _check_uri(value: str) -> str:
-    try:
-        split_uri(value)
-    except ValueError as exc:
-        raise _fail(f"Member must be an s3:// or file:// URI or a local path: {exc}") from None
+    if why := uri_grammar.problem(value):
+        raise _fail(f"Member must be an s3:// or file:// URI or an absolute path: {why}")
     return value
 
 
@@ -197,19 +144,19 @@ class TransformDataSource(_Shape):
 class TransformInput(_Shape):
     DataSource: TransformDataSource
     ContentType: Annotated[str, _text(0, 256)] | None = None
-    CompressionType: Literal["None", "Gzip"] | None = None
-    SplitType: Literal["None", "Line", "RecordIO", "TFRecord"] | None = None
+    CompressionType: CompressionTypeName | None = None
+    SplitType: SplitTypeName | None = None
 
 
 class TransformOutput(_Shape):
     S3OutputPath: Uri
     Accept: Annotated[str, _text(0, 256)] | None = None
-    AssembleWith: Literal["None", "Line"] | None = None
+    AssembleWith: AssembleWithName | None = None
     KmsKeyId: KmsKey | None = None
 
 
 class TransformResources(_Shape):
-    InstanceType: Annotated[str, _text(1, 64, INSTANCE_TYPE_PATTERN)]
+    InstanceType: Annotated[str, _text(1, aws_names.MAX_INSTANCE_TYPE_CHARS, aws_names.INSTANCE_TYPE_PATTERN)]
     InstanceCount: int = Field(ge=1)
     VolumeKmsKeyId: KmsKey | None = None
     TransformAmiVersion: Annotated[str, _text(1, 63, r"[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*")] | None = None
@@ -224,7 +171,7 @@ class BatchDataCaptureConfig(_Shape):
 class DataProcessing(_Shape):
     InputFilter: JsonPathExpr | None = None
     OutputFilter: JsonPathExpr | None = None
-    JoinSource: Literal["Input", "None"] | None = None
+    JoinSource: JoinSourceName | None = None
 
 
 class Tag(_Shape):
@@ -241,12 +188,14 @@ class ExperimentConfig(_Shape):
 
 def _check_environment(env: dict[str, str]) -> dict[str, str]:
     for key, value in env.items():
-        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]{0,1023}", key):
+        if not aws_names.ENV_KEY_RE.fullmatch(key):
             raise _rule(
-                "Member key must satisfy regular expression pattern: [a-zA-Z_][a-zA-Z0-9_]{0,1023}", key, key
+                f"Member key must satisfy regular expression pattern: {aws_names.ENV_KEY_PATTERN}", key, key
             )
-        if len(value) > 10240:
-            raise _rule("Member must have length less than or equal to 10240", key, value)
+        if len(value) > aws_names.MAX_ENV_VALUE_CHARS:
+            raise _rule(
+                f"Member must have length less than or equal to {aws_names.MAX_ENV_VALUE_CHARS}", key, value
+            )
     refused = model_env_policy.find_refusal(env)
     if refused is not None:
         raise _rule(refused.constraint, refused.key, refused.value)
@@ -262,14 +211,17 @@ class CreateTransformJobRequest(_Shape):
     """The request, field for field as in the API (attribute names are the AWS names). Unset optional fields stay
     ``None`` so ``to_dict`` returns what was sent; use ``resolve`` for effective values."""
 
-    TransformJobName: Annotated[str, _text(1, 63, r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")]
-    ModelName: Annotated[str, _text(1, 63, r"[a-zA-Z0-9]([\-a-zA-Z0-9]*[a-zA-Z0-9])?")]
+    TransformJobName: Annotated[str, _text(1, 63, aws_names.JOB_NAME_PATTERN)]
+    ModelName: Annotated[str, _text(1, aws_names.MAX_MODEL_NAME_CHARS, aws_names.MODEL_NAME_PATTERN)]
     MaxConcurrentTransforms: int | None = Field(None, ge=0)
     ModelClientConfig: Annotated[ModelClientConfig | None, Field(default=None)]
-    MaxPayloadInMB: int | None = Field(None, ge=0, le=100)
-    BatchStrategy: Literal["MultiRecord", "SingleRecord"] | None = None
+    MaxPayloadInMB: int | None = Field(None, ge=0, le=MAX_PAYLOAD_MB)
+    BatchStrategy: BatchStrategyName | None = None
     Environment: (
-        Annotated[dict[str, str], Field(max_length=16), AfterValidator(_check_environment)] | None
+        Annotated[
+            dict[str, str], Field(max_length=aws_names.MAX_ENV_ENTRIES), AfterValidator(_check_environment)
+        ]
+        | None
     ) = None
     TransformInput: TransformInput
     TransformOutput: TransformOutput

@@ -33,10 +33,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from batchlane.aws_names import SPLIT_TYPES, CompressionType, SplitType
 from batchlane.errors import BadInput, PayloadTooLarge, ValidationError
 
-SPLIT_TYPES = ("None", "Line", "RecordIO", "TFRecord")
-COMPRESSION_TYPES = ("None", "Gzip")
 CHUNK_SIZE = 1 << 16
 
 RECORDIO_MAGIC = 0xCED7230A
@@ -75,21 +74,26 @@ class Record:
         return f"line {self.line} (record {self.index}, offset {self.offset})"
 
 
-def normalize_split_type(split_type: str | None) -> str:
-    """``None``/``"None"``/``"Line"``/``"RecordIO"``/``"TFRecord"`` → the API spelling; ``ValidationError`` otherwise."""
+def normalize_split_type(split_type: SplitType | str | None) -> SplitType:
+    """``None``/``"None"``/``"Line"``/``"RecordIO"``/``"TFRecord"`` → ``SplitType``; ``ValidationError`` otherwise.
+
+    For callers holding an unchecked string; ``EffectiveParams.split_type`` is a ``SplitType`` already.
+    """
     if split_type is None:
-        return "None"
+        return SplitType.NONE
+    if isinstance(split_type, SplitType):
+        return split_type
     if split_type not in SPLIT_TYPES:
         raise ValidationError(
             f"Invalid SplitType {split_type!r}: must be one of {', '.join(SPLIT_TYPES)}",
             field="TransformInput.SplitType",
         )
-    return split_type
+    return SplitType(split_type)
 
 
 def iter_records(
     stream: BinaryIO,
-    split_type: str | None,
+    split_type: SplitType | str | None,
     *,
     max_record_bytes: int | None = None,
     skip_blank_lines: bool = False,
@@ -103,11 +107,11 @@ def iter_records(
     """
     kind = normalize_split_type(split_type)
     limit = max_record_bytes or None
-    if kind == "None":
+    if kind is SplitType.NONE:
         return _whole(stream, limit, chunk_size)
-    if kind == "Line":
+    if kind is SplitType.LINE:
         return _lines(stream, limit, skip_blank_lines, chunk_size)
-    if kind == "RecordIO":
+    if kind is SplitType.RECORDIO:
         return _recordio(stream, limit)
     return _tfrecord(stream, limit)
 
@@ -229,20 +233,21 @@ def _tfrecord(stream: BinaryIO, limit: int | None) -> Iterator[Record]:
         index += 1
 
 
-def frame(record: Record | bytes, split_type: str | None) -> bytes:
+def frame(record: Record | bytes, split_type: SplitType) -> bytes:
     """The record as it travels framed: ``Line`` → data + ``\\n``; RecordIO/TFRecord → re-framed (flags cleared);
-    ``None`` → the data. This is the MultiRecord wire form (docs/transform.md: framing kept under MultiRecord)."""
+    ``None`` → the data. This is the MultiRecord wire form (docs/transform.md: framing kept under MultiRecord).
+
+    ``split_type`` is trusted (a ``SplitType``, or its value): this runs once per record, so it is not re-checked."""
     data = record.data if isinstance(record, Record) else record
-    kind = normalize_split_type(split_type)
-    if kind == "Line":
+    if split_type == SplitType.LINE:
         return data + b"\n"
-    if kind == "RecordIO":
+    if split_type == SplitType.RECORDIO:
         if len(data) > _RECORDIO_LENGTH_MASK:
             raise PayloadTooLarge(
                 f"a RecordIO record holds at most {_RECORDIO_LENGTH_MASK} bytes, got {len(data)}"
             )
         return struct.pack("<II", RECORDIO_MAGIC, len(data)) + data + b"\x00" * ((-len(data)) % 4)
-    if kind == "TFRecord":
+    if split_type == SplitType.TFRECORD:
         length = struct.pack("<Q", len(data))
         return (
             length + struct.pack("<I", masked_crc32c(length)) + data + struct.pack("<I", masked_crc32c(data))
@@ -396,7 +401,7 @@ class GzipReader(io.RawIOBase):
 
 def open_decompressed(
     stream: BinaryIO,
-    compression: str | None,
+    compression: CompressionType | str | None,
     *,
     max_bytes: int | None = DEFAULT_MAX_DECOMPRESSED_BYTES,
     max_ratio: float | None = DEFAULT_MAX_RATIO,
@@ -407,9 +412,9 @@ def open_decompressed(
     Errors surface while reading (see ``GzipReader``); they are per-file failures, never retried. Closing the
     returned reader does not close ``stream``; the caller owns it.
     """
-    if compression in (None, "None"):
+    if compression in (None, CompressionType.NONE):
         return stream
-    if compression != "Gzip":
+    if compression != CompressionType.GZIP:
         raise ValidationError(
             f"Invalid CompressionType {compression!r}: must be None or Gzip",
             field="TransformInput.CompressionType",
