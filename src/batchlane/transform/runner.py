@@ -18,16 +18,15 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from batchlane.errors import BatchlaneError
+from batchlane.jobs.lease import DEFAULT_LEASE_S, claim, runner_id
+from batchlane.jobs.lifecycle import finish
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import FileCheckpoint, JobRecord, JobStore
 from batchlane.models import ModelSpec
@@ -43,7 +42,6 @@ from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri, v
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_S = 30.0
 ProgressCallback = Callable[[str, dict[str, Any]], None]
 
 
@@ -52,30 +50,8 @@ def max_runtime_reason(seconds: int) -> str:
     return f"MaxRuntimeExceeded: the job ran longer than {seconds} s (max_runtime_s)"
 
 
-def runner_id() -> str:
-    """``host:pid:random``: unique per runner, and tells a later runner on the same host whether we are alive."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True when ``owner`` is a runner of this host whose process no longer exists (e.g. it was SIGKILLed)."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def job_context(record: JobRecord) -> tuple[CreateTransformJobRequest, JobOptions, ModelSpec]:
-    """The validated request, options and model snapshot stored with a job (see ``engines.local.submit``)."""
+    """The validated request, options and model snapshot stored with a job (see ``engines.submit``)."""
     request = validate_request(record.request)
     options = JobOptions.model_validate(record.options.get("job") or {})
     model = ModelSpec.parse(record.options["model"])
@@ -118,13 +94,7 @@ class JobRunner:
 
     # -- lease and stop signal -------------------------------------------------------------------------------
     def _claim(self) -> bool:
-        if self.store.claim(self.name, self.owner, self.lease_s):
-            return True
-        record = self.store.get_job(self.name)
-        if owner_is_dead(record.owner) and self.store.release(self.name, record.owner or ""):
-            log.info("job %s: runner %s is gone; taking the job over", self.name, record.owner)
-            return self.store.claim(self.name, self.owner, self.lease_s)
-        return False
+        return claim(self.store, self.name, self.owner, self.lease_s)
 
     def _heartbeat(self) -> None:
         # The lease is renewed every third of its length; a stop request is looked for more often (a read), so
@@ -205,13 +175,8 @@ class JobRunner:
         return handler
 
     def _finish(self, status: JobStatus, reason: str | None = None) -> JobRecord:
-        current = self.store.get_job(self.name)
-        if current.is_terminal:
-            return current
-        if current.status is JobStatus.STOPPING and status is not JobStatus.FAILED:
-            status = JobStatus.STOPPED
-        record = self.store.transition(self.name, status, failure_reason=reason, owner=self.owner)
-        self.job_log.info("[batchlane]: job %s%s", status.value, f": {reason}" if reason else "")
+        record = finish(self.store, self.name, status, reason, owner=self.owner)
+        self.job_log.info("[batchlane]: job %s%s", record.status.value, f": {reason}" if reason else "")
         return record
 
     def _run_claimed(self) -> JobRecord:
@@ -357,7 +322,3 @@ class JobRunner:
                     out.write(part.read_bytes())
         self.job_log.info("[batchlane]: consolidated results written to %s", store.url_for(key))
 
-
-def run_job(store: JobStore, name: str, **kwargs: Any) -> JobRecord:
-    """Run or resume job ``name`` in this process until it ends; returns the final record."""
-    return JobRunner(store, name, **kwargs).run()
