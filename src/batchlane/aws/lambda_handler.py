@@ -4,7 +4,9 @@
 ``template.yaml``) and, for each record, does what the queue worker does with the local engine, against the
 SageMaker API instead (docs/reliability.md):
 
-* ``parse_message`` (plus: both paths must be ``s3://`` and the instance type an ``ml.*`` one: SageMaker runs it);
+* the queue worker's own path, ``queue.launcher.prepare_launch``: ``parse_message`` (plus: both paths must be
+  ``s3://`` and the instance type an ``ml.*`` one: SageMaker runs it), the attempt and job name, the model
+  (``resolve_model``, with SageMaker as the ``ModelCatalog``) and the request;
 * the model: the message's ``model_name`` must exist; without one, the configured default (``BATCHLANE_MODEL_NAME``)
   is created if missing (``BATCHLANE_MODEL_IMAGE``, ``BATCHLANE_MODEL_DATA_URL``, ``BATCHLANE_EXECUTION_ROLE_ARN``)
   and, if it exists, must have that image, model data and role: a drifted model is a conflict, never silently
@@ -41,13 +43,12 @@ from typing import Any
 
 from batchlane import settings
 from batchlane.errors import BatchlaneError, Conflict, NotFound, ValidationError
-from batchlane.queue.launcher import JobState, RequestDefaults, attempt_of, build_request, resolve_attempt
+from batchlane.queue.launcher import JobState, RequestDefaults, prepare_launch
 from batchlane.queue.message import (
     MODEL_NAME_RE,
     TransformMessage,
     check_input_exists,
     is_permanent,
-    parse_message,
     split_path,
 )
 from batchlane.queue.sqs import (
@@ -230,8 +231,6 @@ class SageMakerLauncher:
 
         ``sent_at``: when the message was sent (Unix seconds; the record's ``SentTimestamp``), for the re-send rule.
         """
-        message = parse_message(body)
-        self._check_for_sagemaker(message)
         described: dict[str, dict[str, Any] | None] = {}
 
         def lookup(job_name: str) -> JobState | None:
@@ -240,9 +239,17 @@ class SageMakerLauncher:
                 return None
             return JobState(str(found.get("TransformJobStatus")), found.get("TransformEndTime"))
 
-        _, name = resolve_attempt(message, attempt_of(attributes), sent_at, lookup)
-        model_name = self._ensure_model(message.model_name)
-        request = build_request(message, job_name=name, model_name=model_name, defaults=self.config.defaults)
+        launch = prepare_launch(
+            body,
+            attributes=attributes,
+            sent_at=sent_at,
+            lookup=lookup,
+            catalog=_SageMakerModels(self),
+            default_model=self.config.model_name or settings.DEFAULT_MODEL_NAME,
+            defaults=self.config.defaults,
+            check=self._check_for_sagemaker,
+        )
+        message, name, request = launch.message, launch.name, launch.request
         existing = described[name]
         if existing is None:
             if self.check_inputs:
@@ -276,36 +283,6 @@ class SageMakerLauncher:
                 f"instance_type: SageMaker needs an ml.* instance type, got {message.instance_type!r}",
                 field="instance_type",
             )
-
-    def _ensure_model(self, requested: str | None) -> str:
-        default = self.config.model_name
-        name = requested or default or settings.DEFAULT_MODEL_NAME
-        existing = self._describe("describe_model", ModelName=name)
-        if name != default:
-            if existing is None and requested is None:
-                raise NotFound(
-                    f"the message has no model_name, {settings.BATCHLANE_MODEL_NAME} is not set, and the default "
-                    f"model {name} does not exist in SageMaker",
-                    field="model_name",
-                )
-            if existing is None:
-                raise NotFound(f"model {name} does not exist in SageMaker", field="model_name")
-            return name
-        if existing is None:
-            try:
-                self._call("create_model", ModelName=name, **self.config.wanted_model())
-                return name
-            except Conflict:  # another invocation created it first: compare with that one
-                existing = self._describe("describe_model", ModelName=name)
-                if existing is None:
-                    raise
-        differences = _differences(self.config.wanted_model(complete=False), existing)
-        if differences:
-            raise Conflict(
-                f"model {name} already exists with a different spec: {'; '.join(differences)}",
-                field="model_name",
-            )
-        return name
 
     # -- SageMaker calls ---------------------------------------------------------------------------------------
     def _call(self, operation: str, **params: Any) -> dict[str, Any]:
@@ -371,6 +348,45 @@ class SageMakerLauncher:
             log.exception("message %s: could not send it to the dead-letter queue", record.get("messageId"))
             return False
         return True
+
+
+class _SageMakerModels:
+    """SageMaker's models as the Lambda's ``ModelCatalog`` (``queue.launcher.resolve_model``, the worker's rule)."""
+
+    def __init__(self, launcher: SageMakerLauncher) -> None:
+        self.launcher = launcher
+
+    def has_default_spec(self) -> bool:
+        return self.launcher.config.model_name is not None
+
+    def ensure_default(self, name: str) -> None:
+        config = self.launcher.config
+        existing = self.launcher._describe("describe_model", ModelName=name)
+        if existing is None:
+            try:
+                self.launcher._call("create_model", ModelName=name, **config.wanted_model())
+                return
+            except Conflict:  # another invocation created it first: compare with that one
+                existing = self.launcher._describe("describe_model", ModelName=name)
+                if existing is None:
+                    raise
+        differences = _differences(config.wanted_model(complete=False), existing)
+        if differences:
+            raise Conflict(
+                f"model {name} already exists with a different spec: {'; '.join(differences)}",
+                field="model_name",
+            )
+
+    def require(self, name: str, *, defaulted: bool) -> None:
+        if self.launcher._describe("describe_model", ModelName=name) is not None:
+            return
+        if defaulted:
+            raise NotFound(
+                f"the message has no model_name, {settings.BATCHLANE_MODEL_NAME} is not set, and the default "
+                f"model {name} does not exist in SageMaker",
+                field="model_name",
+            )
+        raise NotFound(f"model {name} does not exist in SageMaker", field="model_name")
 
 
 def _sent_at(record: Mapping[str, Any]) -> float | None:

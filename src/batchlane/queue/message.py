@@ -358,10 +358,6 @@ def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, PERMANENT_ERRORS)
 
 
-def failure_kind(exc: BaseException) -> Literal["permanent", "transient"]:
-    return "permanent" if is_permanent(exc) else "transient"
-
-
 def check_input_exists(input_path: str, env: Mapping[str, str] | None = None) -> int:
     """Make sure ``input_path`` names at least one object (raw prefix, as transform jobs list inputs).
 
