@@ -188,9 +188,7 @@ def run_here(
     started = time.monotonic()
     try:
         with JobProgress(quiet, description) as progress:
-            final, signum = engine.run_in_foreground(
-                name, on_progress=progress, on_signal=progress.on_signal
-            )
+            final, signum = engine.run_in_foreground(name, on_progress=progress, on_signal=progress.on_signal)
     except KeyboardInterrupt:
         sys.stderr.write(
             f"aborted: job {name} was left InProgress; resume with: batchlane jobs resume {name}\n"

@@ -45,9 +45,7 @@ def read_request(
             ) from None
         if not isinstance(request, dict):
             raise ValidationError(f"--request file {request_file} must hold a JSON object", field="--request")
-    return build(
-        {"TransformJobName": name, "ModelName": model, **fields}, base=request, environment=env
-    )
+    return build({"TransformJobName": name, "ModelName": model, **fields}, base=request, environment=env)
 
 
 def _model_from_dir(store: Any, model_dir: str) -> str:

@@ -74,7 +74,8 @@ class Worker:
     receive. ``recover``: resume jobs whose runner died at start and every ``recover_interval_s``. ``poll_s``: how
     often to look at a job another runner holds. ``check_inputs``: list the input prefix before creating a job.
     ``env``: for storage clients (default ``os.environ``). ``clock``/``sleep``: time sources for tests (``sleep``
-    defaults to a wait that ``stop`` interrupts).
+    defaults to a wait that ``stop`` interrupts). ``engine``: the name of the engine that runs the jobs
+    (``engines.get_engine``; a ``ValidationError`` names what is missing for one that cannot run here).
     """
 
     def __init__(

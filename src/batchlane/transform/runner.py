@@ -321,4 +321,3 @@ class JobRunner:
                 if checkpoint.state is FileState.DONE and part.exists():
                     out.write(part.read_bytes())
         self.job_log.info("[batchlane]: consolidated results written to %s", store.url_for(key))
-
