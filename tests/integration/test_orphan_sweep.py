@@ -110,3 +110,27 @@ def test_an_interrupted_runner_only_gives_the_job_back(tmp_path: Path) -> None:
         assert store.claim("interrupted", owner, lease_s=600)
         record = record_crash(store, "interrupted", owner, KeyboardInterrupt())
         assert record is not None and record.status is JobStatus.IN_PROGRESS and record.owner is None
+
+
+def test_a_runner_refused_by_fencing_stops_as_having_lost_its_lease(tmp_path: Path) -> None:
+    """The lease is released (a worker's ``stop(abandon=True)``) before the runner's heartbeat notices: the runner's
+    next fenced write is refused, and the runner gives the job up instead of crashing (a crash dead-lettered the
+    worker's message on a loaded machine)."""
+    from batchlane.jobs.state import FileState
+    from batchlane.transform.runner import JobRunner
+
+    store = JobStore(tmp_path / "jobs.db")
+    _job(store, tmp_path, "abandoned")
+    (tmp_path / "in-abandoned" / "a.txt").write_text("x\n")
+    store.add_files("abandoned", [("in-abandoned/a.txt", "a.txt.out", 2)])
+    store.mark_file("abandoned", "in-abandoned/a.txt", FileState.DONE, records=1)
+    runner = JobRunner(store, "abandoned", lease_s=600)
+
+    def abandon(event: str, data: dict) -> None:
+        if event == "start":
+            assert store.release("abandoned", runner.owner)
+
+    runner.on_progress = abandon
+    record = runner.run()  # its last write, the transition to Completed, is refused: nobody holds the job
+    assert record.status is JobStatus.IN_PROGRESS and record.owner is None and runner.halted
+    assert [r.name for r in find_orphans(store)] == ["abandoned"]

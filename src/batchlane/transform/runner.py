@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from batchlane.errors import BatchlaneError
+from batchlane.errors import BatchlaneError, Conflict
 from batchlane.jobs.lease import DEFAULT_LEASE_S, claim, runner_id
 from batchlane.jobs.lifecycle import finish
 from batchlane.jobs.state import FileState, JobStatus
@@ -150,6 +150,15 @@ class JobRunner:
         ended_by_signal = False
         try:
             return self._run_claimed()
+        except Conflict:
+            # A fenced write was refused: the lease went to another runner (or was released) before the heartbeat
+            # noticed. That is a lost lease, as the heartbeat would have said, not a crash of this runner.
+            current = self.store.get_job(self.name)
+            if current.owner == self.owner:
+                raise
+            self._lost.set()
+            log.info("job %s: lost the lease to %s; stopping here", self.name, current.owner or "nobody")
+            return current
         except (KeyboardInterrupt, SystemExit):
             ended_by_signal = True
             raise
