@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchlane import settings
+from batchlane.aws.sagemaker_api import call, describe, differences, sagemaker_client
 from batchlane.errors import BatchlaneError, Conflict, NotFound, ValidationError
 from batchlane.queue.launcher import JobState, RequestDefaults, prepare_launch
 from batchlane.queue.message import (
@@ -80,11 +81,6 @@ CONFIG_VARIABLES = (
     settings.AWS_REGION,
     settings.AWS_DEFAULT_REGION,
 )
-_ALREADY_EXISTS_HINTS = ("already exist", "must be unique")
-
-
-class SageMakerError(BatchlaneError):
-    """SageMaker refused or could not be reached for a reason that may pass (throttling, limits, network)."""
 
 
 @dataclass(frozen=True)
@@ -145,30 +141,6 @@ class LambdaConfig:
         if self.role_arn:
             wanted["ExecutionRoleArn"] = self.role_arn
         return wanted
-
-
-def sagemaker_client(env: Mapping[str, str] | None = None) -> Any:
-    """A boto3 SageMaker client: ``$AWS_ENDPOINT_URL_SAGEMAKER``, else ``$AWS_ENDPOINT_URL``, else AWS."""
-    import boto3
-    from botocore.config import Config
-
-    env = os.environ if env is None else env
-    endpoint = env.get(settings.AWS_ENDPOINT_URL_SAGEMAKER) or env.get(settings.AWS_ENDPOINT_URL) or None
-    region = env.get(settings.AWS_REGION) or env.get(settings.AWS_DEFAULT_REGION) or "us-east-1"
-    config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
-    return boto3.session.Session(region_name=region).client("sagemaker", endpoint_url=endpoint, config=config)
-
-
-def _differences(wanted: Mapping[str, Any], actual: Mapping[str, Any], path: str = "") -> list[str]:
-    """Fields of ``wanted`` whose value differs in ``actual`` (fields SageMaker adds, such as defaults, are fine)."""
-    found = []
-    for key, value in wanted.items():
-        other = actual.get(key)
-        if isinstance(value, Mapping) and isinstance(other, Mapping):
-            found += _differences(value, other, f"{path}{key}.")
-        elif value != other:
-            found.append(f"{path}{key} ({other!r} → {value!r})")
-    return found
 
 
 class SageMakerLauncher:
@@ -234,7 +206,9 @@ class SageMakerLauncher:
         described: dict[str, dict[str, Any] | None] = {}
 
         def lookup(job_name: str) -> JobState | None:
-            found = described[job_name] = self._describe("describe_transform_job", TransformJobName=job_name)
+            found = described[job_name] = describe(
+                self.sagemaker, "describe_transform_job", TransformJobName=job_name
+            )
             if found is None:
                 return None
             return JobState(str(found.get("TransformJobStatus")), found.get("TransformEndTime"))
@@ -255,16 +229,16 @@ class SageMakerLauncher:
             if self.check_inputs:
                 check_input_exists(message.input_path, self.env)
             try:
-                self._call("create_transform_job", **request)
+                call(self.sagemaker, "create_transform_job", **request)
                 return name
             except Conflict:  # a concurrent duplicate created it first
-                existing = self._describe("describe_transform_job", TransformJobName=name)
+                existing = describe(self.sagemaker, "describe_transform_job", TransformJobName=name)
                 if existing is None:
                     raise
-        differences = _differences({k: v for k, v in request.items() if k != "TransformJobName"}, existing)
-        if differences:
+        changed = differences({k: v for k, v in request.items() if k != "TransformJobName"}, existing)
+        if changed:
             raise Conflict(
-                f"transform job {name} already exists with a different spec: {'; '.join(differences)}",
+                f"transform job {name} already exists with a different spec: {'; '.join(changed)}",
                 field="TransformJobName",
             )
         return name
@@ -283,38 +257,6 @@ class SageMakerLauncher:
                 f"instance_type: SageMaker needs an ml.* instance type, got {message.instance_type!r}",
                 field="instance_type",
             )
-
-    # -- SageMaker calls ---------------------------------------------------------------------------------------
-    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        """Call SageMaker; errors become ValidationError/Conflict/NotFound (permanent) or SageMakerError."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self.sagemaker, operation)(**params)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code, text = error.get("Code", ""), error.get("Message", "")
-            what = f"SageMaker {operation}: {code}: {text}"
-            if code == "ResourceInUse" or (
-                code == "ValidationException" and any(h in text.lower() for h in _ALREADY_EXISTS_HINTS)
-            ):
-                raise Conflict(what) from exc
-            if code in ("ResourceNotFound", "ResourceNotFoundException"):
-                raise NotFound(what) from exc
-            if code == "ValidationException":
-                raise ValidationError(what) from exc
-            raise SageMakerError(what) from exc
-        except BotoCoreError as exc:
-            raise SageMakerError(f"SageMaker {operation}: {exc}") from exc
-
-    def _describe(self, operation: str, **params: Any) -> dict[str, Any] | None:
-        """A Describe* answer, or None when the resource does not exist (SageMaker says ValidationException)."""
-        try:
-            return self._call(operation, **params)
-        except (ValidationError, NotFound) as exc:
-            if "could not find" in str(exc).lower() or isinstance(exc, NotFound):
-                return None
-            raise
 
     # -- parking permanent failures ----------------------------------------------------------------------------
     def _park(self, record: Mapping[str, Any], reason: str) -> bool:
@@ -361,24 +303,24 @@ class _SageMakerModels:
 
     def ensure_default(self, name: str) -> None:
         config = self.launcher.config
-        existing = self.launcher._describe("describe_model", ModelName=name)
+        existing = describe(self.launcher.sagemaker, "describe_model", ModelName=name)
         if existing is None:
             try:
-                self.launcher._call("create_model", ModelName=name, **config.wanted_model())
+                call(self.launcher.sagemaker, "create_model", ModelName=name, **config.wanted_model())
                 return
             except Conflict:  # another invocation created it first: compare with that one
-                existing = self.launcher._describe("describe_model", ModelName=name)
+                existing = describe(self.launcher.sagemaker, "describe_model", ModelName=name)
                 if existing is None:
                     raise
-        differences = _differences(config.wanted_model(complete=False), existing)
-        if differences:
+        changed = differences(config.wanted_model(complete=False), existing)
+        if changed:
             raise Conflict(
-                f"model {name} already exists with a different spec: {'; '.join(differences)}",
+                f"model {name} already exists with a different spec: {'; '.join(changed)}",
                 field="model_name",
             )
 
     def require(self, name: str, *, defaulted: bool) -> None:
-        if self.launcher._describe("describe_model", ModelName=name) is not None:
+        if describe(self.launcher.sagemaker, "describe_model", ModelName=name) is not None:
             return
         if defaulted:
             raise NotFound(
