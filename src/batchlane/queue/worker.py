@@ -34,13 +34,14 @@ from typing import Any
 
 from batchlane import settings
 from batchlane.engines import EngineName, get_engine
-from batchlane.errors import BatchlaneError, NotFound, StaleReceipt, ValidationError
+from batchlane.errors import NotFound, ValidationError
 from batchlane.jobs.lease import find_orphans, runner_id
 from batchlane.jobs.lifecycle import record_crash
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobRecord, JobStore
 from batchlane.models import ModelRegistry, ModelSpec
 from batchlane.queue.base import MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_S, Message, Queue
+from batchlane.queue.endings import MessageEndings
 from batchlane.queue.heartbeat import Heartbeat
 from batchlane.queue.launcher import (
     ATTEMPT_ATTRIBUTE,
@@ -48,9 +49,8 @@ from batchlane.queue.launcher import (
     RequestDefaults,
     job_name_for_attempt,
     prepare_launch,
-    retry_delay_s,
 )
-from batchlane.queue.message import MODEL_NAME_RE, check_input_exists, is_permanent
+from batchlane.queue.message import MODEL_NAME_RE, check_input_exists
 from batchlane.queue.outcome import Action, Outcome, WorkerStats
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ DEFAULT_JOB_LEASE_S = 30.0
 DEFAULT_WAIT_S = 5.0
 
 
-class Worker:
+class Worker(MessageEndings):
     """Consumes transform requests from ``queue`` and runs their jobs with ``engine`` (default local) over ``store``.
 
     ``model``: the default model for messages without ``model_name``: a registered model's name, or a ``ModelSpec``
@@ -353,64 +353,6 @@ class Worker:
     def _reap_children(self) -> None:
         self._children = [child for child in self._children if child.poll() is None]
 
-    # -- endings -------------------------------------------------------------------------------------------------
-    def _failed(self, message: Message, lease: Heartbeat, exc: Exception) -> Outcome:
-        reason = str(exc) or type(exc).__name__
-        if lease.lost.is_set():
-            log.warning("message %s failed after its lease was lost: %s", message.message_id, reason)
-            return Outcome(message.message_id, Action.LEASE_LOST, reason=reason)
-        if is_permanent(exc):
-            log.warning("message %s: permanent error, dead-lettering it: %s", message.message_id, reason)
-            try:
-                self.queue.dead_letter(message, reason)
-            except StaleReceipt as stale:
-                log.warning("message %s: could not dead-letter it: %s", message.message_id, stale)
-                return Outcome(message.message_id, Action.LEASE_LOST, reason=reason)
-            except Exception:
-                log.exception("message %s: dead-lettering failed; it will be redelivered", message.message_id)
-                return Outcome(message.message_id, Action.RETRY, reason=reason)
-            return Outcome(message.message_id, Action.DEAD_LETTERED, reason=reason)
-        delay = retry_delay_s(message.receive_count, self.retry_backoff_s, self.max_retry_backoff_s)
-        if isinstance(exc, BatchlaneError):
-            log.warning("message %s: transient error, retrying in %ss: %s", message.message_id, delay, reason)
-        else:
-            log.exception("message %s: unexpected error, retrying in %ss", message.message_id, delay)
-        try:
-            self.queue.change_visibility(message, delay, reason=reason)
-        except StaleReceipt:
-            return Outcome(message.message_id, Action.LEASE_LOST, reason=reason)
-        except Exception:
-            log.exception(
-                "message %s: could not release it; it returns when its lease ends", message.message_id
-            )
-        return Outcome(message.message_id, Action.RETRY, reason=reason)
-
-    def _delete(self, message: Message, action: Action, record: JobRecord, reason: str | None) -> Outcome:
-        try:
-            self.queue.delete(message)
-        except StaleReceipt as exc:
-            # Another worker holds the message now; the job name makes its run find this job.
-            log.warning(
-                "message %s: delete refused (%s); another worker owns it now", message.message_id, exc
-            )
-            return self._outcome(message, Action.LEASE_LOST, record, str(exc))
-        return self._outcome(message, action, record, reason)
-
-    def _release(self, message: Message, reason: str, record: JobRecord | None = None) -> Outcome:
-        self._quietly(lambda: self.queue.nack(message))
-        log.info("message %s released: %s", message.message_id, reason)
-        return self._outcome(message, Action.RELEASED, record, reason)
-
-    @staticmethod
-    def _outcome(message: Message, action: Action, record: JobRecord | None, reason: str | None) -> Outcome:
-        return Outcome(
-            message.message_id,
-            action,
-            record.name if record else None,
-            record.status.value if record else None,
-            reason,
-        )
-
     # -- helpers ---------------------------------------------------------------------------------------------
     def _lease_seconds(self) -> int:
         if self.visibility_timeout_s is not None:
@@ -419,15 +361,6 @@ class Worker:
             configured = self.queue.attributes().get("visibility_timeout_s")
             self._lease_s = int(configured) if configured is not None else 900
         return self._lease_s
-
-    @staticmethod
-    def _quietly(action: Callable[[], object]) -> None:
-        try:
-            action()
-        except StaleReceipt as exc:
-            log.info("%s", exc)
-        except Exception:
-            log.exception("ignored error")
 
     def recover_orphans(self) -> list[str]:
         """Resume every job whose runner is gone (the orphan sweep, ``jobs.lease.find_orphans``); with ``run_jobs``
