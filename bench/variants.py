@@ -279,7 +279,7 @@ def run_transform_job(
     url: str, inputs: Path, outputs: Path, work: Path, **request_extra: Any
 ) -> tuple[Any, float]:
     """Submit and run one transform job over ``inputs`` against the server at ``url``; returns (record, seconds)."""
-    from batchlane.engines import local
+    from batchlane.engines import get_engine
     from batchlane.jobs.store import JobStore
     from batchlane.models import ModelRegistry, ModelSpec
 
@@ -302,9 +302,9 @@ def run_transform_job(
         "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
         **request_extra,
     }
-    local.submit(store, request)
+    get_engine("local", store).submit(request)
     started = time.perf_counter()
-    record = local.run(store, "bench")
+    record = get_engine("local", store).run("bench")
     seconds = time.perf_counter() - started
     store.close()
     return record, seconds

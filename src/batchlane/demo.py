@@ -106,7 +106,8 @@ def run_demo(
     on_progress: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> DemoResult:
     """Run the whole demo in ``workdir`` (inputs under ``input/``, outputs under ``output/``)."""
-    from batchlane.engines import local
+    from batchlane.engines import get_engine
+    from batchlane.jobs.naming import timestamped_name
     from batchlane.models import ModelRegistry, ModelSpec
     from batchlane.training.demo_model import DEMO_TEST_FILE, demo_data_dir, ensure_demo_model
 
@@ -115,10 +116,11 @@ def run_demo(
     spec = ModelSpec(name=f"dispute-classifier-{model_dir.name[-12:]}", model_data=str(model_dir))
     model = ModelRegistry(store).create(spec, exist_ok=True)
     output_dir = workdir / "output" / time.strftime("%Y%m%d-%H%M%S")
-    name = f"demo-{time.strftime('%Y-%m-%d-%H-%M-%S')}"
-    local.submit(store, demo_request(name, model.name, workdir / "input", output_dir))
+    name = timestamped_name("demo")
+    engine = get_engine("local", store)
+    engine.submit(demo_request(name, model.name, workdir / "input", output_dir))
     started = time.monotonic()
-    job = local.run(store, name, on_progress=on_progress)
+    job = engine.run(name, on_progress=on_progress)
     seconds = time.monotonic() - started
     predictions = read_predictions(output_dir)
     correct = sum(1 for key, label in predictions.items() if truth.get(key) == label)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from batchlane.cli.main import main
-from batchlane.engines import local
+from batchlane.engines import get_engine
 from batchlane.examples.user_code import make_model_dir
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
@@ -130,7 +130,9 @@ def test_a_usage_error_through_the_console_script(env: dict[str, str]) -> None:
 def test_jobs_wait_exits_by_the_final_state(env: dict[str, str], tmp_path: Path) -> None:
     store = JobStore(env["BATCHLANE_DB"])
     for name in ("done", "broken", "halted", "running"):
-        local.submit(store, transform_request(name, f"{tmp_path}/in/", f"{tmp_path}/out-{name}/"))
+        get_engine("local", store).submit(
+            transform_request(name, f"{tmp_path}/in/", f"{tmp_path}/out-{name}/")
+        )
     store.transition("broken", JobStatus.FAILED, failure_reason="ClientError: something broke")
     store.request_stop("halted")
     store.transition("halted", JobStatus.STOPPED)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from batchlane.engines import local
+from batchlane.engines import get_engine
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
 from tests.models import (
@@ -174,7 +174,7 @@ def test_a_second_ctrl_c_aborts_at_once_and_the_job_stays_resumable(
 
 def test_resume_refuses_a_job_a_live_runner_holds(env: dict[str, str], tmp_path: Path) -> None:
     store = JobStore(env["BATCHLANE_DB"])
-    local.submit(store, transform_request("held", f"{tmp_path}/in/", f"{tmp_path}/held/"))
+    get_engine("local", store).submit(transform_request("held", f"{tmp_path}/in/", f"{tmp_path}/held/"))
     assert store.claim("held", f"elsewhere:{os.getpid()}:x", lease_s=60)
 
     result = run_cli(["jobs", "resume", "held"], env)

@@ -155,10 +155,12 @@ def test_jobs_list_describe_logs_and_stop_a_detached_job(env: dict[str, str], tm
     assert "POST /invocations" in container_log
 
     # A job no runner holds (its runner died, or none started it yet) is stopped by `jobs stop` itself.
-    from batchlane.engines import local
+    from batchlane.engines import get_engine
     from tests.models import transform_request
 
-    local.submit(store, transform_request("orphan", f"{tmp_path}/in/", f"{tmp_path}/orphan-out/"))
+    get_engine("local", store).submit(
+        transform_request("orphan", f"{tmp_path}/in/", f"{tmp_path}/orphan-out/")
+    )
     assert cli_ok(run_cli(["jobs", "stop", "orphan"], env)).stdout.strip() == "orphan: Stopped"
     assert store.get_job("orphan").status is JobStatus.STOPPED
     assert not (tmp_path / "orphan-out").exists()

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from batchlane.api.auth import AccessKey
 from batchlane.api.executor import JobExecutor
-from batchlane.engines import local
+from batchlane.engines import get_engine
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.models import ModelRegistry, ModelSpec
@@ -216,7 +216,7 @@ def test_delete_model(sm, root: Path) -> None:
 
 def _empty_job(store: JobStore, root: Path, name: str) -> None:
     ModelRegistry(store).create(ModelSpec(name="m", model_data=str(root)), exist_ok=True)
-    local.submit(store, job_request(name, "m", inputs(root, 0), root / f"out-{name}"))
+    get_engine("local", store).submit(job_request(name, "m", inputs(root, 0), root / f"out-{name}"))
 
 
 def test_the_executor_resumes_orphaned_jobs_at_start(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from batchlane.cli.foreground import JobProgress, exit_code
-from batchlane.engines import local
+from batchlane.engines import get_engine
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from tests.models import transform_request
@@ -73,12 +73,14 @@ def test_a_real_job_shows_the_start_up_phase(tmp_path: Path, capsys: pytest.Capt
     register_echo(store)
     (tmp_path / "in").mkdir()
     (tmp_path / "in/a.txt").write_text("x\ny\n")
-    record = local.submit(store, transform_request("shown", f"{tmp_path}/in/", f"{tmp_path}/out/"))
+    record = get_engine("local", store).submit(
+        transform_request("shown", f"{tmp_path}/in/", f"{tmp_path}/out/")
+    )
     console, sink = _terminal()
     logging.getLogger("batchlane").setLevel(logging.INFO)
 
     with JobProgress(False, console=console) as progress:
-        final = local.run(store, record.name, on_progress=progress)
+        final = get_engine("local", store).run(record.name, on_progress=progress)
 
     assert final.status is JobStatus.COMPLETED
     shown = sink.getvalue()

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from batchlane.engines import local
+from batchlane.engines import get_engine
+from batchlane.engines.submit import next_step
 from batchlane.errors import Conflict
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
@@ -22,7 +23,7 @@ PLANS = [
 
 
 def _job(store: JobStore, name: str, tmp_path: Path) -> None:
-    local.submit(store, transform_request(name, f"{tmp_path}/in/", f"{tmp_path}/out-{name}/"))
+    get_engine("local", store).submit(transform_request(name, f"{tmp_path}/in/", f"{tmp_path}/out-{name}/"))
     store.add_files(name, PLANS)
     store.mark_file(name, "in/a.txt", FileState.DONE, records=4)
     store.add_progress(name, "in/b.txt", records=2, records_failed=1, bytes_read=5)
@@ -33,7 +34,7 @@ def test_reopen_keeps_done_files_and_retries_failed_ones(store: JobStore, tmp_pa
     _job(store, "failed", tmp_path)
     store.transition("failed", JobStatus.FAILED, failure_reason="in/b.txt: poisoned record")
 
-    record = local.reopen(store, "failed")
+    record = get_engine("local", store).reopen("failed")
 
     assert record.status is JobStatus.IN_PROGRESS
     assert record.failure_reason is None and record.end_time is None and record.owner is None
@@ -58,26 +59,26 @@ def test_reopen_a_stopped_job(store: JobStore, tmp_path: Path) -> None:
     store.request_stop("stopped")
     store.transition("stopped", JobStatus.STOPPED)
 
-    assert local.reopen(store, "stopped").status is JobStatus.IN_PROGRESS
+    assert get_engine("local", store).reopen("stopped").status is JobStatus.IN_PROGRESS
     # Once reopened it is an ordinary InProgress job: stop works again, and the state table is unchanged.
     assert store.request_stop("stopped").status is JobStatus.STOPPING
 
 
 def test_reopen_refuses_completed_and_running_jobs(store: JobStore, tmp_path: Path) -> None:
-    local.submit(store, transform_request("done", f"{tmp_path}/in/", f"{tmp_path}/done/"))
+    get_engine("local", store).submit(transform_request("done", f"{tmp_path}/in/", f"{tmp_path}/done/"))
     store.transition("done", JobStatus.COMPLETED)
-    local.submit(store, transform_request("running", f"{tmp_path}/in/", f"{tmp_path}/running/"))
+    get_engine("local", store).submit(transform_request("running", f"{tmp_path}/in/", f"{tmp_path}/running/"))
     assert store.claim("running", f"another-host:{os.getpid()}:x", lease_s=60)
-    local.submit(store, transform_request("orphan", f"{tmp_path}/in/", f"{tmp_path}/orphan/"))
+    get_engine("local", store).submit(transform_request("orphan", f"{tmp_path}/in/", f"{tmp_path}/orphan/"))
 
     with pytest.raises(Conflict, match="already Completed; nothing to resume"):
-        local.reopen(store, "done")
+        get_engine("local", store).reopen("done")
     with pytest.raises(Conflict, match="is being run by another-host"):
-        local.reopen(store, "running")
+        get_engine("local", store).reopen("running")
     with pytest.raises(Conflict, match="only Stopped or Failed jobs can be reopened"):
         store.reopen("running")
     # An InProgress job nobody runs is resumable as it is.
-    assert local.reopen(store, "orphan").status is JobStatus.IN_PROGRESS
-    assert "resume it with `batchlane jobs resume orphan`" in local.next_step(store.get_job("orphan"))
-    assert "`batchlane jobs wait running` waits for it" in local.next_step(store.get_job("running"))
-    assert "`batchlane jobs results done`" in local.next_step(store.get_job("done"))
+    assert get_engine("local", store).reopen("orphan").status is JobStatus.IN_PROGRESS
+    assert "resume it with `batchlane jobs resume orphan`" in next_step(store.get_job("orphan"))
+    assert "`batchlane jobs wait running` waits for it" in next_step(store.get_job("running"))
+    assert "`batchlane jobs results done`" in next_step(store.get_job("done"))

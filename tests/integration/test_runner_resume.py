@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from batchlane.engines import local
+from batchlane.engines import get_engine
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.storage.base import ObjectInfo
@@ -26,7 +26,7 @@ def test_resume_redoes_only_pending_files_and_cleans_only_its_own_output_folder(
     request = transform_request(
         "resumed", f"{tmp_path}/in/", f"{tmp_path}/out", Environment={"ECHO_LOG": str(calls)}
     )
-    local.submit(store, request)
+    get_engine("local", store).submit(request)
     # A runner on another host planned the job, committed a.txt, was half-way through b.txt and died.
     dead = "another-host:4242:deadbeef"
     assert store.claim("resumed", dead, lease_s=30, now=datetime.now(UTC) - timedelta(minutes=5))  # expired
@@ -46,7 +46,7 @@ def test_resume_redoes_only_pending_files_and_cleans_only_its_own_output_folder(
     (tmp_path / "in/c.txt").unlink()
 
     assert [job.name for job in store.resumable_jobs()] == ["resumed"]
-    record = local.resume_orphans(store)[0]
+    record = get_engine("local", store).recover()[0]
 
     # The vanished object fails alone; the job ends Failed naming it.
     assert record.status is JobStatus.FAILED

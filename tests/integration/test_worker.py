@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from batchlane.engines import local
+from batchlane.engines import get_engine
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.models import ModelRegistry, ModelSpec
@@ -366,6 +366,6 @@ def test_request_matches_what_the_local_engine_accepts(
         seed_body(f"{make_inputs(tmp_path / 'in')}/", f"{tmp_path}/out/", strategy="SingleRecord")
     )
     request = build_request(message, job_name="j1", model_name="upper", defaults=CSV_DEFAULTS)
-    record = local.submit(store, request)
+    record = get_engine("local", store).submit(request)
     assert record.request["BatchStrategy"] == "SingleRecord"
     assert record.request["TransformOutput"]["AssembleWith"] == "Line"

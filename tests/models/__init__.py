@@ -81,10 +81,10 @@ def run_job(
     store: Any, request: Mapping[str, Any], options: Mapping[str, Any] | None = None, **runner: Any
 ) -> Any:
     """Submit ``request`` to the local engine and run it here to its end; returns the final ``JobRecord``."""
-    from batchlane.engines import local
+    from batchlane.engines import get_engine
 
-    record = local.submit(store, request, {"startup_timeout_s": 60, **(options or {})})
-    return local.run(store, record.name, **runner)
+    record = get_engine("local", store).submit(request, {"startup_timeout_s": 60, **(options or {})})
+    return get_engine("local", store).run(record.name, **runner)
 
 
 def run_job_in_process(

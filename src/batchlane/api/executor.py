@@ -1,18 +1,19 @@
 """``JobExecutor``: the server's own workers, which run the transform jobs created through the API.
 
-Design: a fixed pool of ``workers`` long-lived threads, each running one job at a time in-process with the local
-engine (``engines.local.run``: the job's runner claims a lease in the job store, starts a ``batchlane serve`` model
+Design: a fixed pool of ``workers`` long-lived threads, each running one job at a time in-process with the engine
+from ``get_engine`` (local: the job's runner claims a lease in the job store, starts a ``batchlane serve`` model
 container as a child process, and drives the job to a terminal state). Threads rather than detached processes
 because the pool bounds how many model servers run at once, a stop request reaches the runner through the store's
 status within a third of ``lease_s``, and the threads are long-lived, which matters because a model container is
 tied to the *thread* that started it (``PR_SET_PDEATHSIG``): it dies with the server instead of leaking.
 
-A scanner thread keeps the pool honest: at start it queues every job that no runner holds (``resumable_jobs``:
-never claimed, released, or lease expired: the orphans of a crashed server, or jobs created by another process),
-then rescans every ``scan_interval_s``. A job that was never claimed is left alone for ``unclaimed_grace_s`` after
+A scanner thread keeps the pool honest: at start it queues every job that no live runner holds (the one orphan
+sweep, ``jobs.lease.find_orphans``: never claimed, released, lease expired, or its runner a dead process of this
+host: the orphans of a crashed server, or jobs created by another process), then rescans every ``scan_interval_s``. A job that was never claimed is left alone for ``unclaimed_grace_s`` after
 its creation, so a CLI or queue worker that creates a job and runs it itself is not raced for it. A runner that
-crashes (an exception, not a job failure) gives its lease back; the job is retried on the next scan, and after
-``max_attempts`` claims it is marked Failed with the error, so a deterministic crash cannot loop forever.
+crashes (an exception, not a job failure) goes through ``jobs.lifecycle.record_crash``: it gives its lease back and
+the job is retried on the next scan; after ``max_attempts`` claims it is marked Failed with the error, so a
+deterministic crash cannot loop forever.
 
 Server shutdown does not wait for running jobs: the threads are daemons, the model containers get SIGTERM with the
 process, and the jobs' leases expire; the next server start (or ``batchlane jobs resume``) resumes them from their
@@ -25,23 +26,23 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-from batchlane.errors import Conflict, NotFound
-from batchlane.jobs.state import JobStatus
-from batchlane.jobs.store import JobRecord, JobStore, utcnow
+from batchlane.aws_names import canonical_job_name
+from batchlane.errors import NotFound
+from batchlane.jobs.lease import find_orphans, runner_id
+from batchlane.jobs.lifecycle import MAX_ATTEMPTS, record_crash
+from batchlane.jobs.store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3
 RunJob = Callable[..., JobRecord]
 
 
 def _run_with_local_engine(store: JobStore, name: str, **kwargs: Any) -> JobRecord:
-    from batchlane.engines import local
+    from batchlane.engines import get_engine
 
-    return local.run(store, name, **kwargs)
+    return get_engine("local", store).run(name, **kwargs)
 
 
 class JobExecutor:
@@ -104,7 +105,7 @@ class JobExecutor:
         """Queue job ``name`` unless it is already queued or running here; True if queued now."""
         if self.workers == 0 or self._stopping.is_set():
             return False
-        key = name.lower()
+        key = canonical_job_name(name)
         with self._lock:
             if key in self._busy:
                 return False
@@ -115,11 +116,8 @@ class JobExecutor:
     def scan(self, *, grace: bool = True) -> list[str]:
         """Queue every job no runner holds; returns the names queued now."""
         queued = []
-        cutoff = utcnow() - timedelta(seconds=self.unclaimed_grace_s)
-        for record in self.store.resumable_jobs():
-            fresh = record.owner is None and record.attempts == 0 and record.creation_time > cutoff
-            if grace and fresh:
-                continue
+        grace_s = self.unclaimed_grace_s if grace else 0.0
+        for record in find_orphans(self.store, unclaimed_grace_s=grace_s):
             if self.submit(record.name):
                 queued.append(record.name)
         if queued:
@@ -142,17 +140,15 @@ class JobExecutor:
             if name is None or self._stopping.is_set():
                 return
             with self._lock:
-                self._running.add(name.lower())
+                self._running.add(canonical_job_name(name))
             try:
                 self._run(name)
             finally:
                 with self._lock:
-                    self._running.discard(name.lower())
-                    self._busy.discard(name.lower())
+                    self._running.discard(canonical_job_name(name))
+                    self._busy.discard(canonical_job_name(name))
 
     def _run(self, name: str) -> None:
-        from batchlane.transform.runner import runner_id
-
         owner = runner_id()
         try:
             record = self._run_job(self.store, name, lease_s=self.lease_s, owner=owner)
@@ -164,17 +160,4 @@ class JobExecutor:
             self._after_crash(name, owner, exc)
 
     def _after_crash(self, name: str, owner: str, exc: Exception) -> None:
-        try:
-            record = self.store.get_job(name)
-            if record.is_terminal or record.owner not in (None, owner):
-                return
-            if record.attempts >= self.max_attempts:
-                reason = f"InternalError: the job runner crashed {record.attempts} times; last error: {exc}"
-                self.store.transition(name, JobStatus.FAILED, failure_reason=reason, owner=record.owner)
-                log.error("job %s: gave up after %d attempts", name, record.attempts)
-            elif record.owner == owner:
-                self.store.release(name, owner)  # the next scan retries it
-        except (Conflict, NotFound):
-            pass
-        except Exception:
-            log.exception("job %s: could not record the runner crash", name)
+        record_crash(self.store, name, owner, exc, max_attempts=self.max_attempts)

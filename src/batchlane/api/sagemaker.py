@@ -1,7 +1,7 @@
 """The SageMaker actions of the control plane (``X-Amz-Target: SageMaker.<Action>``, AWS JSON 1.1).
 
 Models: ``CreateModel``, ``DescribeModel``, ``ListModels``, ``DeleteModel`` over ``batchlane.models``. Transform
-jobs: ``CreateTransformJob`` (``engines.local.submit``, then the server's executor runs it),
+jobs: ``CreateTransformJob`` (the engine's ``submit``, then the server's executor runs it),
 ``DescribeTransformJob``, ``ListTransformJobs`` (NextToken/MaxResults paging, filters, sorting) and
 ``StopTransformJob`` over the job store. Request and response shapes are SageMaker's (docs/control-plane.md).
 
@@ -193,10 +193,10 @@ class SageMakerApi:
 
     # -- transform jobs ----------------------------------------------------------------------------------------
     def create_transform_job(self, params: dict[str, Any]) -> dict[str, Any]:
-        from batchlane.engines import local
+        from batchlane.engines import get_engine
 
         self.paths.check_transform_request(params)
-        record = local.submit(self.store, params)
+        record = get_engine("local", self.store).submit(params)
         self.on_job_ready(record.name)
         return {"TransformJobArn": record.arn}
 
@@ -226,7 +226,9 @@ class SageMakerApi:
     def stop_transform_job(self, params: dict[str, Any]) -> dict[str, Any]:
         _unknown_fields(params, {"TransformJobName"}, "StopTransformJob")
         name = check_job_name(_string(params, "TransformJobName"))  # type: ignore[arg-type]
-        record = self.store.request_stop(name)
+        from batchlane.engines import get_engine
+
+        record = get_engine("local", self.store).stop(name, finish_here=False)
         if record.status is JobStatus.STOPPING:
             self.on_job_ready(
                 record.name

@@ -4,7 +4,9 @@
 ``template.yaml``) and, for each record, does what the queue worker does with the local engine, against the
 SageMaker API instead (docs/reliability.md):
 
-* ``parse_message`` (plus: both paths must be ``s3://`` and the instance type an ``ml.*`` one: SageMaker runs it);
+* the queue worker's own path, ``queue.launcher.prepare_launch``: ``parse_message`` (plus: both paths must be
+  ``s3://`` and the instance type an ``ml.*`` one: SageMaker runs it), the attempt and job name, the model
+  (``resolve_model``, with SageMaker as the ``ModelCatalog``) and the request;
 * the model: the message's ``model_name`` must exist; without one, the configured default (``BATCHLANE_MODEL_NAME``)
   is created if missing (``BATCHLANE_MODEL_IMAGE``, ``BATCHLANE_MODEL_DATA_URL``, ``BATCHLANE_EXECUTION_ROLE_ARN``)
   and, if it exists, must have that image, model data and role: a drifted model is a conflict, never silently
@@ -40,13 +42,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchlane import aws_names, settings, spec_diff
+from batchlane.aws.sagemaker_api import call, describe, sagemaker_client
 from batchlane.errors import BatchlaneError, Conflict, NotFound, ValidationError
-from batchlane.queue.launcher import JobState, RequestDefaults, attempt_of, build_request, resolve_attempt
+from batchlane.queue.launcher import JobState, RequestDefaults, prepare_launch
 from batchlane.queue.message import (
     TransformMessage,
     check_input_exists,
     is_permanent,
-    parse_message,
     split_path,
 )
 from batchlane.queue.sqs import (
@@ -78,11 +80,6 @@ CONFIG_VARIABLES = (
     settings.AWS_REGION,
     settings.AWS_DEFAULT_REGION,
 )
-_ALREADY_EXISTS_HINTS = ("already exist", "must be unique")
-
-
-class SageMakerError(BatchlaneError):
-    """SageMaker refused or could not be reached for a reason that may pass (throttling, limits, network)."""
 
 
 @dataclass(frozen=True)
@@ -141,18 +138,6 @@ class LambdaConfig:
         if self.role_arn:
             wanted["ExecutionRoleArn"] = self.role_arn
         return wanted
-
-
-def sagemaker_client(env: Mapping[str, str] | None = None) -> Any:
-    """A boto3 SageMaker client: ``$AWS_ENDPOINT_URL_SAGEMAKER``, else ``$AWS_ENDPOINT_URL``, else AWS."""
-    import boto3
-    from botocore.config import Config
-
-    env = os.environ if env is None else env
-    endpoint = env.get(settings.AWS_ENDPOINT_URL_SAGEMAKER) or env.get(settings.AWS_ENDPOINT_URL) or None
-    region = env.get(settings.AWS_REGION) or env.get(settings.AWS_DEFAULT_REGION) or "us-east-1"
-    config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
-    return boto3.session.Session(region_name=region).client("sagemaker", endpoint_url=endpoint, config=config)
 
 
 class SageMakerLauncher:
@@ -215,36 +200,44 @@ class SageMakerLauncher:
 
         ``sent_at``: when the message was sent (Unix seconds; the record's ``SentTimestamp``), for the re-send rule.
         """
-        message = parse_message(body)
-        self._check_for_sagemaker(message)
         described: dict[str, dict[str, Any] | None] = {}
 
         def lookup(job_name: str) -> JobState | None:
-            found = described[job_name] = self._describe("describe_transform_job", TransformJobName=job_name)
+            found = described[job_name] = describe(
+                self.sagemaker, "describe_transform_job", TransformJobName=job_name
+            )
             if found is None:
                 return None
             return JobState(str(found.get("TransformJobStatus")), found.get("TransformEndTime"))
 
-        _, name = resolve_attempt(message, attempt_of(attributes), sent_at, lookup)
-        model_name = self._ensure_model(message.model_name)
-        request = build_request(message, job_name=name, model_name=model_name, defaults=self.config.defaults)
+        launch = prepare_launch(
+            body,
+            attributes=attributes,
+            sent_at=sent_at,
+            lookup=lookup,
+            catalog=_SageMakerModels(self),
+            default_model=self.config.model_name or settings.DEFAULT_MODEL_NAME,
+            defaults=self.config.defaults,
+            check=self._check_for_sagemaker,
+        )
+        message, name, request = launch.message, launch.name, launch.request
         existing = described[name]
         if existing is None:
             if self.check_inputs:
                 check_input_exists(message.input_path, self.env)
             try:
-                self._call("create_transform_job", **request)
+                call(self.sagemaker, "create_transform_job", **request)
                 return name
             except Conflict:  # a concurrent duplicate created it first
-                existing = self._describe("describe_transform_job", TransformJobName=name)
+                existing = describe(self.sagemaker, "describe_transform_job", TransformJobName=name)
                 if existing is None:
                     raise
-        differences = spec_diff.differences(
+        changed = spec_diff.differences(
             existing, {k: v for k, v in request.items() if k != "TransformJobName"}
         )
-        if differences:
+        if changed:
             raise Conflict(
-                f"transform job {name} already exists with a different spec: {'; '.join(differences)}",
+                f"transform job {name} already exists with a different spec: {'; '.join(changed)}",
                 field="TransformJobName",
             )
         return name
@@ -263,68 +256,6 @@ class SageMakerLauncher:
                 f"instance_type: SageMaker needs an ml.* instance type, got {message.instance_type!r}",
                 field="instance_type",
             )
-
-    def _ensure_model(self, requested: str | None) -> str:
-        default = self.config.model_name
-        name = requested or default or settings.DEFAULT_MODEL_NAME
-        existing = self._describe("describe_model", ModelName=name)
-        if name != default:
-            if existing is None and requested is None:
-                raise NotFound(
-                    f"the message has no model_name, {settings.BATCHLANE_MODEL_NAME} is not set, and the default "
-                    f"model {name} does not exist in SageMaker",
-                    field="model_name",
-                )
-            if existing is None:
-                raise NotFound(f"model {name} does not exist in SageMaker", field="model_name")
-            return name
-        if existing is None:
-            try:
-                self._call("create_model", ModelName=name, **self.config.wanted_model())
-                return name
-            except Conflict:  # another invocation created it first: compare with that one
-                existing = self._describe("describe_model", ModelName=name)
-                if existing is None:
-                    raise
-        differences = spec_diff.differences(existing, self.config.wanted_model(complete=False))
-        if differences:
-            raise Conflict(
-                f"model {name} already exists with a different spec: {'; '.join(differences)}",
-                field="model_name",
-            )
-        return name
-
-    # -- SageMaker calls ---------------------------------------------------------------------------------------
-    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        """Call SageMaker; errors become ValidationError/Conflict/NotFound (permanent) or SageMakerError."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self.sagemaker, operation)(**params)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code, text = error.get("Code", ""), error.get("Message", "")
-            what = f"SageMaker {operation}: {code}: {text}"
-            if code == "ResourceInUse" or (
-                code == "ValidationException" and any(h in text.lower() for h in _ALREADY_EXISTS_HINTS)
-            ):
-                raise Conflict(what) from exc
-            if code in ("ResourceNotFound", "ResourceNotFoundException"):
-                raise NotFound(what) from exc
-            if code == "ValidationException":
-                raise ValidationError(what) from exc
-            raise SageMakerError(what) from exc
-        except BotoCoreError as exc:
-            raise SageMakerError(f"SageMaker {operation}: {exc}") from exc
-
-    def _describe(self, operation: str, **params: Any) -> dict[str, Any] | None:
-        """A Describe* answer, or None when the resource does not exist (SageMaker says ValidationException)."""
-        try:
-            return self._call(operation, **params)
-        except (ValidationError, NotFound) as exc:
-            if "could not find" in str(exc).lower() or isinstance(exc, NotFound):
-                return None
-            raise
 
     # -- parking permanent failures ----------------------------------------------------------------------------
     def _park(self, record: Mapping[str, Any], reason: str) -> bool:
@@ -358,6 +289,45 @@ class SageMakerLauncher:
             log.exception("message %s: could not send it to the dead-letter queue", record.get("messageId"))
             return False
         return True
+
+
+class _SageMakerModels:
+    """SageMaker's models as the Lambda's ``ModelCatalog`` (``queue.launcher.resolve_model``, the worker's rule)."""
+
+    def __init__(self, launcher: SageMakerLauncher) -> None:
+        self.launcher = launcher
+
+    def has_default_spec(self) -> bool:
+        return self.launcher.config.model_name is not None
+
+    def ensure_default(self, name: str) -> None:
+        config = self.launcher.config
+        existing = describe(self.launcher.sagemaker, "describe_model", ModelName=name)
+        if existing is None:
+            try:
+                call(self.launcher.sagemaker, "create_model", ModelName=name, **config.wanted_model())
+                return
+            except Conflict:  # another invocation created it first: compare with that one
+                existing = describe(self.launcher.sagemaker, "describe_model", ModelName=name)
+                if existing is None:
+                    raise
+        changed = spec_diff.differences(existing, config.wanted_model(complete=False))
+        if changed:
+            raise Conflict(
+                f"model {name} already exists with a different spec: {'; '.join(changed)}",
+                field="model_name",
+            )
+
+    def require(self, name: str, *, defaulted: bool) -> None:
+        if describe(self.launcher.sagemaker, "describe_model", ModelName=name) is not None:
+            return
+        if defaulted:
+            raise NotFound(
+                f"the message has no model_name, {settings.BATCHLANE_MODEL_NAME} is not set, and the default "
+                f"model {name} does not exist in SageMaker",
+                field="model_name",
+            )
+        raise NotFound(f"model {name} does not exist in SageMaker", field="model_name")
 
 
 def _sent_at(record: Mapping[str, Any]) -> float | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -23,6 +23,9 @@ from rich.progress import (
 from rich.text import Text
 
 from batchlane.jobs.state import FileState, JobStatus
+
+if TYPE_CHECKING:
+    from batchlane.engines import Engine
 
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1  # the job ended Failed (also any error: unknown job, name taken, ...)
@@ -178,18 +181,14 @@ def print_summary(store: Any, name: str, progress: JobProgress, *, seconds: floa
 
 
 def run_here(
-    store: Any, name: str, *, quiet: bool, brief: bool = False, description: str = "transform"
+    engine: Engine, name: str, *, quiet: bool, brief: bool = False, description: str = "transform"
 ) -> int:
     """Run (or resume) job ``name`` in this process with the progress display (none if ``quiet``) and Ctrl-C
     handling; print the summary (or, ``brief``, just ``NAME: Status``) and return the exit code."""
-    from batchlane.engines import local
-
     started = time.monotonic()
     try:
         with JobProgress(quiet, description) as progress:
-            final, signum = local.run_in_foreground(
-                store, name, on_progress=progress, on_signal=progress.on_signal
-            )
+            final, signum = engine.run_in_foreground(name, on_progress=progress, on_signal=progress.on_signal)
     except KeyboardInterrupt:
         sys.stderr.write(
             f"aborted: job {name} was left InProgress; resume with: batchlane jobs resume {name}\n"
@@ -203,5 +202,5 @@ def run_here(
         if final.status is JobStatus.STOPPED:
             print(f"resume with: batchlane jobs resume {name}")
     else:
-        print_summary(store, final.name, progress, seconds=time.monotonic() - started)
+        print_summary(engine.store, final.name, progress, seconds=time.monotonic() - started)
     return exit_code(final.status, signum)

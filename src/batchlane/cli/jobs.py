@@ -63,23 +63,19 @@ def list_jobs(
 @jobs_app.command("describe")
 def describe(name: Annotated[str, typer.Argument(help="TransformJobName.")], db: DbOption = None) -> None:
     """Print the job as DescribeTransformJob would (plus batchlane's progress under "Batchlane")."""
-    from batchlane.jobs.describe import describe_job
+    from batchlane.engines import get_engine
 
-    typer.echo(json.dumps(describe_job(open_job_store(db).get_job(name)), indent=2, default=str))
+    typer.echo(json.dumps(get_engine("local", open_job_store(db)).describe(name), indent=2, default=str))
 
 
 @jobs_app.command("stop")
 def stop(name: Annotated[str, typer.Argument(help="TransformJobName.")], db: DbOption = None) -> None:
     """Ask a running job to stop (InProgress → Stopping → Stopped). Files already committed are kept."""
-    from batchlane.engines import local
-    from batchlane.jobs.state import JobStatus
+    from batchlane.engines import get_engine
 
-    store = open_job_store(db)
-    record = store.request_stop(name)
-    if record.status is JobStatus.STOPPING:
-        # A job whose runner died (or that no runner picked up yet) would stay Stopping forever: take it over and
-        # finish the stop here. A live runner keeps its lease, so this returns at once and that runner stops it.
-        record = local.run(store, name)
+    # A job whose runner died (or that no runner picked up yet) would stay Stopping forever: the engine takes it
+    # over and finishes the stop here. A live runner keeps its lease and stops the job itself.
+    record = get_engine("local", open_job_store(db)).stop(name)
     typer.echo(f"{record.name}: {record.status.value}")
 
 
@@ -102,22 +98,23 @@ def resume(
     """Continue a job here: one whose runner died, or one that was Stopped or Failed (its failed files are
     retried). Committed files are kept. Exits like `batchlane transform`."""
     from batchlane.cli.foreground import run_here
-    from batchlane.engines import local
+    from batchlane.engines import get_engine
     from batchlane.errors import ValidationError
     from batchlane.jobs.state import JobStatus
 
     store = open_job_store(db)
+    engine = get_engine("local", store)
     if all_jobs == (name is not None):
         raise ValidationError("give a job name or --all", field="name")
     if all_jobs:
-        for record in local.resume_orphans(store):
+        for record in engine.recover():
             typer.echo(f"{record.name}: {record.status.value}")
         return
     before = store.get_job(name)  # type: ignore[arg-type]
     if before.status is JobStatus.COMPLETED:
         typer.echo(f"{before.name}: Completed; nothing to resume (`batchlane jobs results {before.name}`)")
         return
-    record = local.reopen(store, before.name)
+    record = engine.reopen(before.name)
     if background:
         # A shutdown's SIGTERM is not the user's "stop": the process just ends, the job stays InProgress with a
         # dead owner, and whoever sweeps orphans (the worker, the control plane, `jobs resume --all`) goes on.
@@ -131,7 +128,7 @@ def resume(
             )  # unwinds: the file in flight is abandoned and its temp file removed
 
         signal.signal(signal.SIGTERM, shutdown)
-        final = local.run(store, record.name)
+        final = engine.run(record.name)
         typer.echo(f"{final.name}: {final.status.value}")
         raise typer.Exit(exit_code(final.status, None))
     if before.status is not record.status and not quiet:
@@ -140,7 +137,7 @@ def resume(
             "files already done",
             err=True,
         )
-    raise typer.Exit(run_here(store, record.name, quiet=quiet, brief=quiet))
+    raise typer.Exit(run_here(engine, record.name, quiet=quiet, brief=quiet))
 
 
 @jobs_app.command("wait")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,23 +17,7 @@ import typer
 from batchlane.cli.options import DbOption, open_job_store, parse_env_pairs
 
 
-def default_job_name(base: str = "batchlane") -> str:
-    """``<base>-YYYY-MM-DD-HH-MM-SS-mmm`` in UTC, like the SageMaker SDK's ``name_from_base``."""
-    now = datetime.now(UTC)
-    stamp = now.strftime("%Y-%m-%d-%H-%M-%S-") + f"{now.microsecond // 1000:03d}"
-    return f"{base[: 63 - len(stamp) - 1]}-{stamp}"
-
-
-def _set(tree: dict[str, Any], path: str, value: Any) -> None:
-    if value is None:
-        return
-    *parents, leaf = path.split(".")
-    for part in parents:
-        tree = tree.setdefault(part, {})
-    tree[leaf] = value
-
-
-def build_request(
+def read_request(
     request_file: Path | None,
     *,
     name: str | None,
@@ -42,7 +25,9 @@ def build_request(
     fields: dict[str, Any],
     env: dict[str, str],
 ) -> dict[str, Any]:
-    """The CreateTransformJob request: the file's JSON (if any) with flag values laid over it."""
+    """The CreateTransformJob request: the file's JSON (if any) with flag values laid over it
+    (``engines.request.build_request``)."""
+    from batchlane.engines.request import build_request as build
     from batchlane.errors import ValidationError
 
     request: dict[str, Any] = {}
@@ -60,19 +45,7 @@ def build_request(
             ) from None
         if not isinstance(request, dict):
             raise ValidationError(f"--request file {request_file} must hold a JSON object", field="--request")
-    _set(request, "TransformJobName", name)
-    _set(request, "ModelName", model)
-    for path, value in fields.items():
-        _set(request, path, value)
-    if env:
-        request["Environment"] = {**request.get("Environment", {}), **env}
-    if "TransformJobName" not in request:
-        request["TransformJobName"] = default_job_name()
-    request.setdefault("TransformResources", {"InstanceType": "local", "InstanceCount": 1})
-    source = request.get("TransformInput", {}).get("DataSource", {}).get("S3DataSource")
-    if source is not None:
-        source.setdefault("S3DataType", "S3Prefix")
-    return request
+    return build({"TransformJobName": name, "ModelName": model, **fields}, base=request, environment=env)
 
 
 def _model_from_dir(store: Any, model_dir: str) -> str:
@@ -235,9 +208,10 @@ def transform(
 ) -> None:
     """Run a batch transform job: one <input>.out per input object, SageMaker Batch Transform semantics."""
     from batchlane.cli.foreground import run_here
-    from batchlane.engines import local
+    from batchlane.engines import get_engine
 
     store = open_job_store(db)
+    engine = get_engine("local", store)
     if model_dir and model:
         from batchlane.errors import ValidationError
 
@@ -266,7 +240,7 @@ def transform(
         "ModelClientConfig.InvocationsTimeoutInSeconds": timeout,
         "ModelClientConfig.InvocationsMaxRetries": retries,
     }
-    body = build_request(request, name=name, model=model, fields=fields, env=parse_env_pairs(env))
+    body = read_request(request, name=name, model=model, fields=fields, env=parse_env_pairs(env))
     options = {
         key: value
         for key, value in {
@@ -282,13 +256,13 @@ def transform(
         }.items()
         if value is not None
     }
-    record = local.submit(store, body, options)
+    record = engine.submit(body, options)
     if detach:
-        local.start_detached(store, record.name)
+        engine.start_detached(record.name)
         typer.echo(record.name)
         return
     # Exit status: 0 Completed, 1 Failed, 3 Stopped, 130 Ctrl-C (see cli.foreground).
-    raise typer.Exit(run_here(store, record.name, quiet=quiet))
+    raise typer.Exit(run_here(engine, record.name, quiet=quiet))
 
 
 def register(app: typer.Typer) -> None:

@@ -5,11 +5,8 @@ Concurrency: any number of threads and processes may share the file. Each thread
 with a compare-and-set on the status it read, so of two racing transitions exactly one wins and the other gets
 ``Conflict``. ``synchronous=FULL`` so a committed transition survives power loss.
 
-Runner leases: a runner ``claim``s a job for ``lease_s`` seconds and ``renew``s it while it works. A claim is refused
-while another owner's lease is unexpired (fencing); ``transition``, ``mark_file`` and ``add_progress`` take an optional
-``owner`` and refuse to act for an owner that no longer holds the job, so a paused "zombie" runner cannot commit over
-its successor (docs/reliability.md rows 11, 14). ``resumable_jobs`` lists InProgress/Stopping jobs whose lease expired or
-that were never claimed; a newly created job is therefore picked up by the next worker even if its creator died.
+Runner leases and fencing (``claim``, ``renew``, ``release``, the ``owner`` check of every write) live in
+``jobs.lease``; ``resumable_jobs`` lists InProgress/Stopping jobs whose lease is free.
 
 Counters: a job's record/byte counters always equal the sum over its files. ``add_progress`` adds to a pending file
 and its job in one transaction; ``mark_file`` finalises a file; when a new owner claims a job the progress of files
@@ -38,15 +35,17 @@ import os
 import re
 import sqlite3
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from batchlane import settings
+from batchlane.aws_names import canonical_job_name
 from batchlane.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from batchlane.jobs import outputs
 from batchlane.jobs.checkpoints import CheckpointTable
-from batchlane.jobs.db import MAX_FAILURE_REASON, Database, _dt, _json, _reason, _ts, spec_hash, utcnow
+from batchlane.jobs.db import MAX_FAILURE_REASON, Database, _json, _reason, _ts, spec_hash, utcnow
+from batchlane.jobs.lease import LeaseTable
 from batchlane.jobs.records import FileCheckpoint, JobRecord, ModelRow
 from batchlane.jobs.state import ACTIVE, REOPENABLE, FileState, JobStatus, check_job_name, check_transition
 
@@ -61,7 +60,7 @@ __all__ = [
 ]
 
 
-class JobStore(Database, CheckpointTable):
+class JobStore(Database, LeaseTable, CheckpointTable):
     """Jobs, file checkpoints and models in the SQLite file at ``path`` (created with its folder if missing).
 
     ``region`` and ``account`` go into ARNs; ``clock`` (default: UTC now) makes times testable.
@@ -104,7 +103,7 @@ class JobStore(Database, CheckpointTable):
         return f"JobStore({str(self.path)!r})"
 
     def job_arn(self, name: str) -> str:
-        return f"arn:aws:sagemaker:{self.region}:{self.account}:transform-job/{name.lower()}"
+        return f"arn:aws:sagemaker:{self.region}:{self.account}:transform-job/{canonical_job_name(name)}"
 
     def model_arn(self, name: str) -> str:
         return f"arn:aws:sagemaker:{self.region}:{self.account}:model/{name.lower()}"
@@ -114,7 +113,7 @@ class JobStore(Database, CheckpointTable):
         check_job_name(name)
         folder = self.folder / "logs"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{name.lower()}.log"
+        return folder / f"{canonical_job_name(name)}.log"
 
     def _job_row(self, conn: sqlite3.Connection, name: str) -> sqlite3.Row:
         row = conn.execute("SELECT * FROM jobs WHERE name = ?", (name,)).fetchone()
@@ -278,11 +277,6 @@ class JobStore(Database, CheckpointTable):
                 raise Conflict(f"transform job {name} changed while moving it to {target.value}")
             return JobRecord._from_row(self._job_row(conn, name))
 
-    def _check_owner(self, row: sqlite3.Row, owner: str | None) -> None:
-        if owner is not None and row["owner"] != owner:
-            holder = row["owner"] or "nobody"
-            raise Conflict(f"transform job {row['name']} is held by {holder}, not {owner}")
-
     def request_stop(self, name: str) -> JobRecord:
         """InProgress → Stopping; on a job that is already Stopping or finished, a no-op. Returns the job."""
         with self._write() as conn:
@@ -320,62 +314,6 @@ class JobStore(Database, CheckpointTable):
             self._recount(conn, name)
             return JobRecord._from_row(self._job_row(conn, name))
 
-    def claim(self, name: str, owner: str, lease_s: float, *, now: datetime | None = None) -> bool:
-        """Take the job for ``owner`` until now + ``lease_s``; False if it is finished or another owner's lease is
-        unexpired. A claim by a new owner counts an attempt and resets the progress of files still pending."""
-        if not owner:
-            raise ValidationError("a runner owner id must not be empty")
-        moment = self._now(now)
-        with self._write() as conn:
-            row = self._job_row(conn, name)
-            if JobStatus(row["status"]) not in ACTIVE:
-                return False
-            lease = _dt(row["lease_expires"])
-            if row["owner"] not in (None, owner) and lease is not None and lease > moment:
-                return False
-            new_owner = row["owner"] != owner
-            conn.execute(
-                "UPDATE jobs SET owner = ?, lease_expires = ?, attempts = attempts + ?,"
-                " start_time = COALESCE(start_time, ?),"
-                " last_modified_time = CASE WHEN start_time IS NULL THEN ? ELSE last_modified_time END"
-                " WHERE name = ?",
-                (
-                    owner,
-                    _ts(moment + timedelta(seconds=lease_s)),
-                    int(new_owner),
-                    _ts(moment),
-                    _ts(moment),
-                    name,
-                ),
-            )
-            if new_owner:
-                conn.execute(
-                    "UPDATE job_files SET records = 0, records_failed = 0, bytes_done = 0, warnings = 0,"
-                    " warning = NULL WHERE job = ? AND state = ?",
-                    (name, FileState.PENDING.value),
-                )
-                self._recount(conn, name)
-            return True
-
-    def renew(self, name: str, owner: str, lease_s: float, *, now: datetime | None = None) -> bool:
-        """Extend ``owner``'s lease to now + ``lease_s``; False if ``owner`` no longer holds the job or it finished."""
-        moment = self._now(now)
-        with self._write() as conn:
-            cursor = conn.execute(
-                "UPDATE jobs SET lease_expires = ? WHERE name = ? AND owner = ? AND status IN (?, ?)",
-                (_ts(moment + timedelta(seconds=lease_s)), name, owner, *(s.value for s in ACTIVE)),
-            )
-            return cursor.rowcount == 1
-
-    def release(self, name: str, owner: str) -> bool:
-        """Give the job up (e.g. on a clean worker shutdown) so another runner may resume it at once."""
-        with self._write() as conn:
-            cursor = conn.execute(
-                "UPDATE jobs SET owner = NULL, lease_expires = NULL WHERE name = ? AND owner = ?",
-                (name, owner),
-            )
-            return cursor.rowcount == 1
-
     def add_restart(self, name: str, owner: str | None = None) -> int:
         """Count one restart of the job's model server (``Batchlane.Restarts`` in describe); returns the new total.
         ``Conflict`` if ``owner`` (when given) no longer holds the job."""
@@ -385,15 +323,6 @@ class JobStore(Database, CheckpointTable):
             self._check_owner(row, owner)
             conn.execute("UPDATE jobs SET restarts = restarts + 1 WHERE name = ?", (name,))
             return int(self._job_row(conn, name)["restarts"])
-
-    def resumable_jobs(self, now: datetime | None = None) -> list[JobRecord]:
-        """InProgress or Stopping jobs that no runner holds (never claimed, released, or lease expired), oldest first."""
-        rows = self._conn().execute(
-            "SELECT * FROM jobs WHERE status IN (?, ?) AND (owner IS NULL OR lease_expires IS NULL"
-            " OR lease_expires <= ?) ORDER BY creation_time, name",
-            (*(s.value for s in ACTIVE), _ts(self._now(now))),
-        )
-        return [JobRecord._from_row(row) for row in rows]
 
     def active_jobs_writing_to(self, output_uri: str, *, exclude: str | None = None) -> list[JobRecord]:
         """InProgress/Stopping jobs whose ``S3OutputPath`` overlaps ``output_uri`` (canonical locations compared as

@@ -9,6 +9,8 @@ Pure functions shared by the queue worker (:mod:`batchlane.queue.worker`, local 
 * ``resolve_attempt(message, attempt, sent_at, lookup)``: the re-send rule (docs/queue.md, "Re-sending after a
   failure"): a message sent after its job ended ``Failed`` moves on to the next attempt's name; any other message
   (the one that made the job, a duplicate or a redelivery of it) finds its job as before.
+* ``prepare_launch(body, ...)``: the whole path from a message body to ``Launch`` (attempt, job name, request),
+  with ``resolve_model`` choosing the model through a ``ModelCatalog`` (the worker's job store, or SageMaker).
 * ``build_request(message, ...)``: the seed's four fields plus the optional ones, with ``RequestDefaults`` filling
   the fields the message leaves out. The defaults are the seed Lambda's own request (``RequestDefaults()``:
   text/plain lines in, JSON out, MultiRecord, 6 MB), each overridden by its ``BATCHLANE_DEFAULT_*`` variable.
@@ -22,16 +24,16 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from batchlane import settings
 from batchlane.aws_names import BATCH_STRATEGIES, SPLIT_TYPES
+from batchlane.engines.request import build_request as request_from_fields
 from batchlane.errors import ValidationError
-from batchlane.queue.message import MEDIA_TYPE_RE, TransformMessage, job_name_for
+from batchlane.jobs.naming import attempt_name
+from batchlane.queue.message import MEDIA_TYPE_RE, TransformMessage, job_name_for, parse_message
 
 ATTEMPT_ATTRIBUTE = "batchlane-attempt"
-MAX_JOB_NAME = 63
-
 STRATEGIES = BATCH_STRATEGIES
 # Attempts one message may walk past (each a Failed job it was sent after) before the re-send rule gives up.
 MAX_RESEND_ATTEMPTS = 100
@@ -110,11 +112,7 @@ def job_name_for_attempt(message: TransformMessage, attempt: int = 0) -> str:
 
     Deterministic (no clock): redelivering or re-sending attempt ``k`` always names the same job.
     """
-    base = job_name_for(message)
-    if attempt <= 0:
-        return base
-    suffix = f"-r{attempt}"
-    return base[: MAX_JOB_NAME - len(suffix)].rstrip("-") + suffix
+    return attempt_name(job_name_for(message), attempt)
 
 
 @dataclass(frozen=True)
@@ -166,39 +164,90 @@ def build_request(
     model_name: str,
     defaults: RequestDefaults | None = None,
 ) -> dict[str, Any]:
-    """The CreateTransformJob request (boto3 shape) for a message; paths are used as the message gives them."""
+    """The CreateTransformJob request (boto3 shape) for a message, through the one request builder
+    (``engines.request.build_request``); paths are used as the message gives them."""
     defaults = defaults or RequestDefaults()
-    content_type = message.content_type or defaults.content_type
     split_type = message.split_type or defaults.split_type
-    accept = message.accept or defaults.accept
-    strategy = message.strategy or defaults.strategy
-    transform_input: dict[str, Any] = {
-        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": message.input_path}}
-    }
-    if content_type:
-        transform_input["ContentType"] = content_type
-    if split_type:
-        transform_input["SplitType"] = split_type
-    transform_output: dict[str, Any] = {"S3OutputPath": message.output_path}
-    if accept:
-        transform_output["Accept"] = accept
-    if split_type == "Line":
-        transform_output["AssembleWith"] = "Line"
-    request: dict[str, Any] = {
-        "TransformJobName": job_name,
-        "ModelName": model_name,
-        "TransformInput": transform_input,
-        "TransformOutput": transform_output,
-        "TransformResources": {
-            "InstanceType": message.instance_type,
-            "InstanceCount": message.instance_count,
-        },
-    }
-    if strategy:
-        request["BatchStrategy"] = strategy
-    if defaults.max_payload_mb is not None:
-        request["MaxPayloadInMB"] = defaults.max_payload_mb
-    return request
+    return request_from_fields(
+        {
+            "TransformJobName": job_name,
+            "ModelName": model_name,
+            "TransformInput.DataSource.S3DataSource.S3DataType": "S3Prefix",
+            "TransformInput.DataSource.S3DataSource.S3Uri": message.input_path,
+            "TransformInput.ContentType": message.content_type or defaults.content_type,
+            "TransformInput.SplitType": split_type,
+            "TransformOutput.S3OutputPath": message.output_path,
+            "TransformOutput.Accept": message.accept or defaults.accept,
+            "TransformOutput.AssembleWith": "Line" if split_type == "Line" else None,
+            "TransformResources.InstanceType": message.instance_type,
+            "TransformResources.InstanceCount": message.instance_count,
+            "BatchStrategy": message.strategy or defaults.strategy,
+            "MaxPayloadInMB": defaults.max_payload_mb,
+        }
+    )
+
+
+class ModelCatalog(Protocol):
+    """Where a launcher's models live (the job store's registry, or SageMaker), for ``resolve_model``."""
+
+    def has_default_spec(self) -> bool:
+        """Whether the default model has a configured spec, so it may be created when missing."""
+        ...
+
+    def ensure_default(self, name: str) -> None:
+        """Create the default model from its spec if missing; ``Conflict`` naming the differences if it exists
+        with another spec."""
+        ...
+
+    def require(self, name: str, *, defaulted: bool) -> None:
+        """``NotFound`` (saying how to fix it) unless model ``name`` exists; ``defaulted``: the message named no
+        model, so ``name`` is the launcher's default."""
+        ...
+
+
+def resolve_model(requested: str | None, default: str, catalog: ModelCatalog) -> str:
+    """The model a message runs with, the same rule for the queue worker and the Lambda handler: the message's
+    ``model_name``, else ``default``. The default, when it has a spec, is created if missing (the same name with
+    another spec is a ``Conflict``); any other model must exist."""
+    if catalog.has_default_spec() and (requested is None or requested.lower() == default.lower()):
+        catalog.ensure_default(default)
+        return default
+    name = requested or default
+    catalog.require(name, defaulted=requested is None)
+    return name
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A message made ready for an engine: its attempt, job name and CreateTransformJob request."""
+
+    message: TransformMessage
+    attempt: int
+    name: str
+    request: dict[str, Any]
+
+
+def prepare_launch(
+    body: str | bytes,
+    *,
+    attributes: Mapping[str, str] | None,
+    sent_at: float | None,
+    lookup: Callable[[str], JobState | None],
+    catalog: ModelCatalog,
+    default_model: str,
+    defaults: RequestDefaults | None = None,
+    check: Callable[[TransformMessage], None] | None = None,
+) -> Launch:
+    """The one path from a queue message to a request, shared by the queue worker and the Lambda handler:
+    ``parse_message`` (then ``check``, the engine's own limits), ``resolve_attempt`` (``lookup`` describes a job
+    by name), ``resolve_model``, ``build_request``. Raises with a reason; ``is_permanent`` says whether to retry."""
+    message = parse_message(body)
+    if check is not None:
+        check(message)
+    attempt, name = resolve_attempt(message, attempt_of(attributes), sent_at, lookup)
+    model_name = resolve_model(message.model_name, default_model, catalog)
+    request = build_request(message, job_name=name, model_name=model_name, defaults=defaults)
+    return Launch(message, attempt, name, request)
 
 
 def retry_delay_s(receive_count: int, base_s: float, max_s: float) -> int:

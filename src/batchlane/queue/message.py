@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
@@ -286,10 +286,6 @@ def is_permanent(exc: BaseException) -> bool:
     if isinstance(exc, StaleReceipt):
         return False
     return isinstance(exc, PERMANENT_ERRORS)
-
-
-def failure_kind(exc: BaseException) -> Literal["permanent", "transient"]:
-    return "permanent" if is_permanent(exc) else "transient"
 
 
 def check_input_exists(input_path: str, env: Mapping[str, str] | None = None) -> int:

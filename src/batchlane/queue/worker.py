@@ -9,7 +9,7 @@ One message at a time (docs/automation.md has the whole contract and every crash
    ``settings.DEFAULT_MODEL_NAME``, "default"); a ``ModelSpec`` default is registered if missing (the same name with
    another spec is a ``Conflict``: dead-lettered with the differences);
 4. the job, named by ``resolve_attempt`` (not from a clock; a message sent after its job ended Failed moves on to
-   the next attempt, see docs/queue.md): ``engines.local.submit(…, if_same_spec_ok=True)``, so a duplicate or
+   the next attempt, see docs/queue.md): the engine's ``submit(…, if_same_spec_ok=True)``, so a duplicate or
    redelivered message finds the job it already made; the input prefix is checked first (only when the job does not
    exist yet), so an empty or missing prefix is a permanent error rather than a Failed job;
 5. ``run_jobs=True``: run the job here to its end (waiting for another runner if one holds it); else start it in a
@@ -18,8 +18,10 @@ One message at a time (docs/automation.md has the whole contract and every crash
 
 Transient errors (anything ``is_permanent`` does not call permanent) release the message with a backoff
 (``change_visibility(message, delay, reason=…)``); the queue dead-letters it after ``max_receive_count`` receives,
-quoting the last reason. Jobs whose runner died are resumed when a worker starts (``recover=True``) and every
-``recover_interval_s`` while it runs.
+quoting the last reason. Jobs whose runner died (the orphan sweep, ``jobs.lease.find_orphans``) are resumed when a
+worker starts (``recover=True``) and every ``recover_interval_s`` while it runs. A runner that crashes goes through
+``jobs.lifecycle.record_crash``, as in the control plane: its lease is given back, and after a few crashes the job
+is marked Failed instead of being resumed forever.
 """
 
 from __future__ import annotations
@@ -31,23 +33,24 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from batchlane import aws_names, settings
-from batchlane.errors import BatchlaneError, NotFound, StaleReceipt, ValidationError
+from batchlane.engines import EngineName, get_engine
+from batchlane.errors import NotFound, ValidationError
+from batchlane.jobs.lease import find_orphans, runner_id
+from batchlane.jobs.lifecycle import record_crash
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobRecord, JobStore
 from batchlane.models import ModelRegistry, ModelSpec
 from batchlane.queue.base import MAX_VISIBILITY_TIMEOUT_S, MAX_WAIT_S, Message, Queue
+from batchlane.queue.endings import MessageEndings
 from batchlane.queue.heartbeat import Heartbeat
 from batchlane.queue.launcher import (
     ATTEMPT_ATTRIBUTE,
     JobState,
     RequestDefaults,
-    attempt_of,
-    build_request,
     job_name_for_attempt,
-    resolve_attempt,
-    retry_delay_s,
+    prepare_launch,
 )
-from batchlane.queue.message import check_input_exists, is_permanent, parse_message
+from batchlane.queue.message import check_input_exists
 from batchlane.queue.outcome import Action, Outcome, WorkerStats
 
 log = logging.getLogger(__name__)
@@ -56,8 +59,8 @@ DEFAULT_JOB_LEASE_S = 30.0
 DEFAULT_WAIT_S = 5.0
 
 
-class Worker:
-    """Consumes transform requests from ``queue`` and runs their jobs with the local engine over ``store``.
+class Worker(MessageEndings):
+    """Consumes transform requests from ``queue`` and runs their jobs with ``engine`` (default local) over ``store``.
 
     ``model``: the default model for messages without ``model_name``: a registered model's name, or a ``ModelSpec``
     registered if missing (``exist_ok``; another spec under that name is a Conflict, dead-lettered); None means the
@@ -71,7 +74,8 @@ class Worker:
     receive. ``recover``: resume jobs whose runner died at start and every ``recover_interval_s``. ``poll_s``: how
     often to look at a job another runner holds. ``check_inputs``: list the input prefix before creating a job.
     ``env``: for storage clients (default ``os.environ``). ``clock``/``sleep``: time sources for tests (``sleep``
-    defaults to a wait that ``stop`` interrupts).
+    defaults to a wait that ``stop`` interrupts). ``engine``: the name of the engine that runs the jobs
+    (``engines.get_engine``; a ``ValidationError`` names what is missing for one that cannot run here).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class Worker:
         env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
+        engine: EngineName = "local",
     ) -> None:
         if isinstance(model, str) and aws_names.model_name_problem(model):
             raise ValidationError(
@@ -130,6 +135,7 @@ class Worker:
             )
         self.queue = queue
         self.store = store
+        self.engine = get_engine(engine, store)
         self.model: str | ModelSpec = settings.DEFAULT_MODEL_NAME if model is None else model
         self.defaults = defaults or RequestDefaults()
         self.job_options = dict(job_options or {})
@@ -269,17 +275,19 @@ class Worker:
 
     # -- one message -----------------------------------------------------------------------------------------
     def _handle(self, message: Message, lease: Heartbeat) -> Outcome:
-        request = parse_message(message.body)
-        attempt, name = resolve_attempt(
-            request, attempt_of(message.attributes), message.sent_at, self._job_state
+        launch = prepare_launch(
+            message.body,
+            attributes=message.attributes,
+            sent_at=message.sent_at,
+            lookup=self._job_state,
+            catalog=_StoreModels(self.store, self.model),
+            default_model=self.model if isinstance(self.model, str) else self.model.name,
+            defaults=self.defaults,
         )
-        model_name = self._ensure_model(request.model_name)
+        request, attempt, name = launch.message, launch.attempt, launch.name
         if self.check_inputs and self.store.find_job(name) is None:
             check_input_exists(request.input_path, self.env)
-        from batchlane.engines import local
-
-        spec = build_request(request, job_name=name, model_name=model_name, defaults=self.defaults)
-        record = local.submit(self.store, spec, self.job_options, if_same_spec_ok=True)
+        record = self.engine.submit(launch.request, self.job_options, if_same_spec_ok=True)
         if self.run_jobs:
             record = self._run_to_end(name, lease)
         else:
@@ -313,115 +321,37 @@ class Worker:
         record = self.store.find_job(name)
         return None if record is None else JobState(record.status.value, record.end_time)
 
-    def _ensure_model(self, requested: str | None) -> str:
-        default = self.model
-        if isinstance(default, ModelSpec) and (
-            requested is None or requested.lower() == default.name.lower()
-        ):
-            ModelRegistry(self.store).create(default, exist_ok=True, check_paths=False)
-            return default.name
-        if requested is not None:
-            return requested  # submit says NotFound (permanent) if it is not registered
-        try:
-            self.store.get_model(default)
-        except NotFound:
-            raise NotFound(
-                f"the message has no model_name and the worker's default model {default} does not exist: create "
-                f"it (batchlane models create {default} --model-data DIR), or start the worker with --model NAME",
-                field="model_name",
-            ) from None
-        return default
-
     def _run_to_end(self, name: str, lease: Heartbeat) -> JobRecord:
         """Run the job here until it ends; while another live runner holds it, look again every ``poll_s``."""
-        from batchlane.engines import local
-        from batchlane.transform.runner import runner_id
-
         while True:
-            owner = runner_id()
-            with self._lock:
-                self._current_job = (name, owner)
-            try:
-                record = local.run(self.store, name, owner=owner, lease_s=self.job_lease_s)
-            except BaseException:
-                # e.g. the job store is busy: let the next delivery (or any worker) resume the job at once
-                self._quietly(lambda owner=owner: self.store.release(name, owner))
-                raise
-            finally:
-                with self._lock:
-                    self._current_job = None
+            record, _ = self._run_here(name)
             if record.is_terminal or lease.lost.is_set() or self._abandon.is_set():
                 return record
             log.info("job %s is held by runner %s; waiting for it", name, record.owner)
             self._sleep(self.poll_s)
 
+    def _run_here(self, name: str) -> tuple[JobRecord, str]:
+        """Run job ``name`` here with a new runner id (returned with the record); a crash is recorded
+        (``record_crash``: the lease is given back at once, the job Failed after a few) and raised."""
+        owner = runner_id()
+        with self._lock:
+            self._current_job = (name, owner)
+        try:
+            return self.engine.run(name, owner=owner, lease_s=self.job_lease_s), owner
+        except BaseException as exc:
+            record_crash(self.store, name, owner, exc)
+            raise
+        finally:
+            with self._lock:
+                self._current_job = None
+
     def _start_detached(self, record: JobRecord) -> None:
         if record.is_terminal or record.lease_active():
             return  # finished, or a live runner has it
-        from batchlane.engines import local
-
-        self._children.append(local.start_detached(self.store, record.name))
+        self._children.append(self.engine.start_detached(record.name))
 
     def _reap_children(self) -> None:
         self._children = [child for child in self._children if child.poll() is None]
-
-    # -- endings -------------------------------------------------------------------------------------------------
-    def _failed(self, message: Message, lease: Heartbeat, exc: Exception) -> Outcome:
-        reason = str(exc) or type(exc).__name__
-        if lease.lost.is_set():
-            log.warning("message %s failed after its lease was lost: %s", message.message_id, reason)
-            return Outcome(message.message_id, Action.LEASE_LOST, reason=reason)
-        if is_permanent(exc):
-            log.warning("message %s: permanent error, dead-lettering it: %s", message.message_id, reason)
-            try:
-                self.queue.dead_letter(message, reason)
-            except StaleReceipt as stale:
-                log.warning("message %s: could not dead-letter it: %s", message.message_id, stale)
-                return Outcome(message.message_id, Action.LEASE_LOST, reason=reason)
-            except Exception:
-                log.exception("message %s: dead-lettering failed; it will be redelivered", message.message_id)
-                return Outcome(message.message_id, Action.RETRY, reason=reason)
-            return Outcome(message.message_id, Action.DEAD_LETTERED, reason=reason)
-        delay = retry_delay_s(message.receive_count, self.retry_backoff_s, self.max_retry_backoff_s)
-        if isinstance(exc, BatchlaneError):
-            log.warning("message %s: transient error, retrying in %ss: %s", message.message_id, delay, reason)
-        else:
-            log.exception("message %s: unexpected error, retrying in %ss", message.message_id, delay)
-        try:
-            self.queue.change_visibility(message, delay, reason=reason)
-        except StaleReceipt:
-            return Outcome(message.message_id, Action.LEASE_LOST, reason=reason)
-        except Exception:
-            log.exception(
-                "message %s: could not release it; it returns when its lease ends", message.message_id
-            )
-        return Outcome(message.message_id, Action.RETRY, reason=reason)
-
-    def _delete(self, message: Message, action: Action, record: JobRecord, reason: str | None) -> Outcome:
-        try:
-            self.queue.delete(message)
-        except StaleReceipt as exc:
-            # Another worker holds the message now; the job name makes its run find this job.
-            log.warning(
-                "message %s: delete refused (%s); another worker owns it now", message.message_id, exc
-            )
-            return self._outcome(message, Action.LEASE_LOST, record, str(exc))
-        return self._outcome(message, action, record, reason)
-
-    def _release(self, message: Message, reason: str, record: JobRecord | None = None) -> Outcome:
-        self._quietly(lambda: self.queue.nack(message))
-        log.info("message %s released: %s", message.message_id, reason)
-        return self._outcome(message, Action.RELEASED, record, reason)
-
-    @staticmethod
-    def _outcome(message: Message, action: Action, record: JobRecord | None, reason: str | None) -> Outcome:
-        return Outcome(
-            message.message_id,
-            action,
-            record.name if record else None,
-            record.status.value if record else None,
-            reason,
-        )
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _lease_seconds(self) -> int:
@@ -432,51 +362,51 @@ class Worker:
             self._lease_s = int(configured) if configured is not None else 900
         return self._lease_s
 
-    @staticmethod
-    def _quietly(action: Callable[[], object]) -> None:
-        try:
-            action()
-        except StaleReceipt as exc:
-            log.info("%s", exc)
-        except Exception:
-            log.exception("ignored error")
-
     def recover_orphans(self) -> list[str]:
-        """Resume every InProgress/Stopping job whose runner is gone (lease expired, never claimed, or its process
-        on this host died); with ``run_jobs`` here and now, else in background processes. Returns their names."""
-        from batchlane.engines import local
-        from batchlane.transform.runner import owner_is_dead, runner_id
-
-        orphans: list[str] = []
-        for status in (JobStatus.IN_PROGRESS, JobStatus.STOPPING):
-            token: str | None = None
-            while True:
-                records, token = self.store.list_jobs(
-                    status_equals=status, sort_order="Ascending", max_results=100, next_token=token
-                )
-                orphans += [r.name for r in records if not r.lease_active() or owner_is_dead(r.owner)]
-                if not token:
-                    break
+        """Resume every job whose runner is gone (the orphan sweep, ``jobs.lease.find_orphans``); with ``run_jobs``
+        here and now, else in background processes. Returns their names."""
         resumed = []
-        for name in orphans:
+        for record in find_orphans(self.store):
+            name = record.name
             if self._stop.is_set():
                 break
             log.info("worker: resuming job %s, whose runner is gone", name)
             if not self.run_jobs:
-                self._children.append(local.start_detached(self.store, name))
+                self._children.append(self.engine.start_detached(name))
                 resumed.append(name)
                 continue
-            owner = runner_id()
-            with self._lock:
-                self._current_job = (name, owner)
             try:
-                record = local.run(self.store, name, owner=owner, lease_s=self.job_lease_s)
+                final, owner = self._run_here(name)
             except Exception:
                 log.exception("worker: resuming job %s failed", name)
                 continue
-            finally:
-                with self._lock:
-                    self._current_job = None
-            if record.is_terminal or record.owner == owner:
+            if final.is_terminal or final.owner == owner:
                 resumed.append(name)
         return resumed
+
+
+class _StoreModels:
+    """The job store's model registry as the worker's ``ModelCatalog`` (``queue.launcher.resolve_model``)."""
+
+    def __init__(self, store: JobStore, default: str | ModelSpec) -> None:
+        self.store = store
+        self.default = default
+
+    def has_default_spec(self) -> bool:
+        return isinstance(self.default, ModelSpec)
+
+    def ensure_default(self, name: str) -> None:
+        assert isinstance(self.default, ModelSpec)
+        ModelRegistry(self.store).create(self.default, exist_ok=True, check_paths=False)
+
+    def require(self, name: str, *, defaulted: bool) -> None:
+        if not defaulted:
+            return  # the engine's submit says NotFound (permanent), with how to create it
+        try:
+            self.store.get_model(name)
+        except NotFound:
+            raise NotFound(
+                f"the message has no model_name and the worker's default model {name} does not exist: create it"
+                f" (batchlane models create {name} --model-data DIR), or start the worker with --model NAME",
+                field="model_name",
+            ) from None

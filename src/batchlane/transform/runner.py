@@ -17,15 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from batchlane.errors import BatchlaneError, ValidationError
+from batchlane.aws_names import canonical_job_name
+from batchlane.errors import BatchlaneError, Conflict, ValidationError
+from batchlane.jobs.lease import DEFAULT_LEASE_S, claim, runner_id
+from batchlane.jobs.lifecycle import finish
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import FileCheckpoint, JobRecord, JobStore
 from batchlane.models import ModelSpec
@@ -43,38 +43,14 @@ from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri, v
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_S = 30.0
-
 
 def max_runtime_reason(seconds: int) -> str:
     """The reason a job stopped at its ``max_runtime_s`` deadline carries (``FailureReason`` of a Stopped job)."""
     return f"MaxRuntimeExceeded: the job ran longer than {seconds} s (max_runtime_s)"
 
 
-def runner_id() -> str:
-    """``host:pid:random``: unique per runner, and tells a later runner on the same host whether we are alive."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True when ``owner`` is a runner of this host whose process no longer exists (e.g. it was SIGKILLed)."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def job_context(record: JobRecord) -> tuple[CreateTransformJobRequest, JobOptions, ModelSpec]:
-    """The validated request, options and model snapshot stored with a job (see ``engines.local.submit``)."""
+    """The validated request, options and model snapshot stored with a job (see ``engines.submit``)."""
     request = validate_request(record.request)
     options = JobOptions.model_validate(record.options.get("job") or {})
     model = ModelSpec.parse(record.options["model"])
@@ -121,13 +97,7 @@ class JobRunner:
 
     # -- lease and stop signal -------------------------------------------------------------------------------
     def _claim(self) -> bool:
-        if self.store.claim(self.name, self.owner, self.lease_s):
-            return True
-        record = self.store.get_job(self.name)
-        if owner_is_dead(record.owner) and self.store.release(self.name, record.owner or ""):
-            log.info("job %s: runner %s is gone; taking the job over", self.name, record.owner)
-            return self.store.claim(self.name, self.owner, self.lease_s)
-        return False
+        return claim(self.store, self.name, self.owner, self.lease_s)
 
     def _heartbeat(self) -> None:
         # The lease is renewed every third of its length; a stop request is looked for more often (a read), so
@@ -183,6 +153,15 @@ class JobRunner:
         ended_by_signal = False
         try:
             return self._run_claimed()
+        except Conflict:
+            # A fenced write was refused: the lease went to another runner (or was released) before the heartbeat
+            # noticed. That is a lost lease, as the heartbeat would have said, not a crash of this runner.
+            current = self.store.get_job(self.name)
+            if current.owner == self.owner:
+                raise
+            self._lost.set()
+            log.info("job %s: lost the lease to %s; stopping here", self.name, current.owner or "nobody")
+            return current
         except (KeyboardInterrupt, SystemExit):
             ended_by_signal = True
             raise
@@ -208,13 +187,8 @@ class JobRunner:
         return handler
 
     def _finish(self, status: JobStatus, reason: str | None = None) -> JobRecord:
-        current = self.store.get_job(self.name)
-        if current.is_terminal:
-            return current
-        if current.status is JobStatus.STOPPING and status is not JobStatus.FAILED:
-            status = JobStatus.STOPPED
-        record = self.store.transition(self.name, status, failure_reason=reason, owner=self.owner)
-        self.job_log.info("[batchlane]: job %s%s", status.value, f": {reason}" if reason else "")
+        record = finish(self.store, self.name, status, reason, owner=self.owner)
+        self.job_log.info("[batchlane]: job %s%s", record.status.value, f": {reason}" if reason else "")
         return record
 
     def _run_claimed(self) -> JobRecord:
@@ -372,7 +346,7 @@ class JobRunner:
 
     # -- consolidation -----------------------------------------------------------------------------------------
     def _consolidated_folder(self) -> Path:
-        return self.store.log_path(self.name).parent / f"{self.name}.consolidate"
+        return self.store.log_path(self.name).parent / f"{canonical_job_name(self.name)}.consolidate"
 
     def _write_consolidated(self, uri: str, files: list[FileCheckpoint]) -> None:
         store, key = open_store(uri, field="consolidate")
@@ -382,8 +356,3 @@ class JobRunner:
                 if checkpoint.state is FileState.DONE and part.exists():
                     out.write(part.read_bytes())
         self.job_log.info("[batchlane]: consolidated results written to %s", store.url_for(key))
-
-
-def run_job(store: JobStore, name: str, **kwargs: Any) -> JobRecord:
-    """Run or resume job ``name`` in this process until it ends; returns the final record."""
-    return JobRunner(store, name, **kwargs).run()
