@@ -29,7 +29,7 @@ from batchlane.serving.dynamic_batching import (
     take_batch,
 )
 from batchlane.settings import ServeSettings
-from tests.conftest import free_port, wait_for_http
+from batchlane.testing import free_port, wait_for_http
 
 TEXTS = [
     "my card was charged twice",

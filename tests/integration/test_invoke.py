@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from batchlane.transform.invoke import InvocationFailed, Invoker
-from tests.conftest import free_port, wait_for_http
+from batchlane.testing import free_port, wait_for_http
 
 SCRIPT: dict[str, list] = {}
 SEEN: list[dict] = []

@@ -20,7 +20,7 @@ from batchlane.errors import ValidationError
 from batchlane.queue.launcher import build_request, job_name_for_attempt
 from batchlane.queue.message import job_name_for, parse_message
 from batchlane.queue.sqs import ATTR_ORIGINAL_ID, ATTR_REASON
-from tests.conftest import free_port
+from batchlane.testing import free_port
 from tests.integration.test_worker_support import reordered, seed_body
 
 
