@@ -16,7 +16,7 @@ import uvicorn
 from batchlane.examples.user_code import make_model_dir
 from batchlane.serving.app import create_app
 from batchlane.settings import ServeSettings
-from tests.conftest import free_port, wait_for_http
+from batchlane.testing import free_port, wait_for_http
 
 TEXTS = ["the fee was charged twice on my statement", "hello", "they never answered my calls", "ok"]
 LABELS = {"billing", "fraud", "service"}
