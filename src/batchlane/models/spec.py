@@ -1,4 +1,4 @@
-"""The model registry: CreateModel / DescribeModel / ListModels / DeleteModel over the job store.
+"""``ModelSpec``: what a registered model is, and the Environment rules it follows.
 
 A ``ModelSpec`` says how a transform job gets a model server, in exactly one of three ways:
 
@@ -18,10 +18,7 @@ value ≤10240 characters) and refuses variables that change which code loads (`
 Environment wins over the model's (``effective_environment``). ``image`` is kept
 for DescribeModel and informational only for local runs.
 
-``ModelRegistry.create`` is idempotent on request: the same name with the same spec returns the existing model when
-``exist_ok`` (and is a ``Conflict`` otherwise, like SageMaker's "Cannot create already existing model"); the same name
-with a different spec is always a ``Conflict`` naming the fields that differ (docs/reliability.md). Names are unique
-case-insensitively (see ``jobs.store``).
+The registry that stores specs is ``models.registry``; CreateModel requests become specs in ``models.sagemaker``.
 """
 
 from __future__ import annotations
@@ -29,8 +26,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,8 +33,8 @@ from urllib.parse import urlsplit
 import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from batchlane.errors import AlreadyExists, Conflict, ValidationError
-from batchlane.jobs.store import JobStore, ModelRow, spec_hash
+from batchlane.errors import ValidationError
+from batchlane.jobs.store import spec_hash
 from batchlane.serving import environment as model_env_policy
 from batchlane.storage.base import parse_uri
 
@@ -49,14 +44,6 @@ MAX_ENV_ENTRIES = 16
 MAX_ENV_VALUE = 10240
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 EXTRAS_KEY = "Batchlane"
-
-# CreateModel members that do not change how batchlane serves a model; accepted and not stored.
-_IGNORED_CREATE_FIELDS = frozenset(
-    {"ExecutionRoleArn", "Tags", "VpcConfig", "EnableNetworkIsolation", "InferenceExecutionConfig"}
-)
-_CONTAINER_FIELDS = frozenset(
-    {"ContainerHostname", "Image", "ImageConfig", "Mode", "ModelDataUrl", "ModelDataSource", "Environment"}
-)
 
 
 def check_environment(env: Mapping[str, str], field: str = "Environment") -> dict[str, str]:
@@ -243,203 +230,3 @@ def check_model_data_url(value: Any, field: str) -> str:
             field=field,
         )
     return canonical_uri(value)
-
-
-def from_sagemaker(request: Mapping[str, Any]) -> ModelSpec:
-    """A ``ModelSpec`` from a boto3 ``CreateModel`` request (``PrimaryContainer`` or a single ``Containers[0]``).
-
-    ``ExecutionRoleArn``, ``Tags``, ``VpcConfig``, ``EnableNetworkIsolation`` and ``InferenceExecutionConfig`` are
-    accepted and ignored; inference pipelines (several containers), multi-model containers and model packages are
-    refused, as is a container without model data (batchlane serves the model itself). Besides SageMaker's
-    ``s3://``, ``ModelDataUrl`` may be a ``file://`` URI or a local path (a batchlane extension for local use); a
-    server taking requests from other users should restrict those to folders it allows.
-    """
-    unknown = sorted(set(request) - _IGNORED_CREATE_FIELDS - {"ModelName", "PrimaryContainer", "Containers"})
-    if unknown:
-        raise ValidationError(f"unknown CreateModel field {unknown[0]!r}", field=unknown[0])
-    name = request.get("ModelName")
-    if not isinstance(name, str):
-        raise ValidationError("ModelName is required", field="ModelName")
-    primary, containers = request.get("PrimaryContainer"), request.get("Containers")
-    if primary is not None and containers is not None:
-        raise ValidationError("give PrimaryContainer or Containers, not both", field="Containers")
-    field = "PrimaryContainer"
-    if containers is not None:
-        if not isinstance(containers, list) or len(containers) != 1:
-            raise ValidationError(
-                "Containers must hold exactly one container; inference pipelines are not supported",
-                field="Containers",
-            )
-        primary, field = containers[0], "Containers[0]"
-    if not isinstance(primary, Mapping):
-        raise ValidationError("PrimaryContainer is required", field="PrimaryContainer")
-    unknown = sorted(set(primary) - _CONTAINER_FIELDS)
-    if unknown:
-        raise ValidationError(
-            f"{field}.{unknown[0]} is not supported by batchlane", field=f"{field}.{unknown[0]}"
-        )
-    if primary.get("Mode", "SingleModel") != "SingleModel":
-        raise ValidationError(f"{field}.Mode must be SingleModel", field=f"{field}.Mode")
-    model_data = primary.get("ModelDataUrl")
-    source = primary.get("ModelDataSource")
-    if source is not None:
-        if model_data is not None:
-            raise ValidationError(
-                f"give {field}.ModelDataUrl or ModelDataSource, not both", field=f"{field}.ModelDataSource"
-            )
-        s3 = source.get("S3DataSource") if isinstance(source, Mapping) else None
-        if not isinstance(s3, Mapping) or not isinstance(s3.get("S3Uri"), str):
-            raise ValidationError(
-                f"{field}.ModelDataSource.S3DataSource.S3Uri is required", field=f"{field}.ModelDataSource"
-            )
-        model_data = s3["S3Uri"]
-        if s3.get("CompressionType", "None") == "None" and not model_data.endswith("/"):
-            model_data += "/"
-    if not model_data:
-        raise ValidationError(
-            f"{field}.ModelDataUrl is required: batchlane serves the model itself from its model data",
-            field=f"{field}.ModelDataUrl",
-        )
-    url_field = (
-        f"{field}.ModelDataSource.S3DataSource.S3Uri" if source is not None else f"{field}.ModelDataUrl"
-    )
-    model_data = check_model_data_url(model_data, url_field)
-    environment = primary.get("Environment") or {}
-    if not isinstance(environment, Mapping):
-        raise ValidationError(f"{field}.Environment must be a map", field=f"{field}.Environment")
-    check_environment(environment, field=f"{field}.Environment")
-    data = {
-        "name": name,
-        "model_data": model_data,
-        "environment": dict(environment),
-        "image": primary.get("Image"),
-    }
-    try:
-        return ModelSpec.parse(data)
-    except ValidationError as exc:
-        # Name the field as the caller spelled it in the CreateModel request.
-        aws = {"name": "ModelName", "model_data": f"{field}.ModelDataUrl", "image": f"{field}.Image"}
-        spec_field = (exc.field or "").split(".")[0]
-        if spec_field not in aws:
-            raise
-        message = exc.message.replace(f"model spec field {exc.field!r}", aws[spec_field])
-        raise ValidationError(message, field=aws[spec_field]) from None
-
-
-@dataclass(frozen=True)
-class RegisteredModel:
-    """A model in the registry."""
-
-    name: str
-    arn: str
-    spec: ModelSpec
-    creation_time: datetime
-
-    @classmethod
-    def _from_row(cls, row: ModelRow) -> RegisteredModel:
-        return cls(row.name, row.arn, ModelSpec.parse({**row.spec, "name": row.name}), row.creation_time)
-
-    def summary(self) -> dict[str, Any]:
-        """The ModelSummary ListModels returns."""
-        return {"ModelName": self.name, "ModelArn": self.arn, "CreationTime": self.creation_time}
-
-    def describe(self) -> dict[str, Any]:
-        """The DescribeModel response; ``serve_command``/``serve_url`` appear under the ``Batchlane`` key."""
-        container: dict[str, Any] = {}
-        if self.spec.image:
-            container["Image"] = self.spec.image
-        if self.spec.model_data_url:
-            container["ModelDataUrl"] = self.spec.model_data_url
-        container["Environment"] = dict(self.spec.environment)
-        answer: dict[str, Any] = {
-            "ModelName": self.name,
-            "PrimaryContainer": container,
-            "CreationTime": self.creation_time,
-            "ModelArn": self.arn,
-        }
-        extras = {}
-        if self.spec.serve_command is not None:
-            extras["ServeCommand"] = list(self.spec.serve_command)
-        if self.spec.serve_url is not None:
-            extras["ServeUrl"] = self.spec.serve_url
-        if extras:
-            answer[EXTRAS_KEY] = extras
-        return answer
-
-
-def _differences(old: ModelSpec, new: ModelSpec) -> list[str]:
-    found = []
-    for field in ("model_data", "image", "serve_command", "serve_url"):
-        if getattr(old, field) != getattr(new, field):
-            found.append(f"{field} ({getattr(old, field)!r} → {getattr(new, field)!r})")
-    if old.environment != new.environment:
-        # Key names only: values may be long or sensitive.
-        keys = sorted(
-            k
-            for k in old.environment.keys() | new.environment.keys()
-            if old.environment.get(k) != new.environment.get(k)
-        )
-        found.append(f"environment (keys {', '.join(keys)})")
-    return found
-
-
-class ModelRegistry:
-    """CreateModel/DescribeModel/ListModels/DeleteModel over a ``JobStore``."""
-
-    def __init__(self, store: JobStore) -> None:
-        self.store = store
-
-    def create(self, spec: ModelSpec, *, exist_ok: bool = False, check_paths: bool = True) -> RegisteredModel:
-        """Register ``spec``. Same name and spec: the existing model if ``exist_ok``, else ``AlreadyExists``; same
-        name, other spec: ``Conflict`` naming the differences. ``check_paths`` checks local model data exists."""
-        if check_paths:
-            spec.check_local_paths()
-        data = spec.model_dump(mode="json", exclude={"name"})
-        try:
-            return RegisteredModel._from_row(self.store.create_model(spec.name, data, spec.fingerprint()))
-        except AlreadyExists as exc:
-            existing = RegisteredModel._from_row(exc.existing)  # type: ignore[arg-type]
-            differences = _differences(existing.spec, spec)
-            if differences:
-                raise Conflict(
-                    f"model {existing.name} already exists with a different spec: {'; '.join(differences)}",
-                    field="ModelName",
-                ) from None
-            if exist_ok:
-                return existing
-            raise
-
-    def get(self, name: str) -> RegisteredModel:
-        """The model; ``NotFound`` if there is none."""
-        return RegisteredModel._from_row(self.store.get_model(name))
-
-    def describe(self, name: str) -> dict[str, Any]:
-        """The DescribeModel response for ``name``."""
-        return self.get(name).describe()
-
-    def list(
-        self,
-        *,
-        name_contains: str | None = None,
-        creation_time_after: datetime | None = None,
-        creation_time_before: datetime | None = None,
-        sort_by: str = "CreationTime",
-        sort_order: str = "Descending",
-        max_results: int = 10,
-        next_token: str | None = None,
-    ) -> tuple[list[RegisteredModel], str | None]:
-        """One page of models with ListModels' filters and defaults; the token is None on the last page."""
-        rows, token = self.store.list_models(
-            name_contains=name_contains,
-            creation_time_after=creation_time_after,
-            creation_time_before=creation_time_before,
-            sort_by=sort_by,
-            sort_order=sort_order,
-            max_results=max_results,
-            next_token=next_token,
-        )
-        return [RegisteredModel._from_row(row) for row in rows], token
-
-    def delete(self, name: str) -> None:
-        """Delete the model; ``NotFound`` if there is none."""
-        self.store.delete_model(name)
