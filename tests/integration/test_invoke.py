@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from batchlane.transform.invoke import InvocationFailed, Invoker
 from batchlane.testing import free_port, wait_for_http
+from batchlane.transform.invoke import InvocationFailed, Invoker
 
 SCRIPT: dict[str, list] = {}
 SEEN: list[dict] = []
