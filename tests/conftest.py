@@ -31,6 +31,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_TEST_HOME, ignore_errors=True)
 
 
+_E2E = Path(__file__).parent / "e2e"
+# Fixtures whose first use costs seconds: torch and transformers loading a real (tiny) model, moto's server.
+_SLOW_FIXTURES = frozenset({"tiny_bert_dir", "tiny_modernbert_dir", "moto_server", "s3_bucket"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # What `make test-fast` (-m "not slow") skips besides the tests marked slow one by one (those --durations shows
+    # over about half a second on 2 busy cores): every end-to-end test, since each starts the real CLI or servers
+    # as subprocesses, and every test that needs a real model or moto's server.
+    for item in items:
+        if item.path.is_relative_to(_E2E) or _SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT sequence classifier with labels billing/fraud/service."""

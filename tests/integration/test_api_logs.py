@@ -13,6 +13,9 @@ from batchlane.api.auth import AccessKey
 from tests.models import ECHO_DIR, ECHO_ENV, transform_request
 from tests.servers import api_server, aws_cli, aws_client
 
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 KEY, SECRET = "AKIDLOGS", "logs-test-secret"
 READER, READER_SECRET = "AKIDSMONLY", "sagemaker-only-secret"
 GROUP = "/aws/sagemaker/TransformJobs"

@@ -50,6 +50,7 @@ def test_the_seed_sender_works_unmodified(sqs, root: Path) -> None:
     assert library_queue.attributes()["visible"] == 0 and library_queue.attributes()["in_flight"] == 0
 
 
+@pytest.mark.slow
 def test_visibility_attributes_and_fenced_receipts(sqs) -> None:
     url = sqs.create_queue(
         QueueName="work",
@@ -123,6 +124,7 @@ def test_unsigned_and_wrongly_signed_sqs_calls_get_403(server: str) -> None:
     assert answer.status_code == 403 and answer.json()["__type"].endswith("MissingAuthenticationToken")
 
 
+@pytest.mark.slow
 def test_the_legacy_query_protocol(server: str) -> None:
     root = query(server, {"Action": "GetQueueUrl", "QueueName": "transform-requests"})
     url = root.find("sqs:GetQueueUrlResult/sqs:QueueUrl", NS).text

@@ -75,6 +75,7 @@ def test_send_message_batch_of_10_then_receive_them_all(sqs, queue_url: str) -> 
     assert tagged["MD5OfMessageAttributes"] == answer["Successful"][3]["MD5OfMessageAttributes"]
 
 
+@pytest.mark.slow
 def test_batch_limits_refuse_the_whole_request(sqs, queue_url: str) -> None:
     def refused(entries: list[dict]) -> ClientError:
         with pytest.raises(ClientError) as caught:
@@ -137,6 +138,7 @@ def test_one_bad_entry_fails_alone(sqs, queue_url: str) -> None:
     assert counts(sqs, queue_url) == (1, 0)
 
 
+@pytest.mark.slow
 def test_delete_message_batch_one_good_one_bogus_and_a_stale_lease(sqs, queue_url: str) -> None:
     sqs.send_message_batch(
         QueueUrl=queue_url,
@@ -201,6 +203,7 @@ def test_change_message_visibility_batch(sqs, queue_url: str) -> None:
     assert counts(sqs, queue_url) == (0, 2)
 
 
+@pytest.mark.slow
 def test_purge_queue_empties_it_and_a_second_purge_within_60s_is_refused(sqs, queue_url: str) -> None:
     sqs.send_message_batch(
         QueueUrl=queue_url, Entries=[{"Id": f"m{i}", "MessageBody": str(i)} for i in range(4)]
@@ -244,6 +247,7 @@ def test_the_purge_window_is_60_seconds_per_queue(tmp_path: Path) -> None:
         api.close()
 
 
+@pytest.mark.slow
 def test_the_query_protocol_batch_actions(server: str, sqs, queue_url: str) -> None:
     root = query(
         server,
@@ -316,6 +320,7 @@ def test_the_query_protocol_batch_actions(server: str, sqs, queue_url: str) -> N
     assert error.find("sqs:Error/sqs:Code", NS).text == "AWS.SimpleQueueService.PurgeQueueInProgress"
 
 
+@pytest.mark.slow
 def test_aws_cli_send_message_batch(server: str, sqs, queue_url: str, root: Path) -> None:
     entries = root / "entries.json"
     entries.write_text(

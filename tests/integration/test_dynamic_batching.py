@@ -216,6 +216,7 @@ def test_the_server_merges_concurrent_single_record_requests(
     assert batcher.batches < len(texts) // 2
 
 
+@pytest.mark.slow
 def test_serve_help_lists_the_performance_options() -> None:
     from typer.testing import CliRunner
 

@@ -107,6 +107,7 @@ def test_throttling_is_retried(server: str) -> None:
     assert result.attempts == 2
 
 
+@pytest.mark.slow
 def test_timeout_is_classified_and_retried(server: str) -> None:
     started = time.monotonic()
     with pytest.raises(InvocationFailed) as info:
@@ -124,6 +125,7 @@ def test_connection_failure_is_classified() -> None:
     assert info.value.kind == "connection" and info.value.attempts == 2
 
 
+@pytest.mark.slow
 def test_unlimited_payload_is_streamed_chunked(server: str) -> None:
     body = b"x" * (3 * (1 << 20) + 5)
     result = run(server, [("ok",)], body=body, chunked=True)

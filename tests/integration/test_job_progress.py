@@ -30,6 +30,7 @@ def _status(progress: JobProgress) -> str:
     return str(column.render(progress.bar.tasks[0]))
 
 
+@pytest.mark.slow
 def test_the_status_goes_from_start_up_to_this_runs_rate() -> None:
     console, _ = _terminal()
     with JobProgress(False, console=console) as progress:
@@ -66,6 +67,7 @@ def test_log_lines_go_through_the_console_while_the_bar_is_live(capsys: pytest.C
     assert root.handlers == before
 
 
+@pytest.mark.slow
 def test_a_real_job_shows_the_start_up_phase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.models import register_echo
 

@@ -232,6 +232,7 @@ def test_a_misconfigured_function_says_what_to_set(aws: Aws, monkeypatch: pytest
     assert handler(event, None) == {"batchItemFailures": [{"itemIdentifier": i} for i in ids(event)]}
 
 
+@pytest.mark.slow
 def test_template_passes_cfn_lint_and_keeps_the_seed_queue_settings() -> None:
     cfnlint = pytest.importorskip("cfnlint.api")
     import yaml

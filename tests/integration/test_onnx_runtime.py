@@ -17,6 +17,9 @@ from batchlane.serving.app import create_app  # noqa: E402
 from batchlane.serving.classifier import ClassifierOptions, SequenceClassifier  # noqa: E402
 from batchlane.settings import ServeSettings  # noqa: E402
 
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 TEXTS = [
     "my card was charged twice for the same purchase",
     "hi",

@@ -253,6 +253,7 @@ def test_retention_expiry_surfaces_in_the_dlq(queue: SqliteQueue, clock: FakeClo
     assert len(queue.list_dead_letters()) == 2
 
 
+@pytest.mark.slow
 def test_concurrent_consumers_never_receive_the_same_message(tmp_path: Path) -> None:
     db = tmp_path / "queue.db"
     producer = SqliteQueue(db, "jobs")
@@ -280,6 +281,7 @@ def test_concurrent_consumers_never_receive_the_same_message(tmp_path: Path) -> 
     assert producer.attributes()["in_flight"] == 0
 
 
+@pytest.mark.slow
 def test_long_polling_returns_as_soon_as_a_message_arrives(tmp_path: Path) -> None:
     queue = SqliteQueue(tmp_path / "queue.db", "jobs", poll_interval_s=0.02)
     started = time.monotonic()

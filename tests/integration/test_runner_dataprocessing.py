@@ -12,6 +12,9 @@ from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from tests.models import echo_calls, run_job, transform_request
 
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 # id, then two features; the last row has a quoted field holding a comma (RFC 4180).
 CSV_ROWS = '1,0.5,0.7\n2,0.1,0.2\n3,"x,y",0.9\n'
 

@@ -30,6 +30,9 @@ from tests.models import (
     write_files,
 )
 
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 
 def _no_retries(timeout: int = 30, retries: int = 0) -> dict[str, int]:
     return {"InvocationsTimeoutInSeconds": timeout, "InvocationsMaxRetries": retries}

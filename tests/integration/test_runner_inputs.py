@@ -19,6 +19,9 @@ from batchlane.jobs.store import JobStore
 from batchlane.transform.split import frame
 from tests.models import echo_calls, job_log, run_job, temp_files, transform_request, tree
 
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 ARN = re.compile(r"arn:aws[a-z\-]*:sagemaker:[a-z0-9-]+:\d{12}:transform-job/(?P<name>[a-z0-9-]+)")
 
 

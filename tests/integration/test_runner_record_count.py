@@ -18,6 +18,9 @@ from batchlane.jobs.store import JobStore
 from batchlane.models import ModelRegistry, ModelSpec
 from tests.models import ECHO_DIR, ECHO_ENV, job_log, run_job, transform_request, write_files
 
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 CSV_ROWS = "1,0.5,0.7\n2,0.1,0.2\n3,1.5,2\n"
 THREE_LINES = {"a.txt": "one\ntwo\nthree\n"}
 

@@ -55,6 +55,7 @@ def _serve_pids() -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("on_record_error", ["fail", "error-row"])
 def test_a_hung_record_fails_only_its_file_and_the_server_is_restarted(
     store: JobStore, tmp_path: Path, on_record_error: str
@@ -87,6 +88,7 @@ def test_a_hung_record_fails_only_its_file_and_the_server_is_restarted(
     assert "restarting the model server" in store.log_path("hung").with_suffix(".container.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_model_server_killed_mid_job_is_restarted_and_the_job_completes(
     store: JobStore, tmp_path: Path
 ) -> None:
@@ -126,6 +128,7 @@ def test_a_model_server_killed_mid_job_is_restarted_and_the_job_completes(
     assert killed[0] not in _serve_pids()
 
 
+@pytest.mark.slow
 def test_restarts_used_up_fail_the_job_and_resume_with_a_fixed_model_redoes_only_the_failed_files(
     store: JobStore, tmp_path: Path
 ) -> None:
@@ -177,6 +180,7 @@ def test_restarts_used_up_fail_the_job_and_resume_with_a_fixed_model_redoes_only
     assert describe_job(final)["Batchlane"]["Restarts"] == 1
 
 
+@pytest.mark.slow
 def test_max_runtime_stops_a_job_whose_model_hangs_with_the_reason(store: JobStore, tmp_path: Path) -> None:
     """`batchlane transform --max-runtime`: the job ends Stopped (exit 3) at its deadline, even while a request
     waits for an answer that would take an hour; committed files stay, nothing half-written is left."""

@@ -7,12 +7,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from batchlane.engines import local
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.storage.base import ObjectInfo
 from batchlane.transform.plan import plan_job
 from tests.models import TEMP_SUFFIX, echo_calls, temp_files, transform_request
+
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
 
 
 def test_resume_redoes_only_pending_files_and_cleans_only_its_own_output_folder(

@@ -6,9 +6,14 @@ from __future__ import annotations
 import urllib.parse
 from pathlib import Path
 
+import pytest
+
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from tests.models import echo_calls, run_job, transform_request
+
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
 
 
 def _inputs(tmp_path: Path) -> None:

@@ -18,6 +18,9 @@ from batchlane.serving.app import create_app
 from batchlane.settings import ServeSettings
 from batchlane.testing import free_port, wait_for_http
 
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 TEXTS = ["the fee was charged twice on my statement", "hello", "they never answered my calls", "ok"]
 LABELS = {"billing", "fraud", "service"}
 

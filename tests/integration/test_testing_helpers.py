@@ -34,6 +34,7 @@ def test_wait_for_http_stops_waiting_when_the_server_process_exits() -> None:
         wait_for_http(f"http://127.0.0.1:{free_port()}/ping", timeout=60, process=process)
 
 
+@pytest.mark.slow
 def test_stop_process_kills_a_process_that_ignores_sigterm() -> None:
     code = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -66,6 +67,7 @@ def test_running_server_reports_a_server_that_cannot_start(tmp_path: Path) -> No
         pytest.fail("a control plane without access keys must not start")
 
 
+@pytest.mark.slow
 def test_running_server_serves_an_asgi_app_in_this_process() -> None:
     from batchlane.serving.app import create_app
     from batchlane.settings import ServeSettings

@@ -74,6 +74,7 @@ def test_missing_data_names_the_env_var(tmp_path: Path) -> None:
     assert (demo_data_dir({}) / "train.csv.gz").is_file()  # the copy shipped in examples/
 
 
+@pytest.mark.slow
 def test_lock_times_out_while_held(tmp_path: Path) -> None:
     lock = tmp_path / "x.lock"
     held = _exclusive_lock(lock, timeout=1).__enter__()

@@ -63,6 +63,7 @@ def all_jobs(store: JobStore) -> list:
     return store.list_jobs(max_results=100)[0]
 
 
+@pytest.mark.slow
 def test_seed_message_runs_its_job_to_completed_and_is_deleted(
     tmp_path: Path, queue: SqliteQueue, store: JobStore, model: ModelSpec
 ) -> None:
@@ -84,6 +85,7 @@ def test_seed_message_runs_its_job_to_completed_and_is_deleted(
     assert (attrs["visible"], attrs["in_flight"], attrs["dead_letters"]) == (0, 0, 0)
 
 
+@pytest.mark.slow
 def test_duplicates_and_reordered_keys_make_one_job_even_with_two_workers_at_once(
     tmp_path: Path, queue: SqliteQueue, store: JobStore, model: ModelSpec
 ) -> None:
@@ -107,6 +109,7 @@ def test_duplicates_and_reordered_keys_make_one_job_even_with_two_workers_at_onc
     assert queue.attributes()["visible"] == queue.attributes()["in_flight"] == 0
 
 
+@pytest.mark.slow
 def test_poison_messages_are_dead_lettered_at_once_with_their_reasons(
     tmp_path: Path, queue: SqliteQueue, store: JobStore, model: ModelSpec
 ) -> None:
@@ -189,6 +192,7 @@ def test_transient_errors_back_off_then_dead_letter_after_max_receives_with_the_
         queue.close()
 
 
+@pytest.mark.slow
 def test_a_zombie_workers_delete_is_refused_after_another_worker_took_the_message_over(
     tmp_path: Path, queue: SqliteQueue, store: JobStore, clock: FakeClock
 ) -> None:
@@ -229,6 +233,7 @@ def _lease_holder(queue: SqliteQueue) -> str:
     return f"receive #{row[0]}" if row else ""
 
 
+@pytest.mark.slow
 def test_requeue_failed_reruns_a_failed_job_as_new_attempts_up_to_n_times(
     tmp_path: Path, queue: SqliteQueue, store: JobStore, model: ModelSpec
 ) -> None:
@@ -268,6 +273,7 @@ def test_requeue_failed_reruns_a_failed_job_as_new_attempts_up_to_n_times(
     assert len(all_jobs(store)) == 5 and queue.attributes()["visible"] == 0
 
 
+@pytest.mark.slow
 def test_stop_returns_after_the_current_message_and_abandon_hands_the_job_over(
     tmp_path: Path, queue: SqliteQueue, store: JobStore
 ) -> None:
@@ -303,6 +309,7 @@ def test_stop_returns_after_the_current_message_and_abandon_hands_the_job_over(
     assert (tmp_path / "out-1" / "part-1.csv.out").read_text() == "".join(f"R{i}\n" for i in range(100))
 
 
+@pytest.mark.slow
 def test_graceful_stop_from_another_thread_finishes_the_message_in_hand(
     tmp_path: Path, queue: SqliteQueue, store: JobStore
 ) -> None:
@@ -328,6 +335,7 @@ def test_graceful_stop_from_another_thread_finishes_the_message_in_hand(
     assert queue.attributes()["visible"] == 1  # the second message was never received
 
 
+@pytest.mark.slow
 def test_detached_jobs_start_in_the_background_and_the_message_is_deleted_at_once(
     tmp_path: Path, queue: SqliteQueue, store: JobStore, model: ModelSpec
 ) -> None:

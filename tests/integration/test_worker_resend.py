@@ -27,6 +27,9 @@ from batchlane.queue.sqs import SqsQueue, ensure_queue
 from batchlane.queue.worker import Action, Worker
 from tests.integration.test_worker_support import make_inputs, seed_body
 
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 SEED_STYLE_INFERENCE_PY = """\
 def model_fn(model_dir):
     return "upper"

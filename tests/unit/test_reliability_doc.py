@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "reliability.md"
 
@@ -78,6 +80,7 @@ def test_the_page_cites_many_tests() -> None:
     assert len(references(DOC.read_text(encoding="utf-8"))) > 100
 
 
+@pytest.mark.slow
 def test_every_test_the_page_names_exists() -> None:
     problems = [problem for ref in references(DOC.read_text(encoding="utf-8")) if (problem := missing(ref))]
     assert problems == [], "docs/reliability.md names tests that do not exist:\n" + "\n".join(problems)

@@ -16,6 +16,9 @@ from batchlane.serving.classifier import (
 )
 from batchlane.settings import ServeSettings
 
+# Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
+pytestmark = pytest.mark.slow
+
 LABELS = {"billing", "fraud", "service"}
 # Different lengths, so even a model that only sees [UNK] tokens gives distinguishable rows.
 TEXTS = ["short", "a somewhat longer complaint about my bank", "x", "two words", "the longest text " * 30]

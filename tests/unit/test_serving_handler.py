@@ -103,7 +103,10 @@ def test_no_code_dir_uses_the_defaults(config_only_dir: Path) -> None:
     ("example", "user_hooks"),
     [
         ("without_context", ["model_fn", "input_fn", "predict_fn", "output_fn"]),
-        ("with_context", ["model_fn", "input_fn", "predict_fn", "output_fn"]),
+        # This example imports torch and transformers, seconds on a busy machine.
+        pytest.param(
+            "with_context", ["model_fn", "input_fn", "predict_fn", "output_fn"], marks=pytest.mark.slow
+        ),
         ("transform_fn", ["model_fn", "transform_fn"]),
         ("predict_only", ["predict_fn"]),
     ],

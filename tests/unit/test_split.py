@@ -369,6 +369,7 @@ def test_gzip_decompressed_size_cap() -> None:
         gunzip(gzip.compress(b"x" * 5000), max_bytes=1000)
 
 
+@pytest.mark.slow
 def test_gzip_ratio_cap_stops_a_bomb_early() -> None:
     bomb = zlib.compressobj(9, zlib.DEFLATED, 31)
     data = bomb.compress(b"\x00" * (50 << 20)) + bomb.flush()  # ~50 KB that expands to 50 MB

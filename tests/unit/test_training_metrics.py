@@ -47,6 +47,7 @@ def test_report_by_hand() -> None:
     assert report["confusion_matrix"]["rows"] == "true"
 
 
+@pytest.mark.slow
 def test_agrees_with_sklearn() -> None:
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 

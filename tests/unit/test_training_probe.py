@@ -27,6 +27,7 @@ def fake_ids(n: int, vocab: int, seed: int = 0) -> list[list[int]]:
     return [[2, *rng.integers(5, vocab, int(rng.integers(3, 12))).tolist(), 3] for _ in range(n)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["bert", "modernbert"])
 def test_probe_sets_the_output_layer(arch: str, tmp_path: Path) -> None:
     model, tokenizer = load(tmp_path, arch, ("a", "b", "c", "d"))
@@ -46,6 +47,7 @@ def test_probe_sets_the_output_layer(arch: str, tmp_path: Path) -> None:
     assert model.training  # the mode is restored
 
 
+@pytest.mark.slow
 def test_binary_probe_matches_logistic_regression(tmp_path: Path) -> None:
     from sklearn.linear_model import LogisticRegression
 

@@ -50,6 +50,7 @@ def test_recipe_digest_is_stable_and_sensitive() -> None:
     assert TrainRecipe().as_dict()["max_length"] == 128
 
 
+@pytest.mark.slow  # imports transformers: seconds on a busy machine
 def test_head_and_head_tail_truncation() -> None:
     from transformers import AutoTokenizer
 
@@ -79,6 +80,7 @@ def test_padding_collator() -> None:
     assert "labels" not in PaddingCollator(0)([{"input_ids": [1]}])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["bert", "modernbert"])
 def test_freeze_lower_layers(arch: str, tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification
