@@ -14,7 +14,7 @@ from batchlane.errors import BadInput, Conflict, NotFound, ValidationError
 from batchlane.serving.classifier import ClassifierOptions, SequenceClassifier
 from batchlane.training import TrainRecipe, evaluate_model, train_classifier
 
-CFPB = Path(__file__).parents[2] / "examples" / "data" / "cfpb"
+CFPB = Path(__file__).parents[3] / "examples" / "data" / "cfpb"
 LABELS = [
     "Credit reporting, credit repair services, or other personal consumer reports",
     "Debt collection",

@@ -15,7 +15,7 @@ from batchlane.models import ModelSpec
 from batchlane.queue.message import job_name_for
 from batchlane.queue.sqs import ATTR_REASON, SqsQueue, ensure_queue
 from batchlane.queue.worker import Action, Worker
-from tests.integration.test_worker_support import CSV_DEFAULTS, make_model, reordered, seed_body
+from tests.integration.queue.worker_support import CSV_DEFAULTS, make_model, reordered, seed_body
 
 
 def test_seed_flow_on_sqs_with_duplicates_and_a_poison_message(

@@ -53,7 +53,7 @@ def test_jsonl(tmp_path: Path, name: str, gz: bool) -> None:
 
 
 def test_real_cfpb_rows_load() -> None:
-    path = Path(__file__).parents[2] / "examples" / "data" / "cfpb" / "test.csv.gz"
+    path = Path(__file__).parents[3] / "examples" / "data" / "cfpb" / "test.csv.gz"
     data = load_labelled(path, max_rows=50)
     assert len(data) == 50 and len(data.label_set) >= 2
     assert all(text.strip() for text in data.texts)

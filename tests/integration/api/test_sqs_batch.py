@@ -14,12 +14,12 @@ from botocore.exceptions import ClientError
 from batchlane.api.protocol import AwsError
 from batchlane.api.sqs import SqsApi
 from batchlane.queue import open_queue
-from tests.integration import sqs_server
-from tests.integration.sqs_server import KEY, SECRET, query
+from tests.integration.api import sqs_server
+from tests.integration.api.sqs_server import KEY, SECRET, query
 from tests.servers import aws_cli
 
 NS = {"sqs": "http://queue.amazonaws.com/doc/2012-11-05/"}
-# The shared SQS-only control plane (tests/integration/sqs_server.py): one of each fixture for this module.
+# The shared SQS-only control plane (tests/integration/api/sqs_server.py): one of each fixture for this module.
 root, server, sqs = sqs_server.root, sqs_server.server, sqs_server.sqs
 
 

@@ -16,7 +16,7 @@ import pytest
 from batchlane.errors import Conflict, NotFound
 from batchlane.training import DEMO_RECIPE, TrainRecipe, ensure_demo_model
 from batchlane.training.demo_model import _exclusive_lock, demo_data_dir, demo_recipe_id
-from tests.integration.test_train_classifier import cfpb_rows
+from tests.integration.training.test_classifier import cfpb_rows
 
 TINY_RECIPE = TrainRecipe(max_length=32, batch_size=16, learning_rate=1e-3, seed=0)
 

@@ -18,7 +18,7 @@ from batchlane.queue.launcher import build_request, job_name_for_attempt
 from batchlane.queue.message import job_name_for, parse_message
 from batchlane.queue.sqlite import SqliteQueue
 from batchlane.queue.worker import Action, Worker
-from tests.integration.test_worker_support import (
+from tests.integration.queue.worker_support import (
     CSV_DEFAULTS,
     FakeClock,
     make_inputs,

@@ -21,7 +21,7 @@ from batchlane.queue.launcher import build_request, job_name_for_attempt
 from batchlane.queue.message import job_name_for, parse_message
 from batchlane.queue.sqs import ATTR_ORIGINAL_ID, ATTR_REASON
 from batchlane.testing import free_port
-from tests.integration.test_worker_support import reordered, seed_body
+from tests.integration.queue.worker_support import reordered, seed_body
 
 
 class Aws:

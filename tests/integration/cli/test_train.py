@@ -9,7 +9,7 @@ import pytest
 import typer
 
 from batchlane.cli.main import app, main
-from tests.integration.test_train_classifier import (
+from tests.integration.training.test_classifier import (
     LABELS,
     cfpb_small,
     check_metrics,

@@ -25,7 +25,7 @@ from batchlane.queue.message import job_name_for, parse_message
 from batchlane.queue.sqlite import SqliteQueue
 from batchlane.queue.sqs import SqsQueue, ensure_queue
 from batchlane.queue.worker import Action, Worker
-from tests.integration.test_worker_support import make_inputs, seed_body
+from tests.integration.queue.worker_support import make_inputs, seed_body
 
 # Each test starts a `batchlane serve` process or loads a real model: `make test-fast` skips them.
 pytestmark = pytest.mark.slow

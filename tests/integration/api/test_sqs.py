@@ -13,8 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from batchlane.queue import open_queue
-from tests.integration import sqs_server
-from tests.integration.sqs_server import KEY, query
+from tests.integration.api import sqs_server
+from tests.integration.api.sqs_server import KEY, query
 from tests.servers import aws_client
 
 SEED_MESSAGE = {
@@ -24,7 +24,7 @@ SEED_MESSAGE = {
     "instance_count": 1,
 }
 NS = {"sqs": "http://queue.amazonaws.com/doc/2012-11-05/"}
-# The shared SQS-only control plane (tests/integration/sqs_server.py): one of each fixture for this module.
+# The shared SQS-only control plane (tests/integration/api/sqs_server.py): one of each fixture for this module.
 root, server, sqs = sqs_server.root, sqs_server.server, sqs_server.sqs
 
 
