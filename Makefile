@@ -40,6 +40,10 @@ demo: install
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# Everything but the tests marked slow (server subprocesses, training, > ~1 s each): under a minute on 2 cores.
+test-fast: install
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench

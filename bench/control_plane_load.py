@@ -33,13 +33,14 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from batchlane.testing import free_port, stop_process, wait_for_http
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import serve_soak  # noqa: E402  (percentile)
 from load_checks import check, problems, seq_of  # noqa: E402
-from variants import stop_process  # noqa: E402
 
 logger = logging.getLogger("bench")
 KEY, SECRET = "AKIDBENCHLOAD", "bench-load-secret"
@@ -293,10 +294,6 @@ class Server:
     """``batchlane server`` in a subprocess on a free loopback port, its store, queue and log under ``root``."""
 
     def __init__(self, root: Path, workers: int) -> None:
-        import httpx
-
-        from batchlane.transform.container import free_port
-
         self.url = f"http://127.0.0.1:{free_port()}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHLANE_", "AWS_"))}
         env.update(
@@ -313,24 +310,19 @@ class Server:
         self.log_path = root / "server.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"batchlane server exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise SystemExit("batchlane server did not answer /ping within 120 s")
+        try:
+            wait_for_http(f"{self.url}/ping", timeout=120, process=self.process)
+        except RuntimeError:
+            raise SystemExit(f"batchlane server exited: {self.log_path.read_text()[-2000:]}") from None
+        except TimeoutError:
+            self.stop()
+            raise SystemExit("batchlane server did not answer /ping within 120 s") from None
 
     def tracebacks(self) -> int:
         return self.log_path.read_text(errors="replace").count("Traceback (most recent call last)")
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_process(self.process, timeout=30)
 
 
 def load(args: argparse.Namespace, root: Path) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchlane.testing import free_port, stop_process, wait_for_http
+
 BUDGET = 8192  # the hand-written loops use the issue's 8k-token budget
 PIPELINE_BATCH = 32
 TRANSFORM_FILES = 4
@@ -202,22 +204,10 @@ def _vm_hwm_mb(pid: int) -> float | None:
     return None
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
-    """Terminate ``process`` and wait; kill it if it is still running after ``timeout`` seconds."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 class Server:
     """``batchlane serve`` on a free loopback port, for the transform and real-time benchmarks."""
 
     def __init__(self, model_dir: str, env: dict[str, str], args: list[str] | None = None) -> None:
-        from batchlane.transform.container import free_port
-
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
@@ -238,25 +228,19 @@ class Server:
         self._wait(started)
 
     def _wait(self, started: float, timeout: float = 300) -> None:
-        import httpx
-
-        while time.perf_counter() - started < timeout:
-            if self.process.poll() is not None:
-                raise SystemExit(f"batchlane serve exited: {Path(self.log.name).read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    self.startup_s = time.perf_counter() - started
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit("batchlane serve did not become healthy")
+        try:
+            wait_for_http(f"{self.url}/ping", timeout=timeout, process=self.process)
+        except RuntimeError:
+            raise SystemExit(f"batchlane serve exited: {Path(self.log.name).read_text()[-2000:]}") from None
+        except TimeoutError:
+            raise SystemExit("batchlane serve did not become healthy") from None
+        self.startup_s = time.perf_counter() - started
 
     def peak_rss_mb(self) -> float | None:
         return _vm_hwm_mb(self.process.pid)
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_process(self.process, timeout=30)
         self.log.close()
         os.unlink(self.log.name)
 

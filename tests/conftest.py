@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from batchlane.testing import free_port, wait_for_http
 
 # Keep torch from oversubscribing the 2 CI cores when several servers/tests run at once.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -31,29 +31,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_TEST_HOME, ignore_errors=True)
 
 
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_E2E = Path(__file__).parent / "e2e"
+# Fixtures whose first use costs seconds: torch and transformers loading a real (tiny) model, moto's server.
+_SLOW_FIXTURES = frozenset({"tiny_bert_dir", "tiny_modernbert_dir", "moto_server", "s3_bucket"})
 
 
-def wait_for_http(url: str, timeout: float = 60.0, status: int = 200) -> None:
-    """Poll ``url`` until it answers ``status``; raise TimeoutError with the last answer otherwise."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            answer = httpx.get(url, timeout=2.0)
-            if answer.status_code == status:
-                return
-            last = f"HTTP {answer.status_code}"
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer {status} within {timeout}s (last: {last})")
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # What `make test-fast` (-m "not slow") skips besides the tests marked slow one by one (those --durations shows
+    # over about half a second on 2 busy cores): every end-to-end test, since each starts the real CLI or servers
+    # as subprocesses, and every test that needs a real model or moto's server.
+    for item in items:
+        if item.path.is_relative_to(_E2E) or _SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Control planes for tests and the AWS clients that talk to them: a real `batchlane server` subprocess, the
+"""Control planes for tests and the AWS clients that talk to them: a real `batchlane control-plane` subprocess, the
 in-process server (uvicorn on a daemon thread), and boto3 clients, the `aws` CLI and hand-signed requests, all
 signed with a test key."""
 
@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ import httpx
 
 from batchlane.api import ServerConfig, background_server
 from batchlane.api.auth import AccessKey
-from tests.conftest import free_port, wait_for_http
+from batchlane.testing import running_server
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -38,30 +38,6 @@ def clean_env(**values: str) -> dict[str, str]:
     return env
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
-    """SIGTERM, then SIGKILL if it is still running after ``timeout`` seconds."""
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@contextmanager
-def running_process(
-    args: Sequence[str], *, env: Mapping[str, str], log: Path, url: str, timeout: float = 60
-) -> Iterator[subprocess.Popen]:
-    """Start ``args`` with stdout and stderr to ``log``, wait until ``url``/ping answers 200, stop it on exit."""
-    with open(log, "wb") as out:
-        process = subprocess.Popen(list(args), env=dict(env), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for_http(f"{url}/ping", timeout=timeout)
-        yield process
-    finally:
-        stop_process(process)
-
-
 @contextmanager
 def control_plane_server(
     root: Path,
@@ -71,21 +47,18 @@ def control_plane_server(
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
 ) -> Iterator[str]:
-    """`batchlane server --port <free port> ARGS` as a subprocess logging to ``root``/server.log; yields its URL.
+    """`batchlane control-plane ARGS` as a subprocess on a free port, logging to ``root``/server.log; yields its URL.
 
     ``env`` is the process environment (default: :func:`clean_env`); on top of it BATCHLANE_HOME is ``home``
     (default ``root``/home) and the server's one access key is ``key``/``secret``.
     """
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     values = {
         **(clean_env() if env is None else env),
         "BATCHLANE_HOME": str(root / "home" if home is None else home),
         "BATCHLANE_ACCESS_KEY_ID": key,
         "BATCHLANE_SECRET_ACCESS_KEY": secret,
     }
-    command = [sys.executable, "-m", "batchlane", "server", "--port", str(port), *args]
-    with running_process(command, env=values, log=root / "server.log", url=url):
+    with running_server(["control-plane", *args], env=values, log=root / "server.log") as url:
         yield url
 
 

@@ -74,7 +74,7 @@ BATCHLANE_MAX_BATCH_DELAY_MS = "BATCHLANE_MAX_BATCH_DELAY_MS"
 # (true by default, as SageMaker does; false/0/no/off turns it off).
 BATCHLANE_INSTALL_REQUIREMENTS = "BATCHLANE_INSTALL_REQUIREMENTS"
 
-# The control plane (`batchlane server`): the key pair (or a credentials file) requests must be signed with.
+# The control plane (`batchlane control-plane`): the key pair (or a credentials file) requests must be signed with.
 BATCHLANE_ACCESS_KEY_ID = "BATCHLANE_ACCESS_KEY_ID"
 BATCHLANE_SECRET_ACCESS_KEY = "BATCHLANE_SECRET_ACCESS_KEY"
 BATCHLANE_CREDENTIALS_FILE = "BATCHLANE_CREDENTIALS_FILE"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
-from tests.integration.test_worker_resend import results, seed_style_model
+from tests.integration.queue.test_worker_resend import results, seed_style_model
 from tests.models import MODULE_CLI, run_cli
 
 run = partial(run_cli, command=MODULE_CLI)  # `python -m batchlane`

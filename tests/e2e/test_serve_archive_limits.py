@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from batchlane.testing import free_port
 from tests.models import CLI
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from batchlane.examples.user_code import example_path, make_model_dir
-from tests.conftest import free_port, wait_for_http
+from batchlane.testing import free_port, wait_for_http
 from tests.models import CLI, run_cli
 
 

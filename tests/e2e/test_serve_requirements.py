@@ -22,7 +22,7 @@ from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.models import ModelRegistry, ModelSpec
 from batchlane.serving.requirements import ensure_installed, site_dirs
-from tests.conftest import free_port, wait_for_http
+from batchlane.testing import free_port, wait_for_http
 from tests.models import CLI, ECHO_ENV, run_job, transform_request, wait_until
 
 INFERENCE = """\

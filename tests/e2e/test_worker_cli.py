@@ -23,7 +23,7 @@ from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from batchlane.queue.message import job_name_for
 from batchlane.queue.sqlite import SqliteQueue
-from tests.integration.test_worker_support import make_inputs, make_model, release, seed_body, wait_until
+from tests.integration.queue.worker_support import make_inputs, make_model, release, seed_body, wait_until
 
 
 class Setup:

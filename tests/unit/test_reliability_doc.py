@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "reliability.md"
 
@@ -55,20 +57,20 @@ def missing(reference: tuple[str, list[str]]) -> str | None:
 
 def test_the_parser_reads_every_form_of_reference() -> None:
     text = (
-        "`tests/unit/test_split.py::test_line_split[non-UTF-8 bytes]`, `tests/e2e/test_blank_lines.py`, "
+        "`tests/unit/transform/test_split.py::test_line_split[non-UTF-8 bytes]`, `tests/e2e/test_blank_lines.py`, "
         "`tests/a/test_b.py::TestC::test_d`, `tests/README.md`, `src/x.py::f`"
     )
     assert references(text) == [
-        ("tests/unit/test_split.py", ["test_line_split"]),
+        ("tests/unit/transform/test_split.py", ["test_line_split"]),
         ("tests/e2e/test_blank_lines.py", []),
         ("tests/a/test_b.py", ["TestC", "test_d"]),
     ]
 
 
 def test_a_renamed_test_is_caught() -> None:
-    assert missing(("tests/unit/test_split.py", ["test_line_split"])) is None
-    assert missing(("tests/unit/test_split.py", ["test_no_longer_here"])) == (
-        "tests/unit/test_split.py::test_no_longer_here: no such test in the file"
+    assert missing(("tests/unit/transform/test_split.py", ["test_line_split"])) is None
+    assert missing(("tests/unit/transform/test_split.py", ["test_no_longer_here"])) == (
+        "tests/unit/transform/test_split.py::test_no_longer_here: no such test in the file"
     )
     assert missing(("tests/unit/test_gone.py", [])) == "tests/unit/test_gone.py: no such test file"
 
@@ -78,6 +80,7 @@ def test_the_page_cites_many_tests() -> None:
     assert len(references(DOC.read_text(encoding="utf-8"))) > 100
 
 
+@pytest.mark.slow
 def test_every_test_the_page_names_exists() -> None:
     problems = [problem for ref in references(DOC.read_text(encoding="utf-8")) if (problem := missing(ref))]
     assert problems == [], "docs/reliability.md names tests that do not exist:\n" + "\n".join(problems)

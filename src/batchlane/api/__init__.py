@@ -1,4 +1,4 @@
-"""The control plane: SageMaker's and SQS's APIs over batchlane's job store and embedded queue (``batchlane server``).
+"""The control plane: SageMaker's and SQS's APIs over batchlane's job store and embedded queue (``batchlane control-plane``).
 
 ``create_app(ServerConfig(...))`` builds the ASGI app; ``run_server(config)`` serves it under uvicorn,
 ``background_server(config)`` on a thread. See

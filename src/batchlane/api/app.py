@@ -1,4 +1,4 @@
-"""``create_app(config)``: the control-plane ASGI app (FastAPI) that ``batchlane server`` runs under uvicorn.
+"""``create_app(config)``: the control-plane ASGI app (FastAPI) that ``batchlane control-plane`` runs under uvicorn.
 
 One endpoint, ``POST /`` (and ``POST /<account>/<queue>`` for query-protocol SQS clients that post to the queue
 URL), routed by what AWS SDKs send:
@@ -150,7 +150,7 @@ def _require_botocore() -> None:
         from batchlane.errors import ValidationError
 
         raise ValidationError(
-            "batchlane server verifies SigV4 signatures with botocore, which is not installed: "
+            "batchlane control-plane verifies SigV4 signatures with botocore, which is not installed: "
             "pip install 'batchlane[aws]'",
             field="--access-key",
         ) from None
@@ -178,7 +178,7 @@ class ControlPlane:
             from batchlane.errors import ValidationError
 
             raise ValidationError(
-                f"batchlane server serves the SQS API over its embedded queue; --queue {config.queue!r} is not one "
+                f"batchlane control-plane serves the SQS API over its embedded queue; --queue {config.queue!r} is not one "
                 "(give a name or sqlite:///path.db?queue=NAME; run `batchlane worker` for an SQS queue)",
                 field="--queue",
             )

@@ -1,4 +1,4 @@
-"""``ServerConfig``: everything ``batchlane server`` is started with, and where its access keys come from.
+"""``ServerConfig``: everything ``batchlane control-plane`` is started with, and where its access keys come from.
 
 Keys, first match wins (``load_keys``):
 
@@ -60,7 +60,7 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Settings of one control-plane server (see ``batchlane server --help`` for each)."""
+    """Settings of one control-plane server (see ``batchlane control-plane --help`` for each)."""
 
     db: Path
     queue: str | None = None
@@ -85,7 +85,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if self.auth and not self.keys:
             raise ValidationError(
-                "batchlane server needs an access key: pass --access-key and --secret-key (or set "
+                "batchlane control-plane needs an access key: pass --access-key and --secret-key (or set "
                 f"{settings.BATCHLANE_ACCESS_KEY_ID} and {settings.BATCHLANE_SECRET_ACCESS_KEY}), or "
                 "--credentials-file; --no-auth turns authentication off on a loopback address",
                 field="--access-key",

@@ -1,4 +1,4 @@
-"""Serving the control plane under uvicorn: ``run_server`` (what ``batchlane server`` does) and
+"""Serving the control plane under uvicorn: ``run_server`` (what ``batchlane control-plane`` does) and
 ``background_server`` (the same on a thread, for embedding and tests)."""
 
 from __future__ import annotations

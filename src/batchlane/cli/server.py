@@ -1,5 +1,6 @@
-"""`batchlane server`: the control plane that speaks SageMaker's, SQS's and CloudWatch Logs' APIs (thin over
-``batchlane.api``)."""
+"""`batchlane control-plane`: the control plane that speaks SageMaker's, SQS's and CloudWatch Logs' APIs (thin over
+``batchlane.api``). `batchlane server` is its old name, kept as a hidden alias: it was one letter away from
+`batchlane serve`, the inference container."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import typer
 
 from batchlane.cli.options import DbOption
 
+COMMAND = "control-plane"
+OLD_NAME = "server"
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("server")
     def server(
         host: str = typer.Option(
             "127.0.0.1",
@@ -168,4 +171,13 @@ def register(app: typer.Typer) -> None:
             ssl_keyfile=ssl_keyfile,
             env=env,
         )
-        run_server(config, on_ready=lambda url: typer.echo(f"batchlane server listening on {url}", err=True))
+        run_server(
+            config, on_ready=lambda url: typer.echo(f"batchlane {COMMAND} listening on {url}", err=True)
+        )
+
+    app.command(COMMAND)(server)
+    app.command(
+        OLD_NAME,
+        hidden=True,
+        help=f"The old name of `batchlane {COMMAND}` (same options); use `batchlane {COMMAND}`.",
+    )(server)
