@@ -17,7 +17,8 @@ import pytest
 
 from batchlane.cli.main import main
 from batchlane.monitor.schedules import ScheduleStore
-from tests.servers import clean_env, stop_process
+from batchlane.testing import stop_process
+from tests.servers import clean_env
 
 pytestmark = [pytest.mark.slow]
 

@@ -25,7 +25,7 @@ from batchlane.aws.lambda_handler import handler
 from batchlane.cli.main import main
 from batchlane.errors import ValidationError
 from batchlane.queue.message import job_name_for, parse_message
-from tests.integration.test_lambda_handler import Aws, sqs_event
+from tests.integration.aws.test_lambda_handler import Aws, sqs_event
 from tests.models import cli_env
 from tests.servers import aws_client, control_plane_server
 
