@@ -31,6 +31,7 @@ from batchlane.errors import BatchlaneError
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import FileCheckpoint, JobRecord, JobStore
 from batchlane.models import ModelSpec
+from batchlane.serving.capture import JobCapture
 from batchlane.storage.base import ObjectStore, open_store
 from batchlane.transform.container import ModelContainer
 from batchlane.transform.file_loop import STOP_POLL_S, FileLoop, Interrupted
@@ -243,7 +244,11 @@ class JobRunner:
                 self.check_interrupt()
                 self.on_progress("starting", {})
                 starting = time.monotonic()
-                with self._container(request, options, model) as container:
+                # The capture context exits after the container: the server has flushed its capture files.
+                with (
+                    self._capture(request) or contextlib.nullcontext(),
+                    self._container(request, options, model) as container,
+                ):
                     self.on_progress("ready", {"startup_s": time.monotonic() - starting})
                     params = resolve(request, self._execution_parameters(request, container))
                     self.job_log.info("[sagemaker logs]: %s", params.log_line())
@@ -312,11 +317,19 @@ class JobRunner:
         with contextlib.suppress(Exception):
             remove(folder, older_than_s=0)
 
+    def _capture(self, request: CreateTransformJobRequest) -> JobCapture | None:
+        """The job's data capture (``DataCaptureConfig``; docs/data-capture.md), or None."""
+        spool = self.store.log_path(self.name).with_suffix(".capture")
+        return JobCapture.of(request.DataCaptureConfig, self.name, spool)
+
     def _container(
         self, request: CreateTransformJobRequest, options: JobOptions, model: ModelSpec
     ) -> ModelContainer:
         env = container_environment(request, model.environment)
         log_file = self.store.log_path(self.name).with_suffix(".container.log")
+        capture = self._capture(request)
+        if capture is not None:
+            env.update(capture.environment())
         common = {
             "env": env,
             "startup_timeout_s": options.startup_timeout_s,
