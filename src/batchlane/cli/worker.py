@@ -97,6 +97,19 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(
             False, "--json", help="Print what was done as JSON when the worker exits."
         ),
+        metrics_port: int | None = typer.Option(
+            None,
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics (jobs, records, queue depth, DLQ depth; docs/metrics.md) at "
+            "http://HOST:PORT/metrics. Default: off.",
+        ),
+        metrics_host: str = typer.Option(
+            "127.0.0.1",
+            "--metrics-host",
+            help="Bind address of --metrics-port (0.0.0.0 for a remote Prometheus).",
+        ),
     ) -> None:
         """Receive transform requests, start their jobs (idempotently), run them, and acknowledge.
 
@@ -119,6 +132,7 @@ def register(app: typer.Typer) -> None:
             default_model = ModelSpec.parse({"name": model, "model_data": model_data})
         store = open_job_store(db)
         target = open_queue(queue)
+        metrics_server: Any = None
         try:
             runner = Worker(
                 target,
@@ -134,8 +148,16 @@ def register(app: typer.Typer) -> None:
                 recover=not no_recover,
             )
             _install_signal_handlers(runner)
+            if metrics_port is not None:
+                from batchlane import metrics
+
+                metrics.watch(store.path, [target])
+                metrics_server = metrics.start_http_server(metrics_port, metrics_host)
+                typer.echo(f"worker: metrics at http://{metrics_host}:{metrics_port}/metrics", err=True)
             stats = runner.work(burst=burst, max_messages=max_messages)
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
             target.close()
             store.close()
         if as_json:
