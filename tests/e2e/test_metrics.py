@@ -21,6 +21,8 @@ from tests.conftest import free_port, wait_for_http
 from tests.integration.test_worker_support import make_inputs, make_model, release, seed_body, wait_until
 from tests.servers import aws_client, clean_env, control_plane_server, stop_process
 
+pytestmark = [pytest.mark.slow]
+
 KEY, SECRET = "AKIDMETRICSE2E", "metrics-e2e-secret"
 CSV_DEFAULTS = {
     "BATCHLANE_DEFAULT_CONTENT_TYPE": "text/csv",

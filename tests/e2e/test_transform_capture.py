@@ -7,7 +7,11 @@ import base64
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.models import ECHO_DIR, cli_env, cli_ok, echo_cli_env, run_cli, write_files
+
+pytestmark = [pytest.mark.slow]
 
 
 def _request(name: str, input_uri: str, output_uri: str, capture_uri: str, model: str = "echo") -> dict:

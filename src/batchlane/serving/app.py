@@ -176,6 +176,14 @@ class _LoopSemaphore:
         return self._by_loop[key]
 
 
+def _model_name(path: Path) -> str:
+    """The model folder's or archive's name without its archive suffix: capture's default folder name."""
+    name = path.name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        name = name.removesuffix(suffix)
+    return name or "model"
+
+
 def _capture(capture: CaptureWriter, body: bytes, headers: Any, result: Any) -> None:
     """Hand one answered invocation to data capture; a capture bug is logged, never the client's problem."""
     try:
@@ -213,7 +221,7 @@ def create_app(
     hooks = resolve_hooks(settings, model_dir, defaults)
     handler = Handler(hooks, settings, model_dir, defaults)
     loader = ModelLoader(handler, on_load_failure)
-    capture_config = CaptureConfig.from_settings(settings, default_name=model_dir.name or "model")
+    capture_config = CaptureConfig.from_settings(settings, default_name=_model_name(Path(settings.model_dir)))
     capture = (
         CaptureWriter(capture_config, env=settings.extra_env or None) if capture_config is not None else None
     )

@@ -49,6 +49,9 @@ INFERENCE_ID_HEADER = "x-amzn-sagemaker-inference-id"
 DEFAULT_QUEUE_RECORDS = 10_000
 DEFAULT_FLUSH_INTERVAL_S = 5.0
 DEFAULT_FILE_RECORDS = 1_000
+DRAIN_INTERVAL_S = (
+    0.5  # how often the writer takes what requests queued (the queue holds 10,000: 20,000 req/s)
+)
 
 
 def _is_json(media: str) -> bool:
@@ -225,34 +228,25 @@ class CaptureWriter:
             logger.warning("data capture: the writer did not finish within %.0f s", timeout_s)
 
     def _run(self) -> None:
+        # The writer wakes on a timer and drains the queue in one go, rather than on every record: a wake-up per
+        # request would cost the request threads a GIL hand-over each.
+        drain_s = min(DRAIN_INTERVAL_S, self.config.flush_interval_s)
         pending: list[Event] = []
         first_at = 0.0
         while True:
-            timeout = (
-                self.config.flush_interval_s
-                if not pending
-                else max(0.0, first_at + self.config.flush_interval_s - time.monotonic())
-            )
-            try:
-                event = self._queue.get(timeout=min(timeout, 0.2))
+            stopping = self._stop.wait(drain_s)
+            while True:
+                try:
+                    event = self._queue.get_nowait()
+                except queue.Empty:
+                    break
                 if not pending:
                     first_at = time.monotonic()
                 pending.append(event)
-            except queue.Empty:
-                pass
-            stopping = self._stop.is_set()
-            if stopping:  # take whatever is left, then write it all
-                while True:
-                    try:
-                        pending.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-            due = pending and (
-                len(pending) >= self.config.max_file_records
-                or time.monotonic() - first_at >= self.config.flush_interval_s
-                or stopping
-            )
-            if due:
+                if len(pending) >= self.config.max_file_records:
+                    self._flush(pending)
+                    pending = []
+            if pending and (stopping or time.monotonic() - first_at >= self.config.flush_interval_s):
                 self._flush(pending)
                 pending = []
             if stopping:
