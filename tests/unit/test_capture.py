@@ -135,3 +135,20 @@ def test_a_failing_destination_counts_write_errors(tmp_path: Path) -> None:
 def test_sampling_outside_0_to_100_names_the_option(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="--capture-sample.*0 to 100|0 to 100"):
         CaptureConfig(str(tmp_path), "ep", sample_percent=150)
+
+
+def test_capture_settings_come_from_the_environment(tmp_path: Path) -> None:
+    from batchlane.settings import ServeSettings
+
+    settings = ServeSettings.from_env(
+        {
+            "BATCHLANE_CAPTURE_URI": str(tmp_path),
+            "BATCHLANE_CAPTURE_SAMPLE": "12.5",
+            "BATCHLANE_CAPTURE_INFERENCE_ID": "true",
+        }
+    )
+    config = CaptureConfig.from_settings(settings, default_name="my-model")
+    assert config == CaptureConfig(str(tmp_path), "my-model", sample_percent=12.5, generate_inference_id=True)
+    assert CaptureConfig.from_settings(ServeSettings.from_env({}), default_name="m") is None
+    with pytest.raises(ValidationError, match="BATCHLANE_CAPTURE_SAMPLE must be a number, got 'lots'"):
+        ServeSettings.from_env({"BATCHLANE_CAPTURE_SAMPLE": "lots"})
