@@ -4,7 +4,8 @@ Two servers run side by side for each model, one capturing every request to a te
 100 % sampling) and one not. A closed loop of ``--clients`` concurrent clients sends single-record JSON requests;
 the servers take turns, one round each, in alternating order (ABBA...), so a change in the machine's load hits both
 alike. The report gives each server's median requests/s over the rounds, their ratio, the load average around each
-round and the capture's own counts (records written and dropped, from ``/metrics``).
+round, each server's CPU time per request (user + system, from ``psutil``: far less sensitive to a busy machine than
+wall-clock throughput) and the capture's own counts (records on disk, and dropped from ``/metrics``).
 
 Two models: all-MiniLM-L6-v2 with a classification head (the benchmark model, as in ``bench/realtime.py``), and a
 tiny random BERT whose forward pass costs almost nothing, the worst case for capture's share of the work.
@@ -36,6 +37,7 @@ import run as run_mod  # noqa: E402
 import variants as variants_mod  # noqa: E402
 
 logger = logging.getLogger("bench")
+FLUSH_WAIT_S = 6.0  # longer than the capture writer's 5 s flush interval
 
 SAMPLE_TEXTS = (
     "I was charged twice for the same purchase and the bank refuses to refund the second charge.",
@@ -70,6 +72,14 @@ def texts_for(model: str, count: int, seed: int) -> tuple[Path, list[str]]:
     return folder, [SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)] for i in range(count)]
 
 
+def cpu_seconds(server: Any) -> float:
+    """User + system CPU seconds the server process (and its threads) has used so far."""
+    import psutil
+
+    times = psutil.Process(server.process.pid).cpu_times()
+    return times.user + times.system
+
+
 def capture_counts(url: str) -> tuple[float, float]:
     """(records written, records dropped) from the server's ``/metrics``."""
     import httpx
@@ -85,17 +95,41 @@ def capture_counts(url: str) -> tuple[float, float]:
     return written, dropped
 
 
-def measure(model: str, clients: int, requests: int, rounds: int, seed: int) -> dict[str, Any]:
+def capture_path_cost(records: int = 5000) -> dict[str, float]:
+    """Microseconds of CPU per record spent by capture itself, in this process: on the request thread (sampling,
+    queueing) and on the writer thread (encoding, JSON, writing files), for a typical JSON request and answer."""
+    from batchlane.serving.capture import CaptureConfig, CaptureWriter
+
+    body = json.dumps({"inputs": SAMPLE_TEXTS[0]}).encode()
+    answer = b'[{"label": "Credit reporting", "score": 0.91}]'
+    with tempfile.TemporaryDirectory(prefix="bench-capture-path-") as scratch:
+        writer = CaptureWriter(CaptureConfig(scratch, "bench"))
+        started = time.thread_time()
+        for _ in range(records):
+            writer.capture(body, "application/json", answer, "application/json")
+        request_side = time.thread_time() - started
+        started = time.process_time()
+        writer.close()  # the writer thread encodes and writes everything that was queued
+        writer_side = time.process_time() - started
+    return {"request_us": 1e6 * request_side / records, "writer_us": 1e6 * writer_side / records}
+
+
+def measure(model: str, clients: int, requests: int, rounds: int, seed: int, threads: int) -> dict[str, Any]:
     folder, texts = texts_for(model, requests, seed)
     with tempfile.TemporaryDirectory(prefix="bench-capture-") as scratch:
-        plain = variants_mod.Server(str(folder), {})
-        captured = variants_mod.Server(str(folder), {}, ["--capture", scratch, "--capture-name", "bench"])
+        # One model thread each: on a shared, oversubscribed machine OpenMP's spinning threads would dominate.
+        common = ["--threads", str(threads)]
+        plain = variants_mod.Server(str(folder), {}, common)
+        captured = variants_mod.Server(
+            str(folder), {}, [*common, "--capture", scratch, "--capture-name", "bench"]
+        )
         servers = {"off": plain, "on": captured}
         rps: dict[str, list[float]] = {"off": [], "on": []}
         loads: list[float] = []
         try:
             for server in servers.values():  # warm-up: first requests pay for lazy initialisation
                 asyncio.run(realtime_mod.drive(server.url, texts, clients, 2 * clients))
+            cpu_start = {key: cpu_seconds(server) for key, server in servers.items()}
             for round_index in range(rounds):
                 order = ("off", "on") if round_index % 2 == 0 else ("on", "off")
                 for key in order:
@@ -109,6 +143,8 @@ def measure(model: str, clients: int, requests: int, rounds: int, seed: int) -> 
                     rps["off"][-1],
                     rps["on"][-1],
                 )
+            time.sleep(FLUSH_WAIT_S)  # the capture writer's last flush belongs to the measured work
+            cpu = {key: cpu_seconds(server) - cpu_start[key] for key, server in servers.items()}
             written, dropped = capture_counts(captured.url)
         finally:
             plain.stop()
@@ -123,6 +159,8 @@ def measure(model: str, clients: int, requests: int, rounds: int, seed: int) -> 
         "ratio": on / off,
         "rounds_off": rps["off"],
         "rounds_on": rps["on"],
+        "cpu_ms_off": 1000 * cpu["off"] / (rounds * requests),
+        "cpu_ms_on": 1000 * cpu["on"] / (rounds * requests),
         "load_min": min(loads),
         "load_max": max(loads),
         "written": written,
@@ -132,23 +170,43 @@ def measure(model: str, clients: int, requests: int, rounds: int, seed: int) -> 
     }
 
 
-def render(rows: list[dict[str, Any]], clients: int, requests: int, rounds: int, uptime: str) -> str:
+def render(
+    rows: list[dict[str, Any]],
+    clients: int,
+    requests: int,
+    rounds: int,
+    threads: int,
+    uptime: str,
+    path_cost: dict[str, float],
+) -> str:
     lines = [
         f"Data capture overhead ({time.strftime('%Y-%m-%d %H:%M')}): {clients} concurrent clients on loopback, "
-        f"{rounds} alternating rounds of {requests} single-record JSON requests per server; medians over rounds.",
+        f"{rounds} alternating rounds of {requests} single-record JSON requests per server; medians over rounds. "
+        f"Both servers run with `--threads {threads}`.",
         "",
         f"Machine load before the run (`uptime`): `{uptime}`. The machine is shared with other work; the rounds "
         "alternate so both servers see the same load.",
         "",
-        "| model | without capture (req/s) | with capture (req/s) | ratio | overhead | load avg (min-max) | "
-        "captured / dropped |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | without capture (req/s) | with capture (req/s) | ratio | throughput cost | "
+        "server CPU ms/request without → with | CPU cost | load avg (min-max) | captured / dropped |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['off']:.1f} | {r['on']:.1f} | {r['ratio']:.3f} | {100 * (1 - r['ratio']):+.1f} % "
-            f"| {r['load_min']:.2f}-{r['load_max']:.2f} | {int(r['written'])} / {int(r['dropped'])} |"
+            f"| {r['cpu_ms_off']:.2f} → {r['cpu_ms_on']:.2f} | {100 * (r['cpu_ms_on'] / r['cpu_ms_off'] - 1):+.1f} % "
+            f"| {r['load_min']:.2f}-{r['load_max']:.2f} | {r['on_disk']} / {int(r['dropped'])} |"
         )
+    spent = path_cost["request_us"] + path_cost["writer_us"]
+    lines += [
+        "",
+        f"Capture's own CPU per record, measured in-process (load-independent): {path_cost['request_us']:.1f} µs "
+        f"on the request thread + {path_cost['writer_us']:.1f} µs on the writer thread = {spent:.0f} µs, that is "
+        + ", ".join(
+            f"{100 * spent / (1000 * r['cpu_ms_off']):.1f} % of {r['model']}'s CPU per request" for r in rows
+        )
+        + ".",
+    ]
     lines += ["", "Per round (requests/s, without → with capture):", ""]
     for r in rows:
         pairs = ", ".join(f"{a:.1f}→{b:.1f}" for a, b in zip(r["rounds_off"], r["rounds_on"], strict=True))
@@ -165,13 +223,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per round and server")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="model threads per server (batchlane serve --threads)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
     models = ["tiny", "minilm"] if args.model == "both" else [args.model]
-    rows = [measure(m, args.clients, args.requests, args.rounds, args.seed) for m in models]
-    report = render(rows, args.clients, args.requests, args.rounds, uptime)
+    path_cost = capture_path_cost()
+    rows = [measure(m, args.clients, args.requests, args.rounds, args.seed, args.threads) for m in models]
+    report = render(rows, args.clients, args.requests, args.rounds, args.threads, uptime, path_cost)
     print(report)
     path = run_mod.write_results_file(
         report, name="capture-overhead", title="Data capture overhead", script="bench/capture_overhead.py"
