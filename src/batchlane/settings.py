@@ -73,6 +73,12 @@ BATCHLANE_MAX_BATCH_DELAY_MS = "BATCHLANE_MAX_BATCH_DELAY_MS"
 # `batchlane serve`: pip-install code/requirements.txt into <home>/requirements before importing inference.py
 # (true by default, as SageMaker does; false/0/no/off turns it off).
 BATCHLANE_INSTALL_REQUIREMENTS = "BATCHLANE_INSTALL_REQUIREMENTS"
+# `batchlane serve` data capture (docs/data-capture.md): destination folder or URI (set = on), the folder under it
+# (default: the model folder's name), the percentage of invocations captured, and whether to add an inferenceId.
+BATCHLANE_CAPTURE_URI = "BATCHLANE_CAPTURE_URI"
+BATCHLANE_CAPTURE_NAME = "BATCHLANE_CAPTURE_NAME"
+BATCHLANE_CAPTURE_SAMPLE = "BATCHLANE_CAPTURE_SAMPLE"
+BATCHLANE_CAPTURE_INFERENCE_ID = "BATCHLANE_CAPTURE_INFERENCE_ID"
 
 # The control plane (`batchlane control-plane`): the key pair (or a credentials file) requests must be signed with.
 BATCHLANE_ACCESS_KEY_ID = "BATCHLANE_ACCESS_KEY_ID"
@@ -112,6 +118,20 @@ def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _float(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        from batchlane.errors import ValidationError
+
+        raise ValidationError(
+            f"environment variable {name} must be a number, got {raw!r}", field=name
+        ) from None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -200,6 +220,10 @@ class ServeSettings:
     install_requirements: bool = True
     requirements_cache: Path = field(default_factory=requirements_cache_dir)
     submit_directory: str | None = None
+    capture_uri: str | None = None
+    capture_name: str | None = None
+    capture_sample: float | None = None
+    capture_inference_id: bool = False
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -236,6 +260,10 @@ class ServeSettings:
             "requirements_cache": requirements_cache_dir(env),
             "submit_directory": env.get(SAGEMAKER_SUBMIT_DIRECTORY, "").strip() or None,
             "host": default_host(env),
+            "capture_uri": env.get(BATCHLANE_CAPTURE_URI, "").strip() or None,
+            "capture_name": env.get(BATCHLANE_CAPTURE_NAME, "").strip() or None,
+            "capture_sample": _float(env, BATCHLANE_CAPTURE_SAMPLE),
+            "capture_inference_id": _bool(env, BATCHLANE_CAPTURE_INFERENCE_ID, False),
             "extra_env": dict(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})

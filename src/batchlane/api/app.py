@@ -12,7 +12,7 @@ Every request goes through, in order: the ``Host`` check (DNS rebinding) and a r
 body cap (``Content-Length`` first, then while reading), SigV4 verification for the routed service (``auth.py``),
 the key's ``allow`` patterns, then the action in a worker thread (SQLite and long polling block). Each call is
 logged on ``batchlane.api.audit`` with key, action, status and duration. ``GET /ping`` answers 200 without
-authentication for health checks.
+authentication for health checks, and ``GET /metrics`` Prometheus metrics (docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from batchlane import metrics
 from batchlane.api import logs, sagemaker, sqs, sqs_query
 from batchlane.api.auth import AccessKey, SignedRequest, SigV4Verifier
 from batchlane.api.config import ServerConfig
@@ -266,9 +267,11 @@ def create_app(config: ServerConfig, *, store: JobStore | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         plane.start()
+        metrics.watch(plane.store.path, [plane.queue])
         try:
             yield
         finally:
+            metrics.unwatch(plane.store.path, [plane.queue])
             await run_in_threadpool(plane.stop)
 
     app = FastAPI(
@@ -295,6 +298,14 @@ def create_app(config: ServerConfig, *, store: JobStore | None = None) -> FastAP
         if refused is not None:
             return render_error(refused, Protocol.JSON_1_1, new_request_id())
         return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def get_metrics(request: Request) -> Response:
+        # Unauthenticated like /ping (Prometheus does not sign requests); the Host check still applies.
+        refused = guard(request)
+        if refused is not None:
+            return render_error(refused, Protocol.JSON_1_1, new_request_id())
+        return Response(await run_in_threadpool(metrics.exposition), media_type=metrics.CONTENT_TYPE)
 
     @app.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)
     async def aws(request: Request, path: str) -> Response:

@@ -96,8 +96,34 @@ def register(app: typer.Typer) -> None:
             "BATCHLANE_HOME reused while the file is unchanged (env BATCHLANE_INSTALL_REQUIREMENTS; default on).",
             show_default=False,
         ),
+        capture: str = typer.Option(
+            None,
+            "--capture",
+            help="Capture requests and responses in SageMaker's data-capture format (JSON Lines, hourly folders) "
+            "to this folder or s3:// URI; capture never blocks or fails a request (env BATCHLANE_CAPTURE_URI; "
+            "default off).",
+            show_default=False,
+        ),
+        capture_sample: float = typer.Option(
+            None,
+            "--capture-sample",
+            min=0,
+            max=100,
+            help="Percentage of requests captured, 0-100 (env BATCHLANE_CAPTURE_SAMPLE; default 100).",
+            show_default=False,
+        ),
+        capture_name: str = typer.Option(
+            None,
+            "--capture-name",
+            help="Folder under the capture destination, like an endpoint's name (env BATCHLANE_CAPTURE_NAME; "
+            "default the model folder's name).",
+            show_default=False,
+        ),
     ) -> None:
-        """Serve a model with the SageMaker container contract: GET /ping, GET /execution-parameters, POST /invocations."""
+        """Serve a model with the SageMaker container contract: GET /ping, GET /execution-parameters, POST /invocations.
+
+        GET /metrics answers Prometheus metrics (docs/metrics.md).
+        """
         from batchlane.serving.server import run_server
         from batchlane.settings import ServeSettings
 
@@ -115,6 +141,9 @@ def register(app: typer.Typer) -> None:
             runtime=runtime,
             quantize=quantize,
             install_requirements=install_requirements,
+            capture_uri=capture,
+            capture_sample=capture_sample,
+            capture_name=capture_name,
             max_batch_delay_ms=None if max_batch_delay_ms is None else f"{max_batch_delay_ms:g}",
         )
         run_server(settings)

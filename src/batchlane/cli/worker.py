@@ -103,6 +103,19 @@ def register(app: typer.Typer) -> None:
             "--no-schedules",
             help="Do not fire monitoring schedules (default: fired while the worker runs, except with --burst).",
         ),
+        metrics_port: int | None = typer.Option(
+            None,
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics (jobs, records, queue depth, DLQ depth; docs/metrics.md) at "
+            "http://HOST:PORT/metrics. Default: off.",
+        ),
+        metrics_host: str = typer.Option(
+            "127.0.0.1",
+            "--metrics-host",
+            help="Bind address of --metrics-port (0.0.0.0 for a remote Prometheus).",
+        ),
     ) -> None:
         """Receive transform requests, start their jobs (idempotently), run them, and acknowledge.
 
@@ -126,6 +139,7 @@ def register(app: typer.Typer) -> None:
         store = open_job_store(db)
         target = open_queue(queue)
         scheduler = None if burst or no_schedules else start_scheduler(store)
+        metrics_server: Any = None
         try:
             runner = Worker(
                 target,
@@ -141,10 +155,18 @@ def register(app: typer.Typer) -> None:
                 recover=not no_recover,
             )
             _install_signal_handlers(runner)
+            if metrics_port is not None:
+                from batchlane import metrics
+
+                metrics.watch(store.path, [target])
+                metrics_server = metrics.start_http_server(metrics_port, metrics_host)
+                typer.echo(f"worker: metrics at http://{metrics_host}:{metrics_port}/metrics", err=True)
             stats = runner.work(burst=burst, max_messages=max_messages)
         finally:
             if scheduler is not None:
                 scheduler.stop()
+            if metrics_server is not None:
+                metrics_server.shutdown()
             target.close()
             store.close()
         if as_json:

@@ -22,11 +22,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from batchlane import request_body
+from batchlane import metrics, request_body
 from batchlane import settings as settings_mod
 from batchlane.defaults import DEFAULT_CONTAINER_MAX_CONCURRENT_TRANSFORMS, MAX_PAYLOAD_PRODUCT, MB
 from batchlane.errors import BatchlaneError, ModelError, ModelNotReady, PayloadTooLarge, ValidationError
 from batchlane.serving.archive import resolve_model_dir
+from batchlane.serving.capture import INFERENCE_ID_HEADER, CaptureConfig, CaptureWriter
 from batchlane.serving.classifier import ClassifierHandler
 from batchlane.serving.dynamic_batching import request_concurrency
 from batchlane.serving.handler import Handler, resolve_hooks
@@ -100,7 +101,10 @@ class ModelLoader:
                 self.on_failure(exc)
             return
         self.state = "ready"
-        logger.info("model ready in %.1f s", time.monotonic() - started)
+        seconds = time.monotonic() - started
+        metrics.SERVE_MODEL_LOAD_SECONDS.set(seconds)
+        metrics.SERVE_MODEL_READY.set(1)
+        logger.info("model ready in %.1f s", seconds)
 
     @property
     def ready(self) -> bool:
@@ -160,6 +164,28 @@ class _LoopSemaphore:
         return self._by_loop[key]
 
 
+def _model_name(path: Path) -> str:
+    """The model folder's or archive's name without its archive suffix: capture's default folder name."""
+    name = path.name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        name = name.removesuffix(suffix)
+    return name or "model"
+
+
+def _capture(capture: CaptureWriter, body: bytes, headers: Any, result: Any) -> None:
+    """Hand one answered invocation to data capture; a capture bug is logged, never the client's problem."""
+    try:
+        capture.capture(
+            body,
+            headers.get("content-type"),
+            result.body,
+            result.content_type,
+            inference_id=headers.get(INFERENCE_ID_HEADER),
+        )
+    except Exception:
+        logger.exception("data capture failed; the request was answered")
+
+
 def create_app(
     settings: ServeSettings,
     *,
@@ -171,7 +197,7 @@ def create_app(
     ``on_load_failure`` is called (from the loader thread) when ``model_fn`` fails; the server runner uses it to
     stop the process. ``cache_dir`` is where a ``model.tar.gz`` is extracted (default
     ``<BATCHLANE_HOME>/models-extracted``). ``app.state`` holds ``settings``, ``handler``, ``loader`` and
-    ``execution_parameters``.
+    ``execution_parameters`` and ``capture`` (the ``CaptureWriter``, or None when capture is off).
     """
     parameters = execution_parameters(settings)
     cache = cache_dir or settings_mod.home_dir(settings.extra_env or None) / "models-extracted"
@@ -183,6 +209,10 @@ def create_app(
     hooks = resolve_hooks(settings, model_dir, defaults)
     handler = Handler(hooks, settings, model_dir, defaults)
     loader = ModelLoader(handler, on_load_failure)
+    capture_config = CaptureConfig.from_settings(settings, default_name=_model_name(Path(settings.model_dir)))
+    capture = (
+        CaptureWriter(capture_config, env=settings.extra_env or None) if capture_config is not None else None
+    )
     limit = settings.max_payload_mb * MB
     response_limit = (settings.max_response_mb or 0) * MB
     concurrency = request_concurrency(settings, parameters["MaxConcurrentTransforms"])
@@ -197,7 +227,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         loader.start()
-        yield
+        try:
+            yield
+        finally:
+            if capture is not None:
+                await asyncio.to_thread(capture.close)  # flush what is queued before the process exits
 
     app = FastAPI(
         title="batchlane inference container",
@@ -210,6 +244,7 @@ def create_app(
     app.state.handler = handler
     app.state.loader = loader
     app.state.execution_parameters = parameters
+    app.state.capture = capture
 
     @app.api_route("/ping", methods=["GET", "HEAD"])
     async def ping() -> Response:
@@ -222,8 +257,20 @@ def create_app(
     async def get_execution_parameters() -> JSONResponse:
         return JSONResponse(parameters)
 
+    @app.get("/metrics")
+    async def get_metrics() -> Response:
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
+        started = time.monotonic()
+        response = await _invoke(request)
+        metrics.observe_request(
+            response.status_code, request.headers.get("content-type"), time.monotonic() - started
+        )
+        return response
+
+    async def _invoke(request: Request) -> Response:
         loader.start()
         try:
             check_declared_size(request, limit)  # a client error whatever the model's state
@@ -231,7 +278,9 @@ def create_app(
                 raise loader.not_ready_error()
             body = await read_body(request, limit)
             headers = request.headers
+            waiting = time.monotonic()
             async with in_flight.get():
+                metrics.SERVE_QUEUE_WAIT_SECONDS.labels(queue="admission").observe(time.monotonic() - waiting)
                 # Model work runs in a thread so /ping keeps answering within SageMaker's 2 s.
                 call = functools.partial(
                     handler.invoke, body, headers.get("content-type"), headers.get("accept"), headers
@@ -245,6 +294,8 @@ def create_app(
                     f"response of {len(result.body)} bytes exceeds {settings_mod.BATCHLANE_MAX_RESPONSE_MB}="
                     f"{settings.max_response_mb}; send smaller mini-batches or raise the limit"
                 )
+            if capture is not None and result.status < 400:
+                _capture(capture, body, headers, result)
             return Response(
                 result.body, status_code=result.status, media_type=result.content_type, headers=result.headers
             )

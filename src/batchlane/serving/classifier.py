@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from batchlane import codecs, content_types
+from batchlane import codecs, content_types, metrics
 from batchlane import settings as settings_mod
 from batchlane import truncation as truncation_mod
 from batchlane.errors import BadInput, ModelError, ModelLoadError, ValidationError
@@ -391,6 +391,7 @@ class SequenceClassifier:
             lengths, self.token_budget, self.max_batch_size, batch_overhead=self.batch_overhead
         ):
             input_ids, mask = pad_batch(ids, batch, self.pad_id)
+            metrics.observe_batch(len(batch), int(mask.sum()), mask.size)
             scores[batch], labels[batch] = self._model_thread.submit(self._top_k, input_ids, mask, k).result()
         return scores, labels
 

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from batchlane import metrics
+
 if TYPE_CHECKING:
     from batchlane.serving.classifier import SequenceClassifier
     from batchlane.settings import ServeSettings
@@ -160,6 +162,9 @@ class DynamicBatcher:
             self._execute(batch)
 
     def _execute(self, batch: list[Pending]) -> None:
+        now = time.monotonic()
+        for request in batch:
+            metrics.SERVE_QUEUE_WAIT_SECONDS.labels(queue="batch").observe(now - request.arrived)
         k = max(request.k for request in batch)
         ids = [row for request in batch for row in request.ids]
         try:

@@ -29,6 +29,7 @@ from batchlane.jobs.lifecycle import finish
 from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import FileCheckpoint, JobRecord, JobStore
 from batchlane.models import ModelSpec
+from batchlane.serving.capture import JobCapture
 from batchlane.storage.base import ObjectStore, open_store
 from batchlane.transform.container import ModelContainer
 from batchlane.transform.context import Interrupted, ProgressCallback, StoreContext, consolidate_part
@@ -220,7 +221,11 @@ class JobRunner:
                 self.check_interrupt()
                 self.on_progress("starting", {})
                 starting = time.monotonic()
-                with self._model_server(request, options, model) as server:
+                # The capture context exits after the model server: the server has flushed its capture files.
+                with (
+                    self._capture(request) or contextlib.nullcontext(),
+                    self._model_server(request, options, model) as server,
+                ):
                     self.on_progress("ready", {"startup_s": time.monotonic() - starting})
                     params = resolve(request, self._execution_parameters(request, server))
                     self.job_log.info("[sagemaker logs]: %s", params.log_line())
@@ -289,6 +294,11 @@ class JobRunner:
         with contextlib.suppress(Exception):
             remove(folder, older_than_s=0)
 
+    def _capture(self, request: CreateTransformJobRequest) -> JobCapture | None:
+        """The job's data capture (``DataCaptureConfig``; docs/data-capture.md), or None."""
+        spool = self.store.log_path(self.name).with_suffix(".capture")
+        return JobCapture.of(request.DataCaptureConfig, self.name, spool)
+
     def _file_context(self) -> StoreContext:
         return StoreContext(
             store=self.store,
@@ -321,6 +331,9 @@ class JobRunner:
                 on_wait=self.check_interrupt,
             )
         log_file = self.store.log_path(self.name).with_suffix(".container.log")
+        capture = self._capture(request)
+        if capture is not None:
+            env.update(capture.environment())
         common = {
             "env": env,
             "startup_timeout_s": options.startup_timeout_s,
