@@ -87,7 +87,7 @@ CAPTURE_DROPPED = Counter(
 
 DRIFT_SCORE = Gauge(
     "batchlane_monitor_drift_score",
-    "The latest drift score of each monitoring schedule (its run's population statistic).",
+    "The latest drift score of each monitoring schedule: its last run's squared MMD to the baseline.",
     ["schedule"],
 )
 

@@ -17,9 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from batchlane.queue.sqlite import SqliteQueue
-from tests.conftest import free_port, wait_for_http
-from tests.integration.test_worker_support import make_inputs, make_model, release, seed_body, wait_until
-from tests.servers import aws_client, clean_env, control_plane_server, stop_process
+from batchlane.testing import free_port, stop_process, wait_for_http
+from tests.integration.queue.worker_support import make_inputs, make_model, release, seed_body, wait_until
+from tests.servers import aws_client, clean_env, control_plane_server
 
 pytestmark = [pytest.mark.slow]
 

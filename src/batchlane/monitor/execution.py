@@ -117,6 +117,8 @@ def run_execution(
         )
         return store.execution(execution.name)
     uris = {"violations_uri": f"{output}/{VIOLATIONS_FILE}", "summary_uri": f"{output}/{SUMMARY_FILE}"}
+    if code in (EXIT_NO_DRIFT, EXIT_DRIFT):
+        _publish_drift_score(schedule.name, uris["summary_uri"])
     if code == EXIT_NO_DRIFT:
         store.update_execution(execution.name, ExecutionStatus.COMPLETED, exit_code=code, **uris)
     elif code == EXIT_DRIFT:
@@ -162,6 +164,16 @@ def _run(
         err.seek(0)
         lines = [line.strip() for line in err.read().decode("utf-8", "replace").splitlines() if line.strip()]
     return process.returncode, lines[-1] if lines else ""
+
+
+def _publish_drift_score(schedule: str, summary_uri: str) -> None:
+    """``batchlane_monitor_drift_score{schedule}`` (docs/metrics.md): the run's squared MMD to the baseline."""
+    summary = _read_json(summary_uri)
+    score = ((summary or {}).get("population") or {}).get("mmd2")
+    if isinstance(score, int | float):
+        from batchlane import metrics
+
+        metrics.set_drift_score(schedule, float(score))
 
 
 def _read_json(uri: str | None) -> Any:
