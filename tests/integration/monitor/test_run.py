@@ -1,6 +1,6 @@
-"""A baseline and a monitoring run over a classifier directory (the real BERT architecture with tiny weights): the
-label distribution is the model's predictions, a run writes its report to S3 (moto's server), and the baseline's
-options come back when it is loaded."""
+"""A baseline (made by the real `batchlane monitor baseline`) and a monitoring run over a classifier directory (the
+real BERT architecture with tiny weights): the label distribution is the model's predictions, a run writes its report
+to S3 (moto's server), and the baseline's options come back when it is loaded."""
 
 from __future__ import annotations
 
@@ -11,33 +11,25 @@ import boto3
 import pytest
 
 from batchlane.errors import BadInput
-from batchlane.monitor.baseline import Baseline, build_baseline
-from batchlane.monitor.embedding import Embedder, EmbeddingOptions
+from batchlane.monitor.baseline import Baseline
+from batchlane.monitor.embedding import Embedder
 from batchlane.monitor.records import Texts
-from batchlane.monitor.run import RunOptions, monitor, write_result
-
-WORDS = [
-    "billing",
-    "fraud",
-    "service",
-    "card",
-    "account",
-    "payment",
-    "refund",
-    "charge",
-    "statement",
-    "loan",
-    "mortgage",
-    "bank",
-]
-TEXTS = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(3 + i % 9)) for i in range(60)]
+from batchlane.monitor.run import RunOptions, monitor, score_texts, write_result
+from tests.monitor.tiny_baseline import SHIFTED, TEXTS, THRESHOLD
 
 
 @pytest.fixture(scope="module")
-def classifier_baseline(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Baseline:
-    embedder = Embedder.load(tiny_bert_dir, EmbeddingOptions(layers=(-1,), max_length=32))
-    out = tmp_path_factory.mktemp("baseline")
-    return build_baseline(embedder, Texts(texts=TEXTS), out, model_dir=str(tiny_bert_dir), held_out=0.25)
+def classifier_baseline(tiny_baseline: Path) -> Baseline:
+    return Baseline.load(tiny_baseline)
+
+
+def test_the_shifted_sentence_scores_under_the_threshold_and_every_baseline_text_above(
+    classifier_baseline: Baseline,
+) -> None:
+    # The premise of the schedule tests' thresholds (tests/monitor/tiny_baseline.py), with its margins.
+    embedder = Embedder.load(classifier_baseline.model_dir, classifier_baseline.embedding_options())
+    scores, _ = score_texts(classifier_baseline, embedder, [*TEXTS, SHIFTED])
+    assert scores[:-1].min() > THRESHOLD + 0.015 and scores[-1] < THRESHOLD - 0.015, scores
 
 
 def test_a_classifier_baseline_keeps_its_predicted_labels(
