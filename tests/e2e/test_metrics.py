@@ -14,10 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from batchlane.queue.sqlite import SqliteQueue
 from batchlane.testing import free_port, stop_process, wait_for_http
+from tests.e2e.metrics_support import scrape, value
 from tests.integration.queue.worker_support import make_inputs, make_model, release, seed_body, wait_until
 from tests.servers import aws_client, clean_env, control_plane_server
 
@@ -29,22 +29,6 @@ CSV_DEFAULTS = {
     "BATCHLANE_DEFAULT_SPLIT_TYPE": "Line",
     "BATCHLANE_DEFAULT_ACCEPT": "text/csv",
 }
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of ``url`` keyed by (sample name, sorted labels)."""
-    response = httpx.get(url, timeout=10)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @pytest.fixture()
