@@ -177,6 +177,7 @@ def test_a_failing_webhook_is_recorded_and_sns_still_gets_the_report(
     assert [v["sentence"] for v in body["violations"]] == [SHIFTED]
 
 
+@pytest.mark.slow  # a real `batchlane monitor run` subprocess (under a second: it fails before loading torch)
 def test_a_failed_check_records_the_commands_error(schedules: ScheduleStore, tmp_path: Path) -> None:
     missing = tmp_path / "no-baseline"
     schedules.create("broken", "NOW", target(tmp_path, CALM, missing))
