@@ -78,13 +78,20 @@ def register_echo(store: Any, name: str = "echo", **env: str) -> None:
 
 
 def run_job(
-    store: Any, request: Mapping[str, Any], options: Mapping[str, Any] | None = None, **runner: Any
+    store: Any,
+    request: Mapping[str, Any],
+    options: Mapping[str, Any] | None = None,
+    *,
+    invoker: str = "http",
+    **runner: Any,
 ) -> Any:
-    """Submit ``request`` to the local engine and run it here to its end; returns the final ``JobRecord``."""
+    """Submit ``request`` to the local engine and run it here to its end (``invoker``: the engine's option, where
+    the model runs); returns the final ``JobRecord``."""
     from batchlane.engines import get_engine
 
-    record = get_engine("local", store).submit(request, {"startup_timeout_s": 60, **(options or {})})
-    return get_engine("local", store).run(record.name, **runner)
+    engine = get_engine("local", store, invoker=invoker)
+    record = engine.submit(request, {"startup_timeout_s": 60, **(options or {})})
+    return engine.run(record.name, **runner)
 
 
 def run_job_in_process(

@@ -24,6 +24,7 @@ from batchlane.jobs.describe import describe_job
 from batchlane.jobs.lease import DEFAULT_LEASE_S, find_orphans, runner_alive
 from batchlane.jobs.state import REOPENABLE, JobStatus
 from batchlane.jobs.store import JobRecord, JobStore
+from batchlane.transform.invoke import InvokerKind
 from batchlane.transform.options import JobOptions
 from batchlane.transform.runner import JobRunner, ProgressCallback
 
@@ -37,11 +38,19 @@ class LocalEngine:
     name = "local"
 
     def __init__(
-        self, store: JobStore, *, lease_s: float = DEFAULT_LEASE_S, cache_dir: str | Path | None = None
+        self,
+        store: JobStore,
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        cache_dir: str | Path | None = None,
+        invoker: InvokerKind = "http",
     ) -> None:
+        """``invoker``: where the model runs, ``"http"`` (a ``batchlane serve`` process per job, the default) or
+        ``"in_process"`` (its handler loaded into this process; docs/transform.md, "Where a file runs")."""
         self.store = store
         self.lease_s = lease_s
         self.cache_dir = cache_dir
+        self.invoker = invoker
 
     def __repr__(self) -> str:
         return f"LocalEngine({self.store!r})"
@@ -66,6 +75,7 @@ class LocalEngine:
             on_progress=on_progress,
             owner=owner,
             cache_dir=self.cache_dir,
+            invoker=self.invoker,
         )
 
     def run(
