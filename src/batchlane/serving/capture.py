@@ -284,7 +284,7 @@ class JobCapture:
     """
 
     def __init__(self, destination: str, job_name: str, generate_inference_id: bool, spool: Path) -> None:
-        from batchlane.storage.base import parse_uri
+        from batchlane.storage.uri import parse_uri
 
         self.destination = destination
         self.remote = parse_uri(destination, field="DataCaptureConfig.DestinationS3Uri").scheme != "file"
