@@ -262,15 +262,24 @@ class OpenVinoModel:
         self.dtype = f"int8 + {runs}" if quantize else runs
         self.parallel = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.streams = int(self.compiled.get_property("NUM_STREAMS"))
-        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for _ in range(self.parallel):
-            self._requests.put(self.compiled.create_infer_request())
         self._inputs = {i.get_any_name() for i in self.compiled.inputs}
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        tiny = np.ones((1, 2), dtype=np.int64)
+        for _ in range(self.parallel):
+            request = self.compiled.create_infer_request()
+            # The first infer() of a process initialises static state in OpenVINO's Python binding while holding
+            # the GIL; two threads doing it at once deadlocked. One call per request here, on one thread, first.
+            request.infer(self._feed(tiny, tiny))
+            self._requests.put(request)
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def _feed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
         feed = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self._inputs:  # IRs written by other tools (optimum) take it explicitly
             feed["token_type_ids"] = np.zeros_like(input_ids)
+        return feed
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feed = self._feed(input_ids, attention_mask)
         request = self._requests.get()
         try:
             # infer() releases the GIL while it runs, so the other streams' requests run at the same time.
