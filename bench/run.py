@@ -349,6 +349,7 @@ def render(
             + "; ".join(
                 f"{k}: first load {v['convert_s']} s, warm-cache load {v['warm_load_s']} s"
                 for k, v in info["openvino"].items()
+                if isinstance(v, dict)  # spawn adds the load figures beside the per-IR entries
             )
             + ".",
         ]
