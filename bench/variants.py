@@ -1,9 +1,11 @@
 """The measured variants. Each runs in its own process (``run.py --worker NAME``), so peak RSS and thread settings
 are its own; it loads the model, warms up, then times the classification of the whole corpus.
 
-``pipeline``, ``naive`` and ``sorted-*`` are what users write by hand; ``handler*``/``onnx-*`` are batchlane's
-default handler in-process (``SequenceClassifier.classify``); ``transform*`` is a real ``batchlane transform`` job
-(local engine, MultiRecord, JSON Lines files in, ``.out`` files out) against a ``batchlane serve`` process.
+``pipeline``, ``naive`` and ``sorted-*`` are what users write by hand; ``ov-bare-*`` is the loop an OpenVINO expert
+writes (the same IR, throughput mode, ``AsyncInferQueue``, length-sorted 8k-token batches): the peers.
+``handler*``/``openvino-*``/``onnx-*`` are batchlane's default handler in-process (``SequenceClassifier.classify``);
+``transform*`` is a real ``batchlane transform`` job (local engine, MultiRecord, JSON Lines files in, ``.out`` files
+out) against a ``batchlane serve`` process.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ TRANSFORM_FILES = 4
 class Variant:
     name: str
     label: str  # the row title in the table
-    kind: str  # pipeline | naive | sorted | handler | transform
+    kind: str  # pipeline | naive | sorted | ov-bare | handler | transform
     env: dict[str, str] = field(default_factory=dict)  # BATCHLANE_* settings for handler/transform
     autocast: bool = False  # sorted loops: bf16 autocast
     test_split: bool = False  # also classify the CFPB test split (agreement and accuracy)
@@ -46,8 +48,19 @@ VARIANTS = {
         Variant(
             "sorted-bf16", "hand-written sorted 8k-token batches, bf16 autocast", "sorted", autocast=True, test_split=True
         ),
-        Variant("handler", "batchlane handler in-process (auto precision)", "handler", test_split=True),
-        Variant("handler-fp32", "batchlane handler in-process, --precision fp32", "handler", {"BATCHLANE_PRECISION": "fp32"}),
+        Variant("ov-bare", "OpenVINO bare loop, throughput mode (auto precision)", "ov-bare"),
+        Variant("ov-bare-int8", "OpenVINO bare loop, throughput mode, NNCF int8", "ov-bare", {"BATCHLANE_QUANTIZE": "int8"}),
+        Variant("handler", "batchlane handler in-process (defaults: auto runtime)", "handler", test_split=True),
+        Variant("handler-torch", "batchlane handler in-process, --runtime torch", "handler", {"BATCHLANE_RUNTIME": "torch"}, test_split=True),
+        Variant("handler-fp32", "batchlane handler in-process, --runtime torch --precision fp32", "handler", {"BATCHLANE_RUNTIME": "torch", "BATCHLANE_PRECISION": "fp32"}),
+        Variant("openvino-fp32", "batchlane handler, --runtime openvino --precision fp32", "handler", {"BATCHLANE_RUNTIME": "openvino", "BATCHLANE_PRECISION": "fp32"}),
+        Variant(
+            "openvino-int8",
+            "batchlane handler, --runtime openvino --quantize int8",
+            "handler",
+            {"BATCHLANE_RUNTIME": "openvino", "BATCHLANE_QUANTIZE": "int8"},
+            test_split=True,
+        ),
         Variant("onnx-fp32", "batchlane handler, --runtime onnx (fp32)", "handler", {"BATCHLANE_RUNTIME": "onnx"}, test_split=True),
         Variant(
             "onnx-int8",
@@ -56,7 +69,14 @@ VARIANTS = {
             {"BATCHLANE_RUNTIME": "onnx", "BATCHLANE_QUANTIZE": "int8"},
             test_split=True,
         ),
-        Variant("transform", "batchlane transform end-to-end (defaults)", "transform"),
+        Variant("transform", "batchlane transform end-to-end (defaults: auto runtime)", "transform"),
+        Variant("transform-torch", "batchlane transform end-to-end, --runtime torch", "transform", {"BATCHLANE_RUNTIME": "torch"}),
+        Variant(
+            "transform-openvino-int8",
+            "batchlane transform end-to-end, openvino int8",
+            "transform",
+            {"BATCHLANE_RUNTIME": "openvino", "BATCHLANE_QUANTIZE": "int8"},
+        ),
         Variant(
             "transform-onnx-int8",
             "batchlane transform end-to-end, onnx int8",
@@ -173,10 +193,71 @@ def handler_labels(
     return (lambda texts: [r["label"] for r in classifier.classify(texts)]), info
 
 
+def ov_bare_labels(
+    model_dir: str, env: dict[str, str]
+) -> tuple[Callable[[list[str]], list[str]], dict[str, Any]]:
+    """The OpenVINO loop an expert writes: the IR batchlane cached (so the same graph), compiled in throughput mode
+    with bf16 where the CPU has it, length-sorted 8k-token batches fed through an ``AsyncInferQueue``."""
+    import numpy as np
+    import openvino as ov
+    from transformers import AutoTokenizer
+
+    from batchlane.serving import precision
+    from batchlane.serving.classifier import ClassifierOptions, SequenceClassifier
+    from batchlane.settings import ServeSettings
+
+    options = ClassifierOptions.from_settings(
+        ServeSettings.from_env({**os.environ, **env, "BATCHLANE_RUNTIME": "openvino"})
+    )
+    ir = SequenceClassifier.load(model_dir, options).model.path  # converted (cached) by prepare-openvino
+    hardware = precision.detect()
+    hint = "bf16" if precision.choose_precision("auto", "cpu", hardware).name == "bf16" else "f32"
+    compiled = ov.Core().compile_model(
+        ir, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": hint}
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    names = json.loads((Path(model_dir) / "config.json").read_text())["id2label"]
+    pool = ov.AsyncInferQueue(compiled)
+
+    def run(texts: list[str]) -> list[str]:
+        ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out: list[str] = [""] * len(ids)
+
+        def done(request: Any, batch: list[int]) -> None:
+            for i, p in zip(batch, request.get_output_tensor(0).data.argmax(-1).tolist(), strict=True):
+                out[i] = names[str(p)]
+
+        pool.set_callback(done)
+        start = 0
+        while start < len(order):
+            width = len(ids[order[start]])
+            count = max(1, min(len(order) - start, BUDGET // width))
+            batch = order[start : start + count]
+            input_ids = np.zeros((count, width), dtype=np.int64)
+            mask = np.zeros((count, width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            pool.start_async({"input_ids": input_ids, "attention_mask": mask}, batch)
+            start += count
+        pool.wait_all()
+        return out
+
+    runs = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+    info = {
+        "precision": ("int8 + " if env.get("BATCHLANE_QUANTIZE") else "") + {"f32": "fp32"}.get(runs, runs)
+    }
+    info["streams"] = int(compiled.get_property("NUM_STREAMS"))
+    return run, info
+
+
 def run_in_process(variant: Variant, state: dict[str, Any]) -> dict[str, Any]:
     model_dir = state["model_dir"]
     info: dict[str, Any] = {}
-    if variant.kind == "pipeline":
+    if variant.kind == "ov-bare":
+        fn, info = ov_bare_labels(model_dir, variant.env)
+    elif variant.kind == "pipeline":
         fn = pipeline_labels(model_dir)
     elif variant.kind == "naive":
         fn = naive_labels(model_dir)
@@ -341,17 +422,67 @@ def matmul_rate(size: int, dtype: Any, device: str = "cpu", seconds: float = 2.0
     return best
 
 
+def int8_matmul_rate(size: int, seconds: float = 2.0) -> float:
+    """The best of three ``seconds``-long runs of a ``size``² int8 × int8 → int32 matmul (``torch._int_mm``), in OP/s."""
+    import torch
+
+    a = torch.randint(-128, 127, (size, size), dtype=torch.int8)
+    b = torch.randint(-128, 127, (size, size), dtype=torch.int8)
+    torch._int_mm(a, b)
+    best = 0.0
+    for _ in range(3):
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            torch._int_mm(a, b)
+            runs += 1
+        best = max(best, 2 * size**3 * runs / (time.perf_counter() - started))
+    return best
+
+
 def run_roofline(seconds: float = 2.0, size: int = 2048) -> dict[str, float]:
-    """Best dense matmul rate (GFLOP/s) in fp32 and bf16 with torch's default threads."""
+    """Best dense matmul rate (GFLOP/s; GOP/s for int8) in fp32, bf16 and int8 with torch's default threads."""
     import torch
 
     from batchlane.serving import precision
 
-    precision.configure_threads(precision.default_threads(precision.detect()))
-    return {
-        name: round(matmul_rate(size, dtype, seconds=seconds) / 1e9, 1)
-        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    hardware = precision.detect()
+    precision.configure_threads(precision.default_threads(hardware))
+    # Without bf16 (or int8 dot-product) instructions torch emulates the type at well under 1 GFLOP/s, where a
+    # single 2048² call takes a minute: a small matrix measures the same (tiny) rate in seconds.
+    bf16_size = size if (hardware.amx_bf16 or hardware.avx512_bf16) else 256
+    int8_size = size // 2 if (hardware.avx512_vnni or "amx_int8" in hardware.cpu_flags) else 256
+    rates = {
+        name: round(matmul_rate(n, dtype, seconds=seconds) / 1e9, 1)
+        for name, dtype, n in (("fp32", torch.float32, size), ("bf16", torch.bfloat16, bf16_size))
     }
+    try:
+        rates["int8"] = round(int8_matmul_rate(int8_size, seconds=seconds) / 1e9, 1)
+    except RuntimeError:  # a torch build without a CPU int8 matmul
+        rates["int8"] = float("nan")
+    return rates
+
+
+def prepare_openvino(model_dir: str) -> dict[str, Any]:
+    """Convert the model (fp32 IR) and quantise it (NNCF int8, calibrated) into the cache, untimed; records how long
+    a warm start takes (model load with the cached IR)."""
+    from batchlane.serving.classifier import ClassifierOptions, SequenceClassifier
+    from batchlane.settings import ServeSettings
+
+    result: dict[str, Any] = {}
+    for quantize in ("", "int8"):
+        env = {**os.environ, "BATCHLANE_RUNTIME": "openvino", "BATCHLANE_QUANTIZE": quantize}
+        options = ClassifierOptions.from_settings(ServeSettings.from_env(env))
+        started = time.perf_counter()
+        SequenceClassifier.load(model_dir, options)
+        cold = time.perf_counter() - started
+        started = time.perf_counter()
+        classifier = SequenceClassifier.load(model_dir, options)
+        result[quantize or "fp32"] = {
+            "path": str(classifier.model.path),
+            "convert_s": round(cold, 1),
+            "warm_load_s": round(time.perf_counter() - started, 1),
+        }
+    return result
 
 
 def prepare_onnx(model_dir: str) -> dict[str, Any]:

@@ -21,8 +21,9 @@ DEFAULT_MAX_CONCURRENT_TRANSFORMS = 1
 """A transform job's ``MaxConcurrentTransforms`` when neither the request nor the container sets it."""
 
 DEFAULT_CONTAINER_MAX_CONCURRENT_TRANSFORMS = 2
-"""What ``batchlane serve`` answers in ``/execution-parameters`` when unset: two payloads in flight per container,
-one decoded while the other runs through the model (capped so that the product rule above holds)."""
+"""The least ``batchlane serve`` answers in ``/execution-parameters`` when unset: two payloads in flight per
+container, one decoded while the other runs through the model; it answers one per model thread where that is more
+(``serving.app.default_concurrency``), capped so that the product rule above holds."""
 
 DEFAULT_BATCH_STRATEGY = "MultiRecord"
 """``BatchStrategy`` when neither the request nor the container sets it."""

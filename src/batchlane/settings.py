@@ -64,11 +64,15 @@ BATCHLANE_REGION = "BATCHLANE_REGION"
 BATCHLANE_ACCOUNT_ID = "BATCHLANE_ACCOUNT_ID"
 AWS_ENDPOINT_URL_SQS = "AWS_ENDPOINT_URL_SQS"
 
-# The default handler's runtime (docs/performance.md): torch or onnx, optional int8 quantisation (onnx), the ONNX
+# The default handler's runtime (docs/performance.md): auto, torch, openvino or onnx, optional int8, the ONNX
 # export cache (default <home>/onnx), and real-time dynamic batching (set = on; milliseconds to wait for a fuller batch).
 BATCHLANE_RUNTIME = "BATCHLANE_RUNTIME"
 BATCHLANE_QUANTIZE = "BATCHLANE_QUANTIZE"
 BATCHLANE_ONNX_CACHE = "BATCHLANE_ONNX_CACHE"
+# --runtime openvino (the default on CPU when installed): the converted-IR cache (default <home>/openvino) and the
+# texts file its --quantize int8 calibrates on.
+BATCHLANE_OPENVINO_CACHE = "BATCHLANE_OPENVINO_CACHE"
+BATCHLANE_CALIBRATION_DATA = "BATCHLANE_CALIBRATION_DATA"
 BATCHLANE_MAX_BATCH_DELAY_MS = "BATCHLANE_MAX_BATCH_DELAY_MS"
 # `batchlane serve`: pip-install code/requirements.txt into <home>/requirements before importing inference.py
 # (true by default, as SageMaker does; false/0/no/off turns it off).
@@ -179,6 +183,14 @@ def onnx_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     return home_dir(env) / "onnx"
 
 
+def openvino_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where converted OpenVINO models are kept: ``$BATCHLANE_OPENVINO_CACHE`` or ``<home>/openvino``."""
+    env = os.environ if env is None else env
+    if env.get(BATCHLANE_OPENVINO_CACHE, "").strip():
+        return Path(env[BATCHLANE_OPENVINO_CACHE].strip()).expanduser()
+    return home_dir(env) / "openvino"
+
+
 def requirements_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where ``code/requirements.txt`` packages are installed, one folder per file and environment."""
     return home_dir(os.environ if env is None else env) / "requirements"
@@ -217,6 +229,8 @@ class ServeSettings:
     quantize: str | None = None
     max_batch_delay_ms: str | None = None
     onnx_cache: Path = field(default_factory=onnx_cache_dir)
+    openvino_cache: Path = field(default_factory=openvino_cache_dir)
+    calibration_data: Path | None = None
     install_requirements: bool = True
     requirements_cache: Path = field(default_factory=requirements_cache_dir)
     submit_directory: str | None = None
@@ -256,6 +270,10 @@ class ServeSettings:
             "quantize": env.get(BATCHLANE_QUANTIZE, "").strip() or None,
             "max_batch_delay_ms": env.get(BATCHLANE_MAX_BATCH_DELAY_MS, "").strip() or None,
             "onnx_cache": onnx_cache_dir(env),
+            "openvino_cache": openvino_cache_dir(env),
+            "calibration_data": Path(env[BATCHLANE_CALIBRATION_DATA].strip())
+            if env.get(BATCHLANE_CALIBRATION_DATA, "").strip()
+            else None,
             "install_requirements": _bool(env, BATCHLANE_INSTALL_REQUIREMENTS, True),
             "requirements_cache": requirements_cache_dir(env),
             "submit_directory": env.get(SAGEMAKER_SUBMIT_DIRECTORY, "").strip() or None,
@@ -267,7 +285,7 @@ class ServeSettings:
             "extra_env": dict(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("model_dir", "onnx_cache", "requirements_cache"):
+        for key in ("model_dir", "onnx_cache", "openvino_cache", "requirements_cache"):
             if isinstance(values[key], str):
                 values[key] = Path(values[key])
         return cls(**values)  # type: ignore[arg-type]

@@ -79,14 +79,24 @@ def register(app: typer.Typer) -> None:
         runtime: str = typer.Option(
             None,
             "--runtime",
-            help="torch or onnx: ONNX Runtime on the CPU, exported once and cached (env BATCHLANE_RUNTIME; "
-            "default torch).",
+            help="auto, torch, openvino or onnx. auto: OpenVINO on a CPU when installed (converted once and cached; "
+            "PyTorch if it cannot convert the model), PyTorch on a GPU. onnx: ONNX Runtime, exported once and "
+            "cached (env BATCHLANE_RUNTIME; default auto).",
             show_default=False,
         ),
         quantize: str = typer.Option(
             None,
             "--quantize",
-            help="int8: dynamic int8 quantisation, with --runtime onnx (env BATCHLANE_QUANTIZE; default none).",
+            help="int8: with OpenVINO (and auto), static int8 calibrated on --calibration-data; with --runtime onnx, "
+            "dynamic int8 (env BATCHLANE_QUANTIZE; default none).",
+            show_default=False,
+        ),
+        calibration_data: Path = typer.Option(
+            None,
+            "--calibration-data",
+            help="Texts --quantize int8 calibrates OpenVINO's int8 on: a few hundred like those you will classify, "
+            "one per line or JSON Lines with a 'text' field (env BATCHLANE_CALIBRATION_DATA; default "
+            "calibration.jsonl in the model folder).",
             show_default=False,
         ),
         install_requirements: bool = typer.Option(
@@ -140,6 +150,7 @@ def register(app: typer.Typer) -> None:
             threads=threads,
             runtime=runtime,
             quantize=quantize,
+            calibration_data=calibration_data,
             install_requirements=install_requirements,
             capture_uri=capture,
             capture_sample=capture_sample,

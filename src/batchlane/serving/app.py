@@ -35,6 +35,17 @@ from batchlane.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
 
+
+def default_concurrency(settings: ServeSettings) -> int:
+    """One payload per model thread, at least ``DEFAULT_CONTAINER_MAX_CONCURRENT_TRANSFORMS``: OpenVINO's throughput
+    mode runs one stream per thread, and a payload smaller than the streams' share of batches leaves the others idle
+    unless another payload is in flight."""
+    from batchlane.serving import precision
+
+    threads = settings.threads or precision.default_threads(precision.detect())
+    return max(DEFAULT_CONTAINER_MAX_CONCURRENT_TRANSFORMS, threads)
+
+
 # Both spellings are in use: the variable's MULTI_RECORD and the API enum's MultiRecord (docs/serving.md).
 STRATEGIES = {"MULTIRECORD": "MULTI_RECORD", "SINGLERECORD": "SINGLE_RECORD"}
 
@@ -42,7 +53,8 @@ STRATEGIES = {"MULTIRECORD": "MULTI_RECORD", "SINGLERECORD": "SINGLE_RECORD"}
 def execution_parameters(settings: ServeSettings) -> dict[str, Any]:
     """The ``/execution-parameters`` answer: the SageMaker variables when set, else defaults that fit this server.
 
-    ``MaxConcurrentTransforms`` defaults to 2 (capped so that ``MCT × MaxPayloadInMB ≤ 100``, SageMaker's rule),
+    ``MaxConcurrentTransforms`` defaults to the model threads, at least 2 (``default_concurrency``; capped so that
+    ``MCT × MaxPayloadInMB ≤ 100``, SageMaker's rule),
     ``BatchStrategy`` to ``MULTI_RECORD`` (either spelling accepted, answered in the variable's spelling) and
     ``MaxPayloadInMB`` to 6. Invalid values raise ``ValidationError`` naming the variable.
     """
@@ -66,7 +78,7 @@ def execution_parameters(settings: ServeSettings) -> dict[str, Any]:
             field=settings_mod.SAGEMAKER_MAX_CONCURRENT_TRANSFORMS,
         )
     if not concurrency:
-        concurrency = DEFAULT_CONTAINER_MAX_CONCURRENT_TRANSFORMS
+        concurrency = default_concurrency(settings)
         if payload > 0:
             concurrency = max(1, min(concurrency, MAX_PAYLOAD_PRODUCT // payload))
     return {"MaxConcurrentTransforms": concurrency, "BatchStrategy": strategy, "MaxPayloadInMB": payload}

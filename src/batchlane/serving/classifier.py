@@ -36,13 +36,14 @@ from batchlane import settings as settings_mod
 from batchlane import truncation as truncation_mod
 from batchlane.errors import BadInput, ModelError, ModelLoadError, ValidationError
 from batchlane.serving import precision as precision_mod
+from batchlane.serving import runtime as runtime_mod
 from batchlane.serving.batching import pad_batch, plan_batches
 from batchlane.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = precision_mod.PRECISIONS
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = runtime_mod.RUNTIMES
 QUANTIZE = ("int8",)
 # Padded tokens per forward pass: enough to keep a CPU busy without large padding waste; GPUs take more.
 DEFAULT_TOKEN_BUDGET = {"cpu": 8192, "cuda": 65536}
@@ -75,9 +76,11 @@ def _optional_choice(value: str | None, allowed: tuple[str, ...], flag: str) -> 
 class ClassifierOptions:
     """How the default model is loaded and run; ``None`` means "pick a default for the device".
 
-    ``runtime`` is ``torch`` or ``onnx`` (``quantize="int8"`` needs ``onnx``); ``max_batch_delay_ms`` turns on
-    real-time dynamic batching (``batchlane.serving.dynamic_batching``); ``onnx_cache`` is where exported graphs
-    are kept (default ``<BATCHLANE_HOME>/onnx``).
+    ``runtime`` is ``auto``, ``torch``, ``onnx`` or ``openvino`` (``batchlane.serving.runtime``; ``quantize="int8"``
+    needs ``openvino``, ``onnx`` or ``auto``); ``max_batch_delay_ms`` turns on real-time dynamic batching
+    (``batchlane.serving.dynamic_batching``); ``onnx_cache`` and ``openvino_cache`` are where exported graphs are
+    kept (default ``<BATCHLANE_HOME>/onnx`` and ``/openvino``); ``calibration_data`` is the texts file OpenVINO's
+    int8 is calibrated on.
     """
 
     max_length: int | None = None
@@ -87,10 +90,12 @@ class ClassifierOptions:
     precision: str = "auto"
     top_k: int = 1
     threads: int | None = None
-    runtime: str = "torch"
+    runtime: str = "auto"
     quantize: str | None = None
     max_batch_delay_ms: float | None = None
     onnx_cache: Path | None = None
+    openvino_cache: Path | None = None
+    calibration_data: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: ServeSettings) -> ClassifierOptions:
@@ -112,10 +117,12 @@ class ClassifierOptions:
             precision=(settings.precision or "auto").lower(),
             top_k=settings.top_k,
             threads=settings.threads,
-            runtime=runtime or "torch",
+            runtime=runtime or "auto",
             quantize=_optional_choice(settings.quantize, QUANTIZE, "--quantize"),
             max_batch_delay_ms=delay,
             onnx_cache=settings.onnx_cache,
+            openvino_cache=settings.openvino_cache,
+            calibration_data=settings.calibration_data,
         )
         if options.precision not in PRECISIONS:
             raise ValidationError(
@@ -132,12 +139,59 @@ class ClassifierOptions:
                 f"--max-batch-delay-ms must be between 0 and 60000, got {options.max_batch_delay_ms:g}",
                 field="max_batch_delay_ms",
             )
-        if options.quantize and options.runtime != "onnx":
-            raise ValidationError("--quantize int8 needs --runtime onnx", field="quantize")
+        if options.quantize and options.runtime == "torch":
+            raise ValidationError("--quantize int8 needs --runtime openvino, onnx or auto", field="quantize")
+        if options.calibration_data is not None and not options.calibration_data.is_file():
+            raise ValidationError(
+                f"--calibration-data {options.calibration_data} is not a file", field="calibration_data"
+            )
         return options
 
 
 _LOAD_LOCK = threading.RLock()
+
+
+def _choose_runtime(options: ClassifierOptions, device: str) -> runtime_mod.RuntimeChoice:
+    from batchlane.serving import openvino_runtime
+
+    missing = openvino_runtime.available() if options.runtime == "auto" else None
+    try:
+        return runtime_mod.choose(options.runtime, device, options.precision, options.quantize, missing)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
+def _load_openvino(
+    path: Path,
+    config: Any,
+    tokenizer: Any,
+    options: ClassifierOptions,
+    chosen: runtime_mod.RuntimeChoice,
+    hardware: precision_mod.Hardware,
+    threads: int,
+    max_length: int,
+) -> Any | None:
+    """The compiled OpenVINO model, or None when ``chosen`` allows falling back and OpenVINO cannot load it."""
+    from batchlane.serving import openvino_runtime
+
+    number = precision_mod.choose_precision(options.precision, "cpu", hardware)
+    try:
+        return openvino_runtime.load(
+            path,
+            config,
+            tokenizer=tokenizer,
+            cache_dir=options.openvino_cache or settings_mod.openvino_cache_dir(),
+            precision=number.name,
+            threads=threads,
+            quantize=options.quantize,
+            calibration_data=options.calibration_data,
+            max_length=max_length,
+        )
+    except Exception as exc:
+        if chosen.fallback is None:
+            raise
+        logger.warning("OpenVINO cannot run %s (%s); falling back to %s", path, exc, chosen.fallback)
+        return None
 
 
 def _model_max_length(config: Any, tokenizer: Any) -> int:
@@ -243,7 +297,9 @@ class SequenceClassifier:
         # Every forward pass runs on this one thread: concurrent requests take turns (one payload is tokenized while
         # another runs), and torch keeps a single OpenMP team (each calling thread would get its own, whose idle
         # spinning competes with the working one for the cores).
-        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="batchlane-model")
+        # A runtime with several inference streams (OpenVINO's throughput mode) takes that many batches at once.
+        self.parallel = max(1, int(getattr(self.forward, "parallel", 1)))
+        self._model_thread = ThreadPoolExecutor(self.parallel, thread_name_prefix="batchlane-model")
         truncation = getattr(config, truncation_mod.CONFIG_KEY, None) or "head"
         try:
             self.truncation = truncation_mod.check(truncation)
@@ -281,11 +337,20 @@ class SequenceClassifier:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         if not getattr(tokenizer, "is_fast", False):
             logger.warning("%s has no fast tokenizer; tokenizing will be slower", path)
-        if options.runtime == "onnx":
-            if device.startswith("cuda"):
-                raise ModelLoadError(
-                    "--runtime onnx runs on the CPU; use --device cpu, or --runtime torch on a GPU"
-                )
+        limit = _model_max_length(config, tokenizer)
+        max_length = options.max_length or limit
+        if max_length > limit:
+            logger.warning("max length %d exceeds what the model supports; using %d", max_length, limit)
+            max_length = limit
+        chosen = _choose_runtime(options, device)
+        runtime, model = chosen.name, None
+        if runtime == "openvino":
+            model = _load_openvino(path, config, tokenizer, options, chosen, hardware, threads, max_length)
+            if model is None:
+                runtime = "torch"
+            else:
+                forward, number_format, reason = model, model.dtype, f"{chosen.reason}; IR {model.path}"
+        if runtime == "onnx":
             from batchlane.serving.onnx_runtime import OnnxModel
 
             model: Any = OnnxModel.load(
@@ -295,8 +360,8 @@ class SequenceClassifier:
                 quantize=options.quantize,
                 threads=threads,
             )
-            forward, number_format, reason = model, model.dtype, f"ONNX Runtime graph {model.path}"
-        else:
+            forward, number_format, reason = model, model.dtype, f"{chosen.reason}; ONNX graph {model.path}"
+        elif runtime == "torch":
             choice = precision_mod.choose_precision(options.precision, device, hardware)
             if choice.name != "fp32" and not device.startswith("cuda"):
                 precision_mod.bound_kernel_caches()
@@ -317,11 +382,7 @@ class SequenceClassifier:
             model.to(device).eval()
             forward, number_format, reason = TorchForward(model, device), choice.name, choice.reason
             (logger.warning if choice.slow else logger.info)("precision %s: %s", choice.name, choice.reason)
-        limit = _model_max_length(config, tokenizer)
-        max_length = options.max_length or limit
-        if max_length > limit:
-            logger.warning("max length %d exceeds what the model supports; using %d", max_length, limit)
-            max_length = limit
+            reason = f"{chosen.reason}; {choice.reason}"
         kind = "cuda" if device.startswith("cuda") else "cpu"
         classifier = cls(
             model,
@@ -333,7 +394,7 @@ class SequenceClassifier:
             top_k=options.top_k,
             forward=forward,
             precision=number_format,
-            runtime=options.runtime,
+            runtime=runtime,
             batch_overhead=DEFAULT_BATCH_OVERHEAD[kind],
         )
         if options.max_batch_delay_ms is not None:
@@ -348,7 +409,7 @@ class SequenceClassifier:
             device,
             hardware.describe(),
             threads,
-            options.runtime,
+            runtime,
             number_format,
             reason,
             len(classifier.labels),
@@ -387,13 +448,28 @@ class SequenceClassifier:
         scores = np.empty((len(ids), k), dtype=np.float32)
         labels = np.empty((len(ids), k), dtype=np.int64)
         lengths = [len(row) for row in ids]
-        for batch in plan_batches(
+        batches = plan_batches(
             lengths, self.token_budget, self.max_batch_size, batch_overhead=self.batch_overhead
-        ):
-            input_ids, mask = pad_batch(ids, batch, self.pad_id)
-            metrics.observe_batch(len(batch), int(mask.sum()), mask.size)
-            scores[batch], labels[batch] = self._model_thread.submit(self._top_k, input_ids, mask, k).result()
+        )
+        if self.parallel == 1:
+            for batch in batches:
+                input_ids, mask = pad_batch(ids, batch, self.pad_id)
+                metrics.observe_batch(len(batch), int(mask.sum()), mask.size)
+                scores[batch], labels[batch] = self._model_thread.submit(
+                    self._top_k, input_ids, mask, k
+                ).result()
+            return scores, labels
+        pending = [(batch, self._model_thread.submit(self._run, ids, batch, k)) for batch in batches]
+        for batch, future in pending:
+            scores[batch], labels[batch] = future.result()
         return scores, labels
+
+    def _run(
+        self, ids: Sequence[Sequence[int]], batch: Sequence[int], k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        input_ids, mask = pad_batch(ids, batch, self.pad_id)
+        metrics.observe_batch(len(batch), int(mask.sum()), mask.size)
+        return self._top_k(input_ids, mask, k)
 
     def _top_k(self, input_ids: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """One forward pass and its ``k`` best labels (runs on the model thread)."""

@@ -37,9 +37,9 @@ def _onnx(model_dir: Path, cache: Path, quantize: str | None = None) -> Sequence
 @pytest.mark.parametrize("arch", ["bert", "modernbert"])
 def test_labels_agree_with_pytorch(arch: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     model_dir = request.getfixturevalue(f"tiny_{arch}_dir")
-    expected = SequenceClassifier.load(model_dir, ClassifierOptions(device="cpu", precision="fp32")).classify(
-        TEXTS, 3
-    )
+    expected = SequenceClassifier.load(
+        model_dir, ClassifierOptions(device="cpu", precision="fp32", runtime="torch")
+    ).classify(TEXTS, 3)
     got = _onnx(model_dir, tmp_path).classify(TEXTS, 3)
     assert [[x["label"] for x in row] for row in got] == [[x["label"] for x in row] for row in expected]
     for row, reference in zip(got, expected, strict=True):
@@ -119,7 +119,9 @@ def test_a_wrong_export_is_refused(
 def test_served_through_the_app(tiny_bert_dir: Path, tmp_path: Path) -> None:
     env = {"BATCHLANE_RUNTIME": "onnx", "BATCHLANE_ONNX_CACHE": str(tmp_path)}
     app = create_app(ServeSettings.from_env(env, model_dir=tiny_bert_dir, device="cpu"))
-    expected = SequenceClassifier.load(tiny_bert_dir, ClassifierOptions(device="cpu", precision="fp32"))
+    expected = SequenceClassifier.load(
+        tiny_bert_dir, ClassifierOptions(device="cpu", precision="fp32", runtime="torch")
+    )
     with TestClient(app) as client:
         import time
 

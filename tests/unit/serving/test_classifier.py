@@ -166,7 +166,8 @@ def test_base_encoder_without_head_is_refused(tiny_bert_dir: Path, tmp_path: Pat
 
 
 def test_bf16_on_cpu_still_classifies(tiny_bert_dir: Path) -> None:
-    classifier = SequenceClassifier.load(tiny_bert_dir, ClassifierOptions(precision="bf16", device="cpu"))
+    options = ClassifierOptions(precision="bf16", device="cpu", runtime="torch")
+    classifier = SequenceClassifier.load(tiny_bert_dir, options)
     assert str(classifier.model.dtype) == "torch.bfloat16"
     assert classifier.classify(["hello"])[0]["label"] in LABELS
 
@@ -190,7 +191,7 @@ def test_concurrent_loads_keep_their_own_precision(tiny_bert_dir: Path) -> None:
         loaded = list(
             pool.map(
                 lambda p: SequenceClassifier.load(
-                    tiny_bert_dir, ClassifierOptions(precision=p, device="cpu")
+                    tiny_bert_dir, ClassifierOptions(precision=p, device="cpu", runtime="torch")
                 ),
                 precisions,
             )

@@ -27,9 +27,16 @@ from batchlane.settings import ServeSettings, default_host
     ],
 )
 def test_execution_parameters(env: dict[str, str], expected: dict) -> None:
-    parameters = execution_parameters(ServeSettings.from_env(env))
+    parameters = execution_parameters(ServeSettings.from_env(env, threads=1))
     assert set(parameters) == {"MaxConcurrentTransforms", "BatchStrategy", "MaxPayloadInMB"}
     assert parameters.items() >= expected.items()
+
+
+@pytest.mark.parametrize(("threads", "payload", "expected"), [(1, 6, 2), (2, 6, 2), (8, 6, 8), (8, 20, 5)])
+def test_default_concurrency_keeps_every_stream_busy(threads: int, payload: int, expected: int) -> None:
+    """One payload per model thread (OpenVINO runs a stream per thread), at least 2, within MCT x payload <= 100."""
+    settings = ServeSettings.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": str(payload)}, threads=threads)
+    assert execution_parameters(settings)["MaxConcurrentTransforms"] == expected
 
 
 @pytest.mark.parametrize(

@@ -120,9 +120,10 @@ def test_hardware_description_names_the_bf16_units() -> None:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, ("torch", None, None)),
+        ({}, ("auto", None, None)),
         ({"BATCHLANE_RUNTIME": "ONNX", "BATCHLANE_QUANTIZE": "int8"}, ("onnx", "int8", None)),
-        ({"BATCHLANE_QUANTIZE": "none", "BATCHLANE_MAX_BATCH_DELAY_MS": "2.5"}, ("torch", None, 2.5)),
+        ({"BATCHLANE_RUNTIME": "openvino", "BATCHLANE_QUANTIZE": "int8"}, ("openvino", "int8", None)),
+        ({"BATCHLANE_QUANTIZE": "none", "BATCHLANE_MAX_BATCH_DELAY_MS": "2.5"}, ("auto", None, 2.5)),
     ],
 )
 def test_runtime_options_from_env(env: dict[str, str], expected: tuple) -> None:
@@ -140,9 +141,16 @@ def test_onnx_cache_defaults_under_home(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"BATCHLANE_RUNTIME": "tensorrt"}, "--runtime must be one of torch, onnx"),
+        ({"BATCHLANE_RUNTIME": "tensorrt"}, "--runtime must be one of auto, torch, onnx, openvino"),
         ({"BATCHLANE_QUANTIZE": "int4", "BATCHLANE_RUNTIME": "onnx"}, "--quantize must be one of int8"),
-        ({"BATCHLANE_QUANTIZE": "int8"}, "--quantize int8 needs --runtime onnx"),
+        (
+            {"BATCHLANE_QUANTIZE": "int8", "BATCHLANE_RUNTIME": "torch"},
+            "--quantize int8 needs --runtime openvino",
+        ),
+        (
+            {"BATCHLANE_CALIBRATION_DATA": "/no/such/file.txt"},
+            "--calibration-data /no/such/file.txt is not a file",
+        ),
         ({"BATCHLANE_MAX_BATCH_DELAY_MS": "soon"}, "--max-batch-delay-ms must be a number"),
         ({"BATCHLANE_MAX_BATCH_DELAY_MS": "-1"}, "--max-batch-delay-ms must be between 0 and 60000"),
     ],
@@ -154,7 +162,8 @@ def test_runtime_options_are_validated(env: dict[str, str], message: str) -> Non
 
 def test_fp32_can_be_forced(tiny_bert_dir: Path) -> None:
     """``--precision fp32`` turns reduced precision off whatever the hardware."""
-    classifier = SequenceClassifier.load(tiny_bert_dir, ClassifierOptions(precision="fp32", device="cpu"))
+    options = ClassifierOptions(precision="fp32", device="cpu", runtime="torch")
+    classifier = SequenceClassifier.load(tiny_bert_dir, options)
     assert (classifier.precision, str(classifier.model.dtype)) == ("fp32", "torch.float32")
 
 
