@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.models import ECHO_DIR, cli_env, cli_ok, echo_cli_env, run_cli, write_files
+from tests.models import cli_env, cli_ok, echo_cli_env, put_echo_model, run_cli, write_files
 
 pytestmark = [pytest.mark.slow]
 
@@ -69,11 +69,7 @@ def test_a_jobs_data_capture_is_uploaded_to_s3(tmp_path: Path, moto_server: str,
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
-    s3.put_object(
-        Bucket=s3_bucket,
-        Key="models/echo/code/inference.py",
-        Body=(ECHO_DIR / "code/inference.py").read_bytes(),
-    )
+    put_echo_model(s3, s3_bucket)
     s3.put_object(Bucket=s3_bucket, Key="in/a.txt", Body=b"one\ntwo\nthree\n")
     env = cli_env(tmp_path / "home", AWS_ENDPOINT_URL=moto_server)
     cli_ok(

@@ -15,10 +15,10 @@ from batchlane.jobs.state import FileState, JobStatus
 from batchlane.jobs.store import JobStore
 from tests.models import (
     CLI,
-    ECHO_DIR,
     cli_env,
     cli_ok,
     echo_cli_env,
+    put_echo_model,
     run_cli,
     temp_files,
     tree,
@@ -214,11 +214,7 @@ def test_s3_input_model_and_output_through_moto(tmp_path: Path, moto_server: str
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
-    s3.put_object(
-        Bucket=s3_bucket,
-        Key="models/echo/code/inference.py",
-        Body=(ECHO_DIR / "code/inference.py").read_bytes(),
-    )
+    put_echo_model(s3, s3_bucket)
     s3.put_object(Bucket=s3_bucket, Key="in/a.txt", Body=b"one\ntwo\n")
     s3.put_object(Bucket=s3_bucket, Key="in/sub/b.txt", Body=b"three\n")
     s3.put_object(Bucket=s3_bucket, Key="in-other/c.txt", Body=b"not under in/\n")

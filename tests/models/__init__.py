@@ -185,6 +185,14 @@ def echo_cli_env(home: Path, *model_env: str) -> dict[str, str]:
     return env
 
 
+def put_echo_model(s3: Any, bucket: str) -> str:
+    """Upload the echo model's code to ``s3://bucket/models/echo/`` (a boto3 S3 client); returns that prefix."""
+    s3.put_object(
+        Bucket=bucket, Key="models/echo/code/inference.py", Body=(ECHO_DIR / "code/inference.py").read_bytes()
+    )
+    return f"s3://{bucket}/models/echo/"
+
+
 def write_files(folder: Path, files: Mapping[str, str]) -> str:
     """Write ``files`` (relative path → text) under ``folder``; returns the folder as a prefix URI (``folder/``)."""
     for name, text in files.items():
