@@ -24,6 +24,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 _TEST_HOME = tempfile.mkdtemp(prefix="batchlane-test-home-")
 os.environ["BATCHLANE_HOME"] = _TEST_HOME
 os.environ.pop("BATCHLANE_DB", None)
+# One OpenVINO IR cache for the session (`--runtime auto` converts the default classifier): the cache is keyed by the
+# model's content, so each tiny model converts once, not once per test home. Subprocess env helpers pass it on.
+os.environ["BATCHLANE_OPENVINO_CACHE"] = os.path.join(_TEST_HOME, "openvino")
 os.environ.pop("BATCHLANE_QUEUE", None)
 
 

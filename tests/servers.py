@@ -29,11 +29,13 @@ REGION = "us-east-1"
 AWS = str(Path(sys.executable).with_name("aws"))
 # Settings a test's processes must not inherit from the shell that runs the tests.
 INHERITED = ("BATCHLANE_", "AWS_", "SAGEMAKER_")
+# Kept: the session's converted-model cache (tests/conftest.py), content-keyed and shared by every test.
+SHARED_CACHES = frozenset({"BATCHLANE_OPENVINO_CACHE"})
 
 
 def clean_env(**values: str) -> dict[str, str]:
     """``os.environ`` without BATCHLANE_*, AWS_* and SAGEMAKER_* variables, plus ``values``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED) or k in SHARED_CACHES}
     env.update(values)
     return env
 

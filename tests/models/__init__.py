@@ -141,7 +141,11 @@ def wait_until(check: Callable[[], Any], timeout: float = 60.0, interval: float 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment for ``batchlane`` subprocesses: no inherited SAGEMAKER_/BATCHLANE_ settings, one thread."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "SM_", "BATCHLANE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SAGEMAKER_", "SM_", "BATCHLANE_")) or k == "BATCHLANE_OPENVINO_CACHE"
+    }
     env.update(
         OMP_NUM_THREADS="1",
         TOKENIZERS_PARALLELISM="false",

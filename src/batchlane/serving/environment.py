@@ -7,7 +7,7 @@ create-time validators (``models``, ``transform.spec``) and the runner (``transf
 * ``refusal(key, value)`` / ``check_environment(env, field)``: at create time, and again before a model process
   starts, an ``Environment`` may not set a variable that changes which code, libraries or executables load:
   ``LD_*``, ``DYLD_*``, ``PYTHON*`` (except the harmless ``SAFE_PYTHON_VARIABLES``), ``PATH``, ``GCONV_PATH``,
-  batchlane's own folders (``BATCHLANE_HOME``, ``BATCHLANE_ONNX_CACHE``), a ``SAGEMAKER_PROGRAM`` that is a path
+  batchlane's own folders (``BATCHLANE_HOME``, ``BATCHLANE_ONNX_CACHE``, ``BATCHLANE_OPENVINO_CACHE``), a ``SAGEMAKER_PROGRAM`` that is a path
   rather than a file name, or a ``SAGEMAKER_SUBMIT_DIRECTORY`` that names a local folder outside the model.
   Decision: refused always, not only with ``--allow-path``; SageMaker's containers would not honour these either
   (the image decides its own ``PATH`` and libraries), and a refusal names the field instead of failing later.
@@ -54,6 +54,7 @@ RUNTIME_VARIABLES = frozenset(
         settings.BATCHLANE_DEVICE, settings.BATCHLANE_PRECISION, settings.BATCHLANE_TOP_K,
         settings.BATCHLANE_THREADS, settings.BATCHLANE_MAX_RESPONSE_MB, settings.BATCHLANE_MAX_BATCH_SIZE,
         settings.BATCHLANE_RUNTIME, settings.BATCHLANE_QUANTIZE, settings.BATCHLANE_ONNX_CACHE,
+        settings.BATCHLANE_OPENVINO_CACHE,
         settings.BATCHLANE_MAX_BATCH_DELAY_MS, settings.BATCHLANE_INSTALL_REQUIREMENTS,
         settings.BATCHLANE_MAX_MODEL_ARCHIVE_MB,
     }
@@ -74,9 +75,17 @@ LOADER_PREFIXES = ("LD_", "DYLD_", "PYTHON")
 loader's ``LD_PRELOAD``/``LD_LIBRARY_PATH``/``LD_AUDIT``, macOS's ``DYLD_*``, and Python's ``PYTHONPATH``,
 ``PYTHONHOME``, ``PYTHONSTARTUP``, ``PYTHONBREAKPOINT``, ``PYTHONWARNINGS`` (which imports warning categories)."""
 
-REFUSED_VARIABLES = frozenset({"PATH", "GCONV_PATH", settings.BATCHLANE_HOME, settings.BATCHLANE_ONNX_CACHE})
+REFUSED_VARIABLES = frozenset(
+    {
+        "PATH",
+        "GCONV_PATH",
+        settings.BATCHLANE_HOME,
+        settings.BATCHLANE_ONNX_CACHE,
+        settings.BATCHLANE_OPENVINO_CACHE,
+    }
+)
 """Single names an ``Environment`` may not set: the executable search path, glibc's charset-module path, and
-batchlane's own folders (the ONNX graph cache is loaded by the model server)."""
+batchlane's own folders (the ONNX and OpenVINO graph caches are loaded by the model server)."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from tests.models import transform_request
         ("PATH", "/tmp/bin"),
         ("GCONV_PATH", "/tmp"),
         ("BATCHLANE_ONNX_CACHE", "/tmp/graphs"),
+        ("BATCHLANE_OPENVINO_CACHE", "/tmp/ir"),
         ("BATCHLANE_HOME", "/tmp/home"),
         ("SAGEMAKER_SUBMIT_DIRECTORY", "/tmp/code"),
         ("SAGEMAKER_SUBMIT_DIRECTORY", "file:///tmp/code"),
