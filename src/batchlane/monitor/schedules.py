@@ -105,19 +105,13 @@ class ScheduleStore(Database):
         where: list[str] = []
         params: list[Any] = []
         self._name_filter(filters.get("name_contains"), where, params)
-        for column, key in (("status", "status"), ("endpoint", "endpoint")):
-            if filters.get(key) is not None:
-                where.append(f"{column} = ?")
-                params.append(filters[key])
-        for column, op, key in (
-            ("creation_time", ">", "creation_after"),
-            ("creation_time", "<", "creation_before"),
-            ("last_modified_time", ">", "modified_after"),
-            ("last_modified_time", "<", "modified_before"),
-        ):
-            if filters.get(key) is not None:
-                where.append(f"{column} {op} ?")
-                params.append(_ts(filters[key]))
+        _filter(
+            filters,
+            where,
+            params,
+            equal=("status", "endpoint"),
+            ranges=(("creation_time", "creation"), ("last_modified_time", "modified")),
+        )
         rows, token = self._page(
             "monitoring_schedules",
             where,
@@ -246,18 +240,13 @@ class ScheduleStore(Database):
             self.get(schedule)
             where.append("schedule = ?")
             params.append(schedule)
-        if filters.get("status") is not None:
-            where.append("status = ?")
-            params.append(filters["status"])
-        for column, op, key in (
-            ("scheduled_time", ">", "scheduled_after"),
-            ("scheduled_time", "<", "scheduled_before"),
-            ("creation_time", ">", "creation_after"),
-            ("creation_time", "<", "creation_before"),
-        ):
-            if filters.get(key) is not None:
-                where.append(f"{column} {op} ?")
-                params.append(_ts(filters[key]))
+        _filter(
+            filters,
+            where,
+            params,
+            equal=("status",),
+            ranges=(("scheduled_time", "scheduled"), ("creation_time", "creation")),
+        )
         rows, token = self._page(
             "monitoring_executions",
             where,
@@ -297,6 +286,28 @@ class ScheduleStore(Database):
                 name, ExecutionStatus.FAILED, failure_reason="the scheduler running this execution stopped"
             )
         return orphans
+
+
+def _filter(
+    filters: dict[str, Any],
+    where: list[str],
+    params: list[Any],
+    *,
+    equal: tuple[str, ...],
+    ranges: tuple[tuple[str, str], ...],
+) -> None:
+    """Add the given ``filters`` to a WHERE clause: ``column = ?`` for each ``equal`` key (named as its column), and
+    ``column > ?`` / ``column < ?`` for ``<prefix>_after`` / ``<prefix>_before`` of each ``(column, prefix)``."""
+    for column in equal:
+        if filters.get(column) is not None:
+            where.append(f"{column} = ?")
+            params.append(filters[column])
+    for column, prefix in ranges:
+        for op, suffix in ((">", "after"), ("<", "before")):
+            value = filters.get(f"{prefix}_{suffix}")
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(_ts(value))
 
 
 def execution_name(schedule: str, scheduled: datetime) -> str:

@@ -198,6 +198,19 @@ def _capture(capture: CaptureWriter, body: bytes, headers: Any, result: Any) -> 
         logger.exception("data capture failed; the request was answered")
 
 
+def build_handler(settings: ServeSettings, cache_dir: Path | None = None) -> Handler:
+    """The handler ``batchlane serve`` runs for ``settings`` (not loaded yet): the model folder (a ``model.tar.gz``
+    extracted under ``cache_dir``, default ``<BATCHLANE_HOME>/models-extracted``, within the archive cap), the user's
+    hooks over the default classifier. Start-up errors raise ``BatchlaneError``."""
+    cache = cache_dir or settings_mod.home_dir(settings.extra_env or None) / "models-extracted"
+    archive_cap = (
+        {} if settings.max_model_archive_mb is None else {"max_bytes": settings.max_model_archive_mb * MB}
+    )
+    model_dir = resolve_model_dir(Path(settings.model_dir), cache, **archive_cap)
+    defaults = ClassifierHandler(settings)
+    return Handler(resolve_hooks(settings, model_dir, defaults), settings, model_dir, defaults)
+
+
 def create_app(
     settings: ServeSettings,
     *,
@@ -212,14 +225,7 @@ def create_app(
     ``execution_parameters`` and ``capture`` (the ``CaptureWriter``, or None when capture is off).
     """
     parameters = execution_parameters(settings)
-    cache = cache_dir or settings_mod.home_dir(settings.extra_env or None) / "models-extracted"
-    archive_cap = (
-        {} if settings.max_model_archive_mb is None else {"max_bytes": settings.max_model_archive_mb * MB}
-    )
-    model_dir = resolve_model_dir(Path(settings.model_dir), cache, **archive_cap)
-    defaults = ClassifierHandler(settings)
-    hooks = resolve_hooks(settings, model_dir, defaults)
-    handler = Handler(hooks, settings, model_dir, defaults)
+    handler = build_handler(settings, cache_dir)
     loader = ModelLoader(handler, on_load_failure)
     capture_config = CaptureConfig.from_settings(settings, default_name=_model_name(Path(settings.model_dir)))
     capture = (
@@ -316,8 +322,8 @@ def create_app(
 
     logger.info(
         "serving %s (user module: %s); execution parameters %s",
-        model_dir,
-        hooks.module_file or "none, default handler",
+        handler.model_dir,
+        handler.hooks.module_file or "none, default handler",
         parameters,
     )
     return app

@@ -29,13 +29,11 @@ from typing import Any
 
 from batchlane import settings as settings_mod
 from batchlane.errors import BatchlaneError, ModelError, ModelLoadError, PayloadTooLarge
-from batchlane.serving.app import MB, ModelLoader, check_declared_size, execution_parameters
-from batchlane.serving.archive import resolve_model_dir
-from batchlane.serving.classifier import ClassifierHandler
+from batchlane.serving.app import MB, ModelLoader, build_handler, check_declared_size, execution_parameters
 from batchlane.serving.context import Headers
 from batchlane.serving.dynamic_batching import request_concurrency
 from batchlane.serving.environment import model_process_environment
-from batchlane.serving.handler import Handler, Result, resolve_hooks
+from batchlane.serving.handler import Handler, Result
 from batchlane.settings import ServeSettings
 from batchlane.transform.invoke import (
     InvocationFailed,
@@ -110,13 +108,7 @@ class InProcessModel:
         environment = model_process_environment(os.environ, self.env)
         settings = ServeSettings.from_env(environment, model_dir=self.model_dir, host="127.0.0.1")
         parameters = execution_parameters(settings)
-        cache = settings_mod.home_dir(settings.extra_env or None) / "models-extracted"
-        archive_cap = (
-            {} if settings.max_model_archive_mb is None else {"max_bytes": settings.max_model_archive_mb * MB}
-        )
-        model_dir = resolve_model_dir(Path(settings.model_dir), cache, **archive_cap)
-        defaults = ClassifierHandler(settings)
-        handler = Handler(resolve_hooks(settings, model_dir, defaults), settings, model_dir, defaults)
+        handler = build_handler(settings)
         loader = ModelLoader(handler)
         loader.start()
         deadline = time.monotonic() + self.startup_timeout_s
@@ -129,7 +121,7 @@ class InProcessModel:
                 raise ModelLoadError(f"the model did not load within {self.startup_timeout_s:g} s")
             time.sleep(LOAD_POLL_S)
         self.settings, self.handler, self.parameters = settings, handler, parameters
-        log.info("in-process model %s loaded; execution parameters %s", model_dir, parameters)
+        log.info("in-process model %s loaded; execution parameters %s", handler.model_dir, parameters)
 
     def stop(self) -> None:
         """Forget the model and restore the environment it was loaded with. A request still running in a thread

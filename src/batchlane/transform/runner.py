@@ -221,10 +221,11 @@ class JobRunner:
                 self.check_interrupt()
                 self.on_progress("starting", {})
                 starting = time.monotonic()
+                capture = self._capture(request)
                 # The capture context exits after the model server: the server has flushed its capture files.
                 with (
-                    self._capture(request) or contextlib.nullcontext(),
-                    self._model_server(request, options, model) as server,
+                    capture or contextlib.nullcontext(),
+                    self._model_server(request, options, model, capture) as server,
                 ):
                     self.on_progress("ready", {"startup_s": time.monotonic() - starting})
                     params = resolve(request, self._execution_parameters(request, server))
@@ -312,7 +313,11 @@ class JobRunner:
         )
 
     def _model_server(
-        self, request: CreateTransformJobRequest, options: JobOptions, model: ModelSpec
+        self,
+        request: CreateTransformJobRequest,
+        options: JobOptions,
+        model: ModelSpec,
+        capture: JobCapture | None = None,
     ) -> ModelServer:
         env = container_environment(request, model.environment)
         if self.invoker == "in_process":
@@ -331,7 +336,6 @@ class JobRunner:
                 on_wait=self.check_interrupt,
             )
         log_file = self.store.log_path(self.name).with_suffix(".container.log")
-        capture = self._capture(request)
         if capture is not None:
             env.update(capture.environment())
         common = {
