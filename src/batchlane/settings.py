@@ -100,6 +100,10 @@ BATCHLANE_DEFAULT_SPLIT_TYPE = "BATCHLANE_DEFAULT_SPLIT_TYPE"
 BATCHLANE_DEFAULT_ACCEPT = "BATCHLANE_DEFAULT_ACCEPT"
 BATCHLANE_DEFAULT_STRATEGY = "BATCHLANE_DEFAULT_STRATEGY"
 BATCHLANE_DEFAULT_MAX_PAYLOAD_MB = "BATCHLANE_DEFAULT_MAX_PAYLOAD_MB"
+# The retry function (aws.retry_handler, docs/aws.md): where a failed job's message is re-sent, and how many
+# attempts a message gets in all before it is parked in BATCHLANE_DLQ_URL.
+BATCHLANE_QUEUE_URL = "BATCHLANE_QUEUE_URL"
+BATCHLANE_MAX_ATTEMPTS = "BATCHLANE_MAX_ATTEMPTS"
 AWS_ENDPOINT_URL_SAGEMAKER = "AWS_ENDPOINT_URL_SAGEMAKER"
 # Monitoring schedules (docs/monitoring-schedules.md): the folder under which an endpoint's captured data lives
 # (<root>/<EndpointName>), the monitoring data of a schedule's EndpointInput.

@@ -27,8 +27,9 @@ conflict, missing model or input) → sent to ``BATCHLANE_DLQ_URL`` with the rea
 redrive policy parks it after ``maxReceiveCount`` receives, so nothing is dropped. The handler never raises (a raised
 exception would fail the whole batch).
 
-Not covered here (docs/automation.md): a job that fails *after* it started is visible in SageMaker
-(DescribeTransformJob, ``FailureReason``), and nothing re-queues it.
+A job that fails *after* it started is re-queued by ``aws.retry_handler`` (an EventBridge rule on SageMaker's
+"Transform Job State Change" to ``Failed``): every job this function creates carries its message and attempt in its
+tags (``aws.job_tags``), and the tags are not part of the spec compared with an existing job.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchlane import aws_names, settings, spec_diff
+from batchlane.aws.job_tags import launch_tags
 from batchlane.aws.sagemaker_api import call, describe, sagemaker_client
 from batchlane.errors import BatchlaneError, Conflict, NotFound, ValidationError
 from batchlane.queue.launcher import JobState, RequestDefaults, prepare_launch
@@ -225,8 +227,10 @@ class SageMakerLauncher:
         if existing is None:
             if self.check_inputs:
                 check_input_exists(message.input_path, self.env)
+            # The tags carry the message, so the retry function can re-send it if the job fails later.
+            tags = launch_tags(message.to_body(), launch.attempt)
             try:
-                call(self.sagemaker, "create_transform_job", **request)
+                call(self.sagemaker, "create_transform_job", **request, Tags=tags)
                 return name
             except Conflict:  # a concurrent duplicate created it first
                 existing = describe(self.sagemaker, "describe_transform_job", TransformJobName=name)

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "worker",
     "server",
     "monitor",
+    "deploy",
 )
 
 app = typer.Typer(
