@@ -41,10 +41,10 @@ def _time(value: float | None) -> str:
 @queue_app.command("send")
 def send(
     input_path: str = typer.Option(
-        ..., "--input", help="Input prefix: s3://bucket/prefix, file:// or a local path."
+        ..., "--input", "--input-path", help="Input prefix: s3://bucket/prefix, file:// or a local path."
     ),
     output_path: str = typer.Option(
-        ..., "--output", help="Output prefix (must not overlap the input prefix)."
+        ..., "--output", "--output-path", help="Output prefix (must not overlap the input prefix)."
     ),
     instance_type: str = typer.Option("local", "--instance-type", help="'local' or an ml.* instance type."),
     instance_count: int = typer.Option(1, "--instance-count", help="Number of instances, 1-100."),
@@ -86,6 +86,11 @@ def send(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     queue: str | None = _queue_option(),
+    queue_url: str | None = typer.Option(
+        None,
+        "--queue-url",
+        help="An SQS queue URL, e.g. the one `batchlane deploy aws` printed (AWS_ENDPOINT_URL: another endpoint).",
+    ),
 ) -> None:
     """Validate a transform request, check its input exists, and send it to the queue.
 
@@ -108,6 +113,7 @@ def send(
         "strategy": strategy,
         "accept": accept,
     }
+    queue = _one_queue(queue, queue_url)
     message = parse_message({k: v for k, v in fields.items() if v is not None})
     if not skip_input_check:
         check_input_exists(message.input_path)
@@ -121,6 +127,23 @@ def send(
         typer.echo(json.dumps({"message_id": message_id, "queue": target.url, "job_name": name}))
     else:
         typer.echo(f"sent message {message_id} to {target.url} (job name {name})")
+
+
+def _one_queue(queue: str | None, queue_url: str | None) -> str | None:
+    """``--queue`` or ``--queue-url`` (an http(s) SQS URL), not both."""
+    from batchlane.errors import ValidationError
+
+    if queue_url is None:
+        return queue
+    if queue is not None:
+        raise ValidationError("give either --queue or --queue-url, not both", field="queue_url")
+    if not queue_url.startswith(("https://", "http://")):
+        raise ValidationError(
+            f"--queue-url must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>), "
+            f"got {queue_url!r}",
+            field="queue_url",
+        )
+    return queue_url
 
 
 @queue_app.command("stats")
