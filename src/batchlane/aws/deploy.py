@@ -210,12 +210,14 @@ def _check(config: StackConfig) -> None:
 
 
 def _upload(s3: Any, path: Path, bucket: str, key: str, echo: Echo) -> None:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         s3.head_object(Bucket=bucket, Key=key)
         echo(f"code s3://{bucket}/{key} is already uploaded")
         return
+    except BotoCoreError as exc:  # no credentials, no network: one line
+        raise DeployError(f"S3 HeadObject s3://{bucket}/{key}: {exc}") from None
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
             with aws_errors(f"S3 HeadObject s3://{bucket}/{key}"):
@@ -226,10 +228,12 @@ def _upload(s3: Any, path: Path, bucket: str, key: str, echo: Echo) -> None:
 
 
 def _describe(cfn: Any, name: str) -> dict[str, Any] | None:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except BotoCoreError as exc:
+        raise DeployError(f"CloudFormation DescribeStacks: {exc}") from None
     except ClientError as exc:
         if "does not exist" in exc.response.get("Error", {}).get("Message", ""):
             return None

@@ -186,6 +186,24 @@ def test_deploy_errors_are_one_line(stack: Stack, capsys: pytest.CaptureFixture[
     )
 
 
+def test_without_credentials_deploy_and_delete_say_so_in_one_line(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    code, _, err = run_cli(stack.flags(), capsys)
+    assert code == 1
+    assert err.startswith("error: S3 HeadObject s3://") and "Unable to locate credentials" in err
+    assert err.count("\n") == 1
+
+    code, _, err = run_cli(["deploy", "aws", "--delete", "--stack-name", stack.name], capsys)
+    assert (code, err) == (1, "error: CloudFormation DescribeStacks: Unable to locate credentials\n")
+
+
 @pytest.mark.slow
 def test_the_lambda_package_imports_both_handlers_alone(tmp_path: Path) -> None:
     package = lambda_zip.build(tmp_path / "a")
