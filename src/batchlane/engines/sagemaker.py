@@ -50,7 +50,7 @@ _OPTION_FLAGS = {"startup_timeout_s": "--startup-timeout", "max_runtime_s": "--m
 class SageMakerEngine:
     """Runs transform jobs on SageMaker (module docstring). ``region``/``role``/``staging``/``image``/
     ``instance_type``: as ``AwsSettings.resolve`` (flags over the environment); ``out``: where status changes and
-    log lines go while following a job (None: nowhere); ``poll_s``: seconds between DescribeTransformJob calls."""
+    log lines go while following a job (default: stderr; None: nowhere); ``poll_s``: seconds between DescribeTransformJob calls."""
 
     name = "sagemaker"
 
@@ -63,7 +63,7 @@ class SageMakerEngine:
         staging: str | None = None,
         image: str | None = None,
         instance_type: str | None = None,
-        out: TextIO | None = sys.stderr,
+        out: TextIO | None | str = "stderr",
         poll_s: float = 5.0,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -75,7 +75,8 @@ class SageMakerEngine:
         if self.aws.region:
             env["AWS_REGION"] = self.aws.region  # the staging uploads' S3 client reads it
         self.env = env
-        self.out = out
+        # Looked up now, not at import: a caller (a test's capture) may have replaced sys.stderr.
+        self.out: TextIO | None = sys.stderr if out == "stderr" else out  # type: ignore[assignment]
         self.poll_s = poll_s
         self._api: Any = None
         self._logs: Any = None
