@@ -50,9 +50,13 @@ class AwsProxy:
                         proxy.calls.append((action, json.loads(body or b"{}")))
                 if action in proxy.answer:
                     status, payload = proxy.answer[action]
-                    self._reply(status, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(payload).encode())
+                    self._reply(
+                        status, {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(payload).encode()
+                    )
                     return
-                connection = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                connection = http.client.HTTPConnection(
+                    proxy.upstream.hostname, proxy.upstream.port, timeout=60
+                )
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
                 headers["Content-Length"] = str(len(body))
                 connection.request(self.command, self.path, body=body, headers=headers)
@@ -65,13 +69,21 @@ class AwsProxy:
                 connection.close()
 
             def _reply(
-                self, status: int, headers: dict[str, str], data: bytes, *, head: bool = False, length: Any = None
+                self,
+                status: int,
+                headers: dict[str, str],
+                data: bytes,
+                *,
+                head: bool = False,
+                length: Any = None,
             ) -> None:
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
                 # A HEAD answer keeps the object's length; any other carries its own body's.
-                upstream_length = length.getheader("Content-Length") if (head and length is not None) else None
+                upstream_length = (
+                    length.getheader("Content-Length") if (head and length is not None) else None
+                )
                 self.send_header("Content-Length", upstream_length or str(len(data)))
                 self.end_headers()
                 if not head:

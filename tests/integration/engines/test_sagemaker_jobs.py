@@ -29,7 +29,9 @@ def _job(sm: SageMakerSetup, model: str, name: str) -> None:
     sm.boto("sagemaker").create_transform_job(
         TransformJobName=name,
         ModelName=model,
-        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{sm.bucket}/i/"}}},
+        TransformInput={
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{sm.bucket}/i/"}}
+        },
         TransformOutput={"S3OutputPath": f"s3://{sm.bucket}/o/"},
         TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
     )
@@ -102,7 +104,9 @@ def test_logs_print_the_jobs_cloudwatch_streams_only(sm: SageMakerSetup) -> None
         (f"{other}/i-0def-1700000000", "someone else's line", now),
     ):
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
-        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": at, "message": message}])
+        logs.put_log_events(
+            logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": at, "message": message}]
+        )
     code, out, err = sm.cli("jobs", "logs", name, "--engine", "sagemaker")
     assert code == 0, err
     assert out.splitlines() == [
@@ -151,7 +155,9 @@ def test_a_role_that_is_not_an_arn_is_refused_before_the_call(sm: SageMakerSetup
     assert sm.proxy.bodies("CreateModel") == []
 
 
-def test_the_queue_worker_starts_jobs_on_sagemaker(sm: SageMakerSetup, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_queue_worker_starts_jobs_on_sagemaker(
+    sm: SageMakerSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The worker's own path (``prepare_launch``), then the engine: the default model created in SageMaker from
     --model/--model-data, staged; one CreateTransformJob with the message's fields and the seed's defaults."""
     folder = sm.tmp / "worker-model"
@@ -184,5 +190,7 @@ def test_the_queue_worker_starts_jobs_on_sagemaker(sm: SageMakerSetup, monkeypat
     (job,) = sm.proxy.bodies("CreateTransformJob")
     assert job["TransformJobName"] == message["job_name"] and job["ModelName"] == model
     assert job["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}
-    assert job["TransformInput"]["ContentType"] == "text/plain" and job["TransformInput"]["SplitType"] == "Line"
+    assert (
+        job["TransformInput"]["ContentType"] == "text/plain" and job["TransformInput"]["SplitType"] == "Line"
+    )
     assert job["TransformOutput"]["S3OutputPath"] == message["output_path"]

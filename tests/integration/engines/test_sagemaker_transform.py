@@ -34,7 +34,9 @@ def _inputs(tmp: Path) -> Path:
     return folder
 
 
-def _transform(sm: SageMakerSetup, name: str, model_dir: Path, inputs: Path, *extra: str) -> tuple[int, str, str]:
+def _transform(
+    sm: SageMakerSetup, name: str, model_dir: Path, inputs: Path, *extra: str
+) -> tuple[int, str, str]:
     return sm.cli(
         "transform",
         "--engine", "sagemaker",
@@ -88,7 +90,9 @@ def test_transform_stages_creates_the_model_once_and_starts_the_validated_job(sm
     # The same folder again: the same spec, so no second CreateModel and nothing uploaded again.
     sm.proxy.clear()
     second = unique("sm-second")
-    code, out, err = _transform(sm, second, model_dir, inputs, "--image", IMAGE, "--instance-type", "ml.c5.xlarge")
+    code, out, err = _transform(
+        sm, second, model_dir, inputs, "--image", IMAGE, "--instance-type", "ml.c5.xlarge"
+    )
     assert code == 0, err
     assert sm.proxy.bodies("CreateModel") == []
     assert [p for p in sm.proxy.uploads() if "/staging/" in p] == []
@@ -107,7 +111,9 @@ def test_transform_stages_creates_the_model_once_and_starts_the_validated_job(sm
 
 def test_the_request_is_validated_here_before_anything_reaches_aws(sm: SageMakerSetup) -> None:
     model_dir, inputs = _model_dir(sm.tmp), _inputs(sm.tmp)
-    code, _, err = _transform(sm, unique("sm-bad"), model_dir, inputs, "--image", IMAGE, "--max-payload-mb", "101")
+    code, _, err = _transform(
+        sm, unique("sm-bad"), model_dir, inputs, "--image", IMAGE, "--max-payload-mb", "101"
+    )
     assert code == 2 and "MaxPayloadInMB" in err
     code, _, err = _transform(
         sm, unique("sm-opt"), model_dir, inputs, "--image", IMAGE, "--on-record-error", "skip"
