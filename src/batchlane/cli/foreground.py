@@ -190,6 +190,11 @@ def run_here(
         with JobProgress(quiet, description) as progress:
             final, signum = engine.run_in_foreground(name, on_progress=progress, on_signal=progress.on_signal)
     except KeyboardInterrupt:
+        if engine.store.find_job(name) is None:  # another service (sagemaker) runs it: it goes on there
+            sys.stderr.write(
+                f"detached: job {name} goes on running; batchlane jobs wait {name} --engine {engine.name}\n"
+            )
+            return SIGNAL_BASE + 2
         sys.stderr.write(
             f"aborted: job {name} was left InProgress; resume with: batchlane jobs resume {name}\n"
         )

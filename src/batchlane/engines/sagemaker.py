@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -284,8 +285,24 @@ class SageMakerEngine:
         on_progress: ProgressCallback | None = None,
     ) -> JobRecord:
         """Follow job ``name`` (status changes and CloudWatch log lines to ``out``) until it ends."""
+        return self._record(self._follow(name))
+
+    def _follow(
+        self,
+        name: str,
+        *,
+        before_poll: Callable[[], None] | None = None,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> dict[str, Any]:
         tail = LogTail(self.logs_api, name) if self.out is not None else None
-        return self._record(follow(lambda: self.describe(name), tail=tail, out=self.out, poll_s=self.poll_s))
+        return follow(
+            lambda: self.describe(name),
+            tail=tail,
+            out=self.out,
+            poll_s=self.poll_s,
+            before_poll=before_poll,
+            sleep=sleep or time.sleep,
+        )
 
     def run_in_foreground(
         self,
@@ -294,25 +311,34 @@ class SageMakerEngine:
         on_progress: ProgressCallback | None = None,
         on_signal: Callable[[int], None] | None = None,
     ) -> tuple[JobRecord, int | None]:
-        """``run`` for a terminal: the first SIGINT/SIGTERM sends StopTransformJob and keeps following until the
-        job is Stopped; a second raises ``KeyboardInterrupt`` and leaves the job running on SageMaker."""
+        """``run`` for a terminal: the first SIGINT/SIGTERM sends StopTransformJob (from the polling loop, not the
+        signal handler) and keeps following until the job is Stopped; a second raises ``KeyboardInterrupt`` and
+        leaves the job running on SageMaker. This engine prints its own "stopping" line: ``on_signal`` is not
+        called (its text is about a local runner's file in flight)."""
         if threading.current_thread() is not threading.main_thread():
             return self.run(name), None
         received: list[int] = []
+        wake = threading.Event()
+        stop_sent = False
 
         def handle(signum: int, frame: object) -> None:
             received.append(signum)
             if len(received) > 1:
                 raise KeyboardInterrupt
-            if self.out is not None:
-                print(f"stopping {name} (StopTransformJob); Ctrl-C again leaves it running", file=self.out)
-            call(self.api, "stop_transform_job", TransformJobName=name)
-            if on_signal is not None:
-                on_signal(signum)
+            wake.set()
+
+        def send_stop() -> None:
+            nonlocal stop_sent
+            if received and not stop_sent:
+                stop_sent = True
+                wake.clear()
+                print(f"stopping {name} (StopTransformJob); Ctrl-C again leaves it running", file=sys.stderr)
+                call(self.api, "stop_transform_job", TransformJobName=name)
 
         previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            return self.run(name), (received[0] if received else None)
+            answer = self._follow(name, before_poll=send_stop, sleep=wake.wait)
+            return self._record(answer), (received[0] if received else None)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -74,14 +74,18 @@ def follow(
     out: TextIO | None,
     poll_s: float = 5.0,
     timeout_s: float | None = None,
-    should_stop: Callable[[], bool] | None = None,
+    before_poll: Callable[[], None] | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
 ) -> dict[str, Any]:
-    """Poll ``describe()`` until the job ends (or ``timeout_s`` passes, or ``should_stop()``); print each status
-    change (``NAME: Status``) and, with a ``tail``, each new log line to ``out`` (None: print nothing). Returns the
+    """Poll ``describe()`` until the job ends (or ``timeout_s`` passes); print each status change (``NAME: Status``)
+    and, with a ``tail``, each new log line to ``out`` (None: print nothing). ``before_poll()`` runs before each
+    describe; ``sleep(seconds)`` waits between polls (an ``Event.wait`` lets a signal cut it short). Returns the
     last DescribeTransformJob answer."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last_status = None
     while True:
+        if before_poll is not None:
+            before_poll()
         answer = describe()
         status = answer.get("TransformJobStatus")
         if status != last_status and out is not None:
@@ -92,8 +96,6 @@ def follow(
                 print(line, file=out, flush=True)
         if status in TERMINAL:
             return answer
-        if (deadline is not None and time.monotonic() >= deadline) or (
-            should_stop is not None and should_stop()
-        ):
+        if deadline is not None and time.monotonic() >= deadline:
             return answer
-        time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))
+        sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))

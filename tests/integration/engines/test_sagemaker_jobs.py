@@ -7,6 +7,7 @@ batchlane makes, not a job that stops. moto's transform jobs are Completed at on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -93,10 +94,8 @@ def test_logs_print_the_jobs_cloudwatch_streams_only(sm: SageMakerSetup) -> None
     _job(sm, model, name)
     logs = sm.boto("logs")
     group = "/aws/sagemaker/TransformJobs"
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName=group)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
     now = int(time.time() * 1000)
     for stream, message, at in (
         (f"{name}/i-0abc-1700000000", "model loaded", now),

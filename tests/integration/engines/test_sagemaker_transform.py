@@ -199,3 +199,38 @@ def test_a_job_name_sagemaker_has_is_not_started_again(sm: SageMakerSetup) -> No
     assert code == 1 and f"transform job {name} already exists in SageMaker" in err
     assert sm.proxy.bodies("CreateTransformJob") == []  # moto would have replaced the job
     assert json.loads(json.dumps(sm.proxy.bodies("DescribeTransformJob")[0])) == {"TransformJobName": name}
+
+
+def test_ctrl_c_in_the_foreground_sends_stop_and_follows_the_job_to_stopped(sm: SageMakerSetup) -> None:
+    """As the local CLI: the first Ctrl-C stops the job, exit 130 (128 + SIGINT). moto's jobs are Completed at once and moto has no
+    StopTransformJob, so the proxy shows the job InProgress until it got StopTransformJob, then Stopped."""
+    import os
+    import signal
+    import threading
+
+    sm.proxy.answer["StopTransformJob"] = (200, {})
+    seen = []
+
+    def running_until_stopped(answer: dict) -> dict:
+        seen.append(answer["TransformJobName"])
+        if len(seen) == 2:  # the first poll of the foreground loop: its handler is installed
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        status = "Stopped" if sm.proxy.bodies("StopTransformJob") else "InProgress"
+        return {**answer, "TransformJobStatus": status}
+
+    sm.proxy.rewrite["DescribeTransformJob"] = running_until_stopped
+    model = unique("existing")
+    sm.boto("sagemaker").create_model(
+        ModelName=model,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{sm.bucket}/m/model.tar.gz"},
+        ExecutionRoleArn=ROLE,
+    )
+    name = unique("sm-ctrl-c")
+    code, out, err = sm.cli(
+        "transform", "--engine", "sagemaker", "--name", name, "--model", model,
+        "--input", f"s3://{sm.bucket}/in/", "--output", f"s3://{sm.bucket}/out/",
+    )  # fmt: skip
+    assert code == 130, err
+    assert sm.proxy.bodies("StopTransformJob") == [{"TransformJobName": name}]
+    assert f"stopping {name} (StopTransformJob)" in err
+    assert f"{name}: InProgress" in err and f"{name}: Stopped" in err and f"{name}: Stopped" in out
