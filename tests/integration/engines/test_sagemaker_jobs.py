@@ -177,12 +177,36 @@ def test_the_queue_worker_starts_jobs_on_sagemaker(
         "--instance-type", "ml.m5.xlarge", "--job-name", message["job_name"],
     )  # fmt: skip
     assert code == 0, err
+    # A local job whose runner is gone: the local engine's to resume, never this worker's.
+    from batchlane.engines import get_engine
+    from batchlane.jobs.store import JobStore
+    from tests.models import register_echo
+
+    store = JobStore(sm.tmp / "state" / "jobs.db")
+    register_echo(store)
+    (sm.tmp / "local-in").mkdir()
+    (sm.tmp / "local-in" / "a.txt").write_text("x\n")
+    orphan = get_engine("local", store).submit(
+        {
+            "TransformJobName": unique("local-orphan"),
+            "ModelName": "echo",
+            "TransformInput": {
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{sm.tmp}/local-in/"}}
+            },
+            "TransformOutput": {"S3OutputPath": f"{sm.tmp}/local-out/"},
+            "TransformResources": {"InstanceType": "local", "InstanceCount": 1},
+        }
+    )
     model = unique("wm")
     code, out, err = sm.cli(
         "worker", "--engine", "sagemaker", "--queue", queue, "--burst", "--model", model,
-        "--model-data", str(folder), "--no-recover",
+        "--model-data", str(folder),
     )  # fmt: skip
     assert code == 0, err
+    assert (
+        store.get_job(orphan.name).status.value == "InProgress" and store.get_job(orphan.name).attempts == 0
+    )
+    assert orphan.name not in {b.get("TransformJobName") for b in sm.proxy.bodies("DescribeTransformJob")}
     (created,) = sm.proxy.bodies("CreateModel")
     assert created["ModelName"] == model and created["PrimaryContainer"]["Image"] == IMAGE
     assert created["PrimaryContainer"]["ModelDataUrl"].startswith(f"s3://{sm.bucket}/staging/models/")
