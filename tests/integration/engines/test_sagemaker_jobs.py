@@ -113,6 +113,14 @@ def test_logs_print_the_jobs_cloudwatch_streams_only(sm: SageMakerSetup) -> None
         "[i-0abc-1700000000/data-log] s3://b/i/a.txt: ClientError: 400",
     ]
     assert {b["logStreamNamePrefix"] for b in sm.proxy.bodies("DescribeLogStreams")} == {f"{name}/"}
+    # --follow: the status, then the lines, until the job ended (moto's has).
+    code, out, err = sm.cli("jobs", "logs", name, "--engine", "sagemaker", "--follow")
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"{name}: Completed",
+        "[i-0abc-1700000000] model loaded",
+        "[i-0abc-1700000000/data-log] s3://b/i/a.txt: ClientError: 400",
+    ]
 
 
 @pytest.mark.parametrize(

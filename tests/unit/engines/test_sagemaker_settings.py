@@ -1,5 +1,5 @@
-"""Where the SageMaker engine's settings come from (flags over the environment), and how a content digest names
-what is staged (the same folder, the same key; any change, another)."""
+"""Where the SageMaker engine's settings come from (flags over the environment), how a content digest names what
+is staged (the same folder, the same key; any change, another), and AWS error codes as one line with a fix."""
 
 from __future__ import annotations
 
@@ -59,3 +59,33 @@ def test_a_folder_digest_follows_names_and_contents_only(tmp_path: Path) -> None
     (second / "weights.bin").write_bytes(b"\x01\x02")
     (second / "weights.bin").rename(second / "weights2.bin")
     assert folder_digest(first) != folder_digest(second)
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "hint"),
+    [
+        ("ThrottlingException", "SageMakerError", "retry in a minute"),
+        ("AccessDeniedException", "AuthError", "grant it to them"),
+        ("ResourceLimitExceeded", "SageMakerError", "ask AWS Service Quotas"),
+        ("ValidationException", "ValidationError", "fix the field it names"),
+        ("ResourceNotFound", "NotFound", None),
+        ("ResourceInUse", "Conflict", None),
+        ("InternalFailure", "SageMakerError", None),
+    ],
+)
+def test_every_aws_error_code_is_one_line_with_what_to_do(code: str, kind: str, hint: str | None) -> None:
+    """A real boto3 client whose answer is botocore's own Stubber: the error as SageMaker sends it."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from batchlane.engines.sagemaker_aws import call
+
+    api = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    with Stubber(api) as stub:
+        stub.add_client_error("stop_transform_job", service_error_code=code, service_message="said AWS")
+        with pytest.raises(Exception) as caught:
+            call(api, "stop_transform_job", TransformJobName="x")
+    assert type(caught.value).__name__ == kind
+    message = str(caught.value)
+    assert message.startswith(f"SageMaker StopTransformJob: {code}: said AWS") and "\n" not in message
+    assert hint is None or hint in message
