@@ -225,3 +225,22 @@ def test_the_queue_worker_starts_jobs_on_sagemaker(
         job["TransformInput"]["ContentType"] == "text/plain" and job["TransformInput"]["SplitType"] == "Line"
     )
     assert job["TransformOutput"]["S3OutputPath"] == message["output_path"]
+
+
+def test_a_fresh_cli_process_reaches_the_endpoint_from_aws_endpoint_url(sm: SageMakerSetup) -> None:
+    """The console script in its own process: boto3 reads AWS_ENDPOINT_URL and the region from the environment."""
+    import os
+    import subprocess
+
+    from tests.models import CLI
+
+    model, name = _model(sm), unique("subprocess")
+    _job(sm, model, name)
+    sm.proxy.clear()
+    done = subprocess.run(
+        [*CLI, "jobs", "describe", name, "--engine", "sagemaker", "--region", "us-east-1"],
+        env=dict(os.environ), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["TransformJobArn"].endswith(f":transform-job/{name}")
+    assert sm.proxy.bodies("DescribeTransformJob") == [{"TransformJobName": name}]
