@@ -105,6 +105,12 @@ BATCHLANE_DEFAULT_MAX_PAYLOAD_MB = "BATCHLANE_DEFAULT_MAX_PAYLOAD_MB"
 BATCHLANE_QUEUE_URL = "BATCHLANE_QUEUE_URL"
 BATCHLANE_MAX_ATTEMPTS = "BATCHLANE_MAX_ATTEMPTS"
 AWS_ENDPOINT_URL_SAGEMAKER = "AWS_ENDPOINT_URL_SAGEMAKER"
+# The SageMaker engine (`--engine sagemaker`, docs/sagemaker-engine.md), each also a flag of the commands: the
+# ExecutionRoleArn of the models it creates (--role), the s3:// prefix local models and inputs are uploaded under
+# (--upload-to), and the inference image of the models it creates (--image).
+BATCHLANE_SAGEMAKER_ROLE = "BATCHLANE_SAGEMAKER_ROLE"
+BATCHLANE_SAGEMAKER_STAGING = "BATCHLANE_SAGEMAKER_STAGING"
+BATCHLANE_SAGEMAKER_IMAGE = "BATCHLANE_SAGEMAKER_IMAGE"
 # Monitoring schedules (docs/monitoring-schedules.md): the folder under which an endpoint's captured data lives
 # (<root>/<EndpointName>), the monitoring data of a schedule's EndpointInput.
 BATCHLANE_MONITOR_CAPTURE_ROOT = "BATCHLANE_MONITOR_CAPTURE_ROOT"

@@ -190,6 +190,11 @@ def run_here(
         with JobProgress(quiet, description) as progress:
             final, signum = engine.run_in_foreground(name, on_progress=progress, on_signal=progress.on_signal)
     except KeyboardInterrupt:
+        if engine.store.find_job(name) is None:  # another service (sagemaker) runs it: it goes on there
+            sys.stderr.write(
+                f"detached: job {name} goes on running; batchlane jobs wait {name} --engine {engine.name}\n"
+            )
+            return SIGNAL_BASE + 2
         sys.stderr.write(
             f"aborted: job {name} was left InProgress; resume with: batchlane jobs resume {name}\n"
         )
@@ -197,7 +202,15 @@ def run_here(
     if not final.is_terminal:
         sys.stderr.write(f"error: job {name} is held by another runner ({final.owner}); not run here\n")
         return EXIT_FAILED
-    if brief:
+    if engine.store.find_job(final.name) is None:  # a job another service keeps (sagemaker): no local counts
+        print(f"{final.name}: {final.status.value}")
+        if final.failure_reason:
+            print(f"  reason: {final.failure_reason}")
+        output = final.request.get("TransformOutput", {}).get("S3OutputPath")
+        if output and final.status is JobStatus.COMPLETED:
+            print(f"  output: {output}")
+        print(f"  logs: batchlane jobs logs {final.name} --engine {engine.name}")
+    elif brief:
         print(f"{final.name}: {final.status.value}")
         if final.status is JobStatus.STOPPED:
             print(f"resume with: batchlane jobs resume {name}")

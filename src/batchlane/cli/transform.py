@@ -14,6 +14,15 @@ from typing import Annotated, Any
 
 import typer
 
+from batchlane.cli.engine_options import (
+    EngineOption,
+    ImageOption,
+    InstanceTypeOption,
+    RegionOption,
+    RoleOption,
+    UploadToOption,
+    engine_for,
+)
 from batchlane.cli.options import DbOption, open_job_store, parse_env_pairs
 
 
@@ -185,9 +194,22 @@ def transform(
         float | None,
         typer.Option("--startup-timeout", help="Seconds the model container has to answer /ping."),
     ] = None,
+    instance_type: InstanceTypeOption = None,
+    instance_count: Annotated[
+        int | None, typer.Option("--instance-count", help="TransformResources.InstanceCount.")
+    ] = None,
     detach: Annotated[
-        bool, typer.Option("--detach", help="Start the job in the background and return at once.")
+        bool,
+        typer.Option(
+            "--detach",
+            help="Start the job in the background (on SageMaker with --engine sagemaker) and print its name.",
+        ),
     ] = False,
+    engine_name: EngineOption = "local",
+    region: RegionOption = None,
+    role: RoleOption = None,
+    upload_to: UploadToOption = None,
+    image: ImageOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     db: DbOption = None,
     max_restarts: Annotated[
@@ -208,10 +230,17 @@ def transform(
 ) -> None:
     """Run a batch transform job: one <input>.out per input object, SageMaker Batch Transform semantics."""
     from batchlane.cli.foreground import run_here
-    from batchlane.engines import get_engine
 
     store = open_job_store(db)
-    engine = get_engine("local", store)
+    engine = engine_for(
+        store,
+        engine_name,
+        region=region,
+        role=role,
+        staging=upload_to,
+        image=image,
+        instance_type=instance_type,
+    )
     if model_dir and model:
         from batchlane.errors import ValidationError
 
@@ -239,6 +268,8 @@ def transform(
         "DataProcessing.JoinSource": join_source,
         "ModelClientConfig.InvocationsTimeoutInSeconds": timeout,
         "ModelClientConfig.InvocationsMaxRetries": retries,
+        "TransformResources.InstanceType": instance_type,
+        "TransformResources.InstanceCount": instance_count or (1 if instance_type else None),
     }
     body = read_request(request, name=name, model=model, fields=fields, env=parse_env_pairs(env))
     options = {
@@ -253,16 +284,20 @@ def transform(
             "record_count": record_count,
             "max_restarts": max_restarts,
             "max_runtime_s": max_runtime,
+            "engine": engine_name if engine_name != "local" else None,
         }.items()
         if value is not None
     }
+    if quiet and engine_name == "sagemaker":
+        engine.out = None  # no status lines, no CloudWatch lines: only the summary
     record = engine.submit(body, options)
     if detach:
         engine.start_detached(record.name)
         typer.echo(record.name)
         return
-    # Exit status: 0 Completed, 1 Failed, 3 Stopped, 130 Ctrl-C (see cli.foreground).
-    raise typer.Exit(run_here(engine, record.name, quiet=quiet))
+    # Exit status: 0 Completed, 1 Failed, 3 Stopped, 130 Ctrl-C (see cli.foreground). A job SageMaker runs prints
+    # its status changes and log lines itself: no progress bar over them.
+    raise typer.Exit(run_here(engine, record.name, quiet=quiet or engine_name == "sagemaker"))
 
 
 def register(app: typer.Typer) -> None:

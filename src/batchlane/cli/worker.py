@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from batchlane.cli.engine_options import EngineOption
 from batchlane.cli.options import DbOption, open_job_store
 from batchlane.cli.queue import QUEUE_HELP
 from batchlane.monitor.scheduler import start_scheduler
@@ -116,6 +117,7 @@ def register(app: typer.Typer) -> None:
             "--metrics-host",
             help="Bind address of --metrics-port (0.0.0.0 for a remote Prometheus).",
         ),
+        engine: EngineOption = "local",
     ) -> None:
         """Receive transform requests, start their jobs (idempotently), run them, and acknowledge.
 
@@ -153,6 +155,7 @@ def register(app: typer.Typer) -> None:
                 retry_backoff_s=retry_backoff,
                 max_retry_backoff_s=max(300.0, retry_backoff),
                 recover=not no_recover,
+                engine=engine,  # type: ignore[arg-type]
             )
             _install_signal_handlers(runner)
             if metrics_port is not None:

@@ -9,8 +9,9 @@ from ``get_engine``; none imports a concrete engine (a test checks the imports).
 * ``stop`` / ``reopen`` / ``describe``: the SageMaker actions on an existing job;
 * ``recover``: the one orphan sweep (``jobs.lease.find_orphans``): resume every job no live runner holds.
 
-Engines are keyed by ``EngineName``. Only ``"local"`` ships today; ``"ray"``, ``"docker"`` and ``"sagemaker"`` are
-named so that asking for one gives an error that says what is missing, not an unknown-name error.
+Engines are keyed by ``EngineName``. ``"local"`` and ``"sagemaker"`` (Amazon SageMaker Batch Transform, the ``aws``
+extra) ship; ``"ray"`` and ``"docker"`` are named so that asking for one gives an error that says what is missing,
+not an unknown-name error.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _ENGINES: dict[str, tuple[str | None, str | None, str | None]] = {
     "local": ("batchlane.engines.local:LocalEngine", None, None),
     "ray": (None, "ray", "ray"),
     "docker": (None, None, "docker"),
-    "sagemaker": (None, "aws", "boto3"),
+    "sagemaker": ("batchlane.engines.sagemaker:SageMakerEngine", "aws", "boto3"),
 }
 
 

@@ -285,7 +285,7 @@ class Worker(MessageEndings):
             defaults=self.defaults,
         )
         request, attempt, name = launch.message, launch.attempt, launch.name
-        if self.check_inputs and self.store.find_job(name) is None:
+        if self.check_inputs and self._find_job(name) is None:
             check_input_exists(request.input_path, self.env)
         record = self.engine.submit(launch.request, self.job_options, if_same_spec_ok=True)
         if self.run_jobs:
@@ -317,8 +317,12 @@ class Worker(MessageEndings):
         lease.stop()
         return self._delete(message, Action.DONE, record, record.failure_reason)
 
+    def _find_job(self, name: str) -> JobRecord | None:
+        # An engine that keeps its jobs elsewhere (sagemaker: SageMaker itself) finds them there.
+        return getattr(self.engine, "find_job", self.store.find_job)(name)
+
     def _job_state(self, name: str) -> JobState | None:
-        record = self.store.find_job(name)
+        record = self._find_job(name)
         return None if record is None else JobState(record.status.value, record.end_time)
 
     def _run_to_end(self, name: str, lease: Heartbeat) -> JobRecord:
@@ -339,7 +343,8 @@ class Worker(MessageEndings):
         try:
             return self.engine.run(name, owner=owner, lease_s=self.job_lease_s), owner
         except BaseException as exc:
-            record_crash(self.store, name, owner, exc)
+            if self.store.find_job(name) is not None:  # not for a job another service keeps
+                record_crash(self.store, name, owner, exc)
             raise
         finally:
             with self._lock:
@@ -348,7 +353,9 @@ class Worker(MessageEndings):
     def _start_detached(self, record: JobRecord) -> None:
         if record.is_terminal or record.lease_active():
             return  # finished, or a live runner has it
-        self._children.append(self.engine.start_detached(record.name))
+        child = self.engine.start_detached(record.name)
+        if child is not None:  # None: the engine's service runs the job (sagemaker)
+            self._children.append(child)
 
     def _reap_children(self) -> None:
         self._children = [child for child in self._children if child.poll() is None]
@@ -367,6 +374,8 @@ class Worker(MessageEndings):
         here and now, else in background processes. Returns their names."""
         resumed = []
         for record in find_orphans(self.store):
+            if (record.options.get("job") or {}).get("engine", "local") != self.engine.name:
+                continue  # another engine's job: its own sweep resumes it
             name = record.name
             if self._stop.is_set():
                 break

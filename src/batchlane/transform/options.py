@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from batchlane import content_types
 from batchlane.errors import ValidationError
@@ -40,6 +40,8 @@ class JobOptions(BaseModel):
       0 = never restart: such a fault fails the job at once.
     * ``max_runtime_s``: a deadline for one run of the job (SageMaker's ``StoppingCondition.MaxRuntimeInSeconds``
       idea); past it the job ends Stopped with the reason ``MaxRuntimeExceeded``, its committed files kept.
+    * ``engine``: where the job runs (``engines.base.ENGINE_NAMES``; ``--engine``), so ``jobs`` commands and resume
+      use the job's own engine.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -54,6 +56,16 @@ class JobOptions(BaseModel):
     record_count: Literal["lenient", "strict"] = "lenient"
     max_restarts: int = Field(3, ge=0, le=100)
     max_runtime_s: int | None = Field(None, ge=1)
+    engine: str = "local"
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        from batchlane.engines.base import ENGINE_NAMES  # engines import this module
+
+        if value not in ENGINE_NAMES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINE_NAMES)}")
+        return value
 
 
 def validate_options(

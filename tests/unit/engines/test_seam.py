@@ -64,13 +64,19 @@ def test_get_engine_gives_the_local_engine(tmp_path: Path) -> None:
     assert engine.name == "local" and engine.store is store
 
 
+def test_get_engine_gives_the_sagemaker_engine(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    engine = get_engine("sagemaker", store, region="eu-west-1")
+    assert isinstance(engine, Engine)
+    assert engine.name == "sagemaker" and engine.store is store
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
         ("spark", "engine 'spark' is not one of local, ray, docker, sagemaker"),
         ("Local", "engine 'Local' is not one of"),
         ("docker", "engine 'docker' is not available in this version of batchlane; use engine 'local'"),
-        ("sagemaker", "engine 'sagemaker' is not available in this version of batchlane"),
     ],
 )
 def test_get_engine_says_what_is_missing(tmp_path: Path, name: str, expected: str) -> None:
