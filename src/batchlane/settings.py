@@ -84,6 +84,14 @@ BATCHLANE_CAPTURE_NAME = "BATCHLANE_CAPTURE_NAME"
 BATCHLANE_CAPTURE_SAMPLE = "BATCHLANE_CAPTURE_SAMPLE"
 BATCHLANE_CAPTURE_INFERENCE_ID = "BATCHLANE_CAPTURE_INFERENCE_ID"
 
+# Model containers (docs/containers.md, "Running any SageMaker container locally"): whether a model whose Image is a
+# real image runs in Docker (docker, the default) or is served by batchlane itself (none); the containers' network
+# (host or bridge; default: bridge when the daemon has one); docker's --gpus value (all, none, device=...; default:
+# all when an NVIDIA GPU is present).
+BATCHLANE_CONTAINER_RUNTIME = "BATCHLANE_CONTAINER_RUNTIME"
+BATCHLANE_DOCKER_NETWORK = "BATCHLANE_DOCKER_NETWORK"
+BATCHLANE_DOCKER_GPUS = "BATCHLANE_DOCKER_GPUS"
+
 # The control plane (`batchlane control-plane`): the key pair (or a credentials file) requests must be signed with.
 BATCHLANE_ACCESS_KEY_ID = "BATCHLANE_ACCESS_KEY_ID"
 BATCHLANE_SECRET_ACCESS_KEY = "BATCHLANE_SECRET_ACCESS_KEY"

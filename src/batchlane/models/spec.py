@@ -15,8 +15,13 @@ A ``ModelSpec`` says how a transform job gets a model server, in exactly one of 
 
 ``environment`` follows CreateTransformJob's Environment limits (≤16 entries, key ``[a-zA-Z_][a-zA-Z0-9_]{0,1023}``,
 value ≤10240 characters) and refuses variables that change which code loads (``serving.environment``); a job's
-Environment wins over the model's (``effective_environment``). ``image`` is kept
-for DescribeModel and informational only for local runs.
+Environment wins over the model's (``effective_environment``).
+
+``image`` is ``PrimaryContainer.Image``. A model with ``model_data`` and a real image runs that image in Docker, as
+SageMaker does (``container_image``; docs/containers.md). Decision: no image, and the names ``local`` and
+``batchlane:local`` (what the docs have always told SageMaker SDK users to record), mean batchlane's built-in server
+(``BUILTIN_IMAGES``): ``batchlane serve`` runs as a subprocess, with no Docker needed. Any other name is a real image,
+including batchlane's own image under another tag.
 
 The registry that stores specs is ``models.registry``; CreateModel requests become specs in ``models.sagemaker``.
 """
@@ -44,6 +49,8 @@ MAX_ENV_ENTRIES = aws_names.MAX_ENV_ENTRIES
 MAX_ENV_VALUE = aws_names.MAX_ENV_VALUE_CHARS
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 EXTRAS_KEY = "Batchlane"
+BUILTIN_IMAGES = frozenset({"local", "batchlane:local"})
+"""Image names that mean batchlane's built-in server rather than an image to run (module docstring)."""
 
 
 def check_environment(env: Mapping[str, str], field: str = "Environment") -> dict[str, str]:
@@ -185,6 +192,14 @@ class ModelSpec(BaseModel):
         if self.model_data is None:
             return None
         return self.model_data if not self.is_local_data else Path(self.model_data).as_uri()
+
+    @property
+    def container_image(self) -> str | None:
+        """The image to run in Docker for this model (a ``model_data`` model whose ``image`` is a real one), or
+        None when batchlane serves it itself, runs its ``serve_command`` or uses its ``serve_url``."""
+        if self.model_data is None or not self.image or self.image.strip().lower() in BUILTIN_IMAGES:
+            return None
+        return self.image
 
     def check_local_paths(self) -> None:
         """``ValidationError`` unless a local ``model_data`` exists and is a folder or a ``.tar.gz``/``.tgz`` file."""
