@@ -67,9 +67,9 @@ def test_get_engine_gives_the_local_engine(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("spark", "engine 'spark' is not one of local, ray, docker, sagemaker"),
+        ("spark", "engine 'spark' is not one of local, ray, sagemaker"),
         ("Local", "engine 'Local' is not one of"),
-        ("docker", "engine 'docker' is not available in this version of batchlane; use engine 'local'"),
+        ("docker", "'docker' is not an engine: a model whose Image is a container image runs in Docker on any"),
         ("sagemaker", "engine 'sagemaker' is not available in this version of batchlane"),
     ],
 )
