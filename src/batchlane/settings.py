@@ -100,7 +100,7 @@ BATCHLANE_CREDENTIALS_FILE = "BATCHLANE_CREDENTIALS_FILE"
 # Automation: the queue worker and the Lambda handler (docs/automation.md).
 BATCHLANE_MODEL_NAME = "BATCHLANE_MODEL_NAME"  # the default model when a message names none
 BATCHLANE_MODEL_DATA_URL = "BATCHLANE_MODEL_DATA_URL"  # its model data: created if missing
-BATCHLANE_MODEL_IMAGE = "BATCHLANE_MODEL_IMAGE"  # its container image (SageMaker; informational locally)
+BATCHLANE_MODEL_IMAGE = "BATCHLANE_MODEL_IMAGE"  # its container image (PrimaryContainer.Image)
 BATCHLANE_EXECUTION_ROLE_ARN = "BATCHLANE_EXECUTION_ROLE_ARN"  # SageMaker CreateModel's ExecutionRoleArn
 BATCHLANE_DLQ_URL = "BATCHLANE_DLQ_URL"  # where the Lambda handler parks permanent failures with their reason
 BATCHLANE_DEFAULT_CONTENT_TYPE = "BATCHLANE_DEFAULT_CONTENT_TYPE"

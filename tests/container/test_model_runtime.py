@@ -139,6 +139,27 @@ def test_a_container_that_dies_at_start_fails_the_job_with_its_log(tmp_path: Pat
     assert job_containers("broken-job") == []
 
 
+def test_a_container_that_crashes_mid_job_is_replaced_by_a_new_one(
+    tmp_path: Path, flask_image: str, model_archive: Path
+) -> None:
+    env = cli_env(tmp_path / "home")
+    create_model(env, "flask", flask_image, model_archive)
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text("exit:3\n", encoding="utf-8")
+    (data / "b.csv").write_text("ok\n", encoding="utf-8")
+    result = run_cli(transform_args("flask", "crash-job", data, tmp_path / "out"), env, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    # Only the file that hit the crash fails; the next one is answered by a new container.
+    assert tree(tmp_path / "out") == {"b.csv.out": b"flask:OK\n"}
+    assert "a.csv" in describe(env, "crash-job")["FailureReason"]
+    assert (
+        "restarting the model server"
+        in cli_ok(run_cli(["jobs", "logs", "crash-job", "--container"], env)).stdout
+    )
+    assert job_containers("crash-job") == []
+
+
 def test_without_a_docker_daemon_the_job_fails_saying_how_to_start_one(
     tmp_path: Path, model_archive: Path
 ) -> None:
