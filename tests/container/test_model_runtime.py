@@ -125,18 +125,28 @@ def test_a_transform_job_runs_a_third_party_container_as_sagemaker_does(
     assert "Running on" in log or "Serving Flask app" in log  # the container's own output is in the job's log
 
 
-def test_a_container_that_dies_at_start_fails_the_job_with_its_log(tmp_path: Path, flask_image: str) -> None:
+def test_a_container_that_dies_at_start_fails_the_job_with_its_log(
+    tmp_path: Path, flask_image: str, model_archive: Path
+) -> None:
     env = cli_env(tmp_path / "home")
-    empty = tmp_path / "no-prefix"
-    empty.mkdir()
-    create_model(env, "broken", flask_image, empty)
+    create_model(env, "broken", flask_image, model_archive, "FAIL_AT_START=no weights in the model folder")
     data = write_input(tmp_path / "in", ["a"])
     result = run_cli(transform_args("broken", "broken-job", data, tmp_path / "out"), env, timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     reason = describe(env, "broken-job")["FailureReason"]
     assert "model container exited with code" in reason and "before becoming healthy" in reason
-    assert "prefix.txt" in reason  # the tail of the container's log says why
+    assert (
+        "RuntimeError: no weights in the model folder" in reason
+    )  # the tail of the container's log says why
     assert job_containers("broken-job") == []
+
+
+def test_an_image_that_holds_its_model_needs_no_model_data(tmp_path: Path, flask_image: str) -> None:
+    env = cli_env(tmp_path / "home")
+    cli_ok(run_cli(["models", "create", "baked", "--image", flask_image], env))
+    data = write_input(tmp_path / "in", ["a"])
+    cli_ok(run_cli(transform_args("baked", "baked-job", data, tmp_path / "out"), env, timeout=300))
+    assert tree(tmp_path / "out") == {"records.csv.out": b"baked:A\n"}
 
 
 def test_a_container_that_crashes_mid_job_is_replaced_by_a_new_one(

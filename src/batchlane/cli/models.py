@@ -57,7 +57,8 @@ def create(
     ] = False,
     db: DbOption = None,
 ) -> None:
-    """Register a model. Exactly one of --model-data, --serve-command or --serve-url."""
+    """Register a model. Exactly one of --model-data, --serve-command or --serve-url, or only an --image that
+    holds its model."""
     from batchlane.models import ModelRegistry, ModelSpec
 
     spec = ModelSpec.parse(

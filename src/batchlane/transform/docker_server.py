@@ -52,6 +52,7 @@ DOCKER_TIMEOUT_S = 30.0  # a docker CLI call that is not `run` or `pull`
 Network = Literal["host", "bridge"]
 RUNTIMES = ("docker", "none")
 CAPTURE_PREFIX = "BATCHLANE_CAPTURE_"
+IMAGE_REFERENCE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._/:@-]{0,254}")
 
 
 class DockerUnavailable(ModelLoadError):
@@ -155,6 +156,18 @@ def detect_gpus(env: Mapping[str, str] | None = None) -> str | None:
     return "all"
 
 
+def check_image(image: str) -> str:
+    """``image`` if it reads as a Docker image reference; ``ValidationError`` otherwise. A name starting with ``-``
+    would be read by ``docker run`` as an option (``--privileged``, ``--volume=/:/host``): never passed."""
+    if not IMAGE_REFERENCE.fullmatch(image):
+        raise ValidationError(
+            f"Image {image!r} is not a Docker image reference (e.g. my-model:1 or "
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-model@sha256:...)",
+            field="Image",
+        )
+    return image
+
+
 def _mount(source: Path) -> str:
     field = f"source={source}"
     if any(char in field for char in ',"'):
@@ -189,7 +202,7 @@ def run_command(
         command += ["--gpus", gpus]
     for key in env_keys:
         command += ["-e", key]
-    return [*command, image, "serve"]
+    return [*command, check_image(image), "serve"]
 
 
 def container_name(job: str) -> str:
@@ -349,7 +362,7 @@ def _remove(name: str, wait_s: float = 10.0) -> None:
 
 def docker_model_container(
     image: str,
-    model_data: Path,
+    model_data: Path | None,
     cache_dir: Path,
     *,
     job: str,
@@ -359,13 +372,16 @@ def docker_model_container(
 ) -> DockerModelContainer:
     """A ``DockerModelContainer`` for a job's model: ``model_data`` (a folder, or a ``model.tar.gz`` extracted
     safely into ``cache_dir``, as SageMaker extracts ``ModelDataUrl`` before the container starts) is mounted at
-    /opt/ml/model. ``options`` go to the constructor (startup_timeout_s, log_file, on_wait)."""
+    /opt/ml/model; None mounts nothing (the image holds its model). ``options`` go to the constructor (startup_timeout_s, log_file, on_wait)."""
     from batchlane.serving.archive import resolve_model_dir
 
-    folder = resolve_model_dir(Path(model_data), Path(cache_dir) / "models-extracted")
-    if folder != Path(model_data):
-        # Our extraction folder is private (mkdtemp); the image's user may not be ours (a non-root USER).
-        folder.chmod(0o755)
+    check_image(image)
+    folder = None
+    if model_data is not None:
+        folder = resolve_model_dir(Path(model_data), Path(cache_dir) / "models-extracted")
+        if folder != Path(model_data):
+            # Our extraction folder is private (mkdtemp); the image's user may not be ours (a non-root USER).
+            folder.chmod(0o755)
     dropped = sorted(key for key in env if key.startswith(CAPTURE_PREFIX))
     if dropped:
         # Capture is batchlane serve's; a container image is not told to capture (docs/containers.md).

@@ -355,8 +355,12 @@ class JobRunner:
             return ModelContainer(url=model.serve_url, **common)
         if model.serve_command:
             return ModelContainer(serve_command=model.serve_command, **common)
-        model_dir = materialize_model(model.model_data or "", self.cache_dir)
         image = docker_image(model)
+        model_dir = (
+            materialize_model(model.model_data or "", self.cache_dir)
+            if model.model_data or not image
+            else None
+        )
         if image is not None:
             return docker_model_container(
                 image, model_dir, self.cache_dir, job=self.name, runner=self.owner, **common

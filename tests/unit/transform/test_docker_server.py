@@ -90,6 +90,12 @@ def test_a_model_folder_with_a_comma_is_quoted_for_docker_mount() -> None:
     )
 
 
+@pytest.mark.parametrize("image", ["--privileged", "-v/:/host", "me/flask:1 --rm", "", "a\nb"])
+def test_an_image_name_that_docker_would_read_as_an_option_is_refused(image: str) -> None:
+    with pytest.raises(ValidationError, match="is not a Docker image reference"):
+        _command("host", image=image)
+
+
 def test_container_names_follow_docker_rules_and_differ_per_start() -> None:
     first, second = container_name("My-Job-2025"), container_name("My-Job-2025")
     assert first.startswith("batchlane-my-job-2025-") and first != second
@@ -112,3 +118,14 @@ def test_the_network_setting_wins_and_is_checked() -> None:
     assert detect_network({"BATCHLANE_DOCKER_NETWORK": "bridge"}) == "bridge"
     with pytest.raises(ValidationError, match="BATCHLANE_DOCKER_NETWORK='overlay' must be host or bridge"):
         detect_network({"BATCHLANE_DOCKER_NETWORK": "overlay"})
+
+
+def test_a_container_image_may_hold_its_model_as_sagemaker_allows() -> None:
+    from batchlane.models.sagemaker import from_sagemaker
+
+    spec = from_sagemaker({"ModelName": "m", "PrimaryContainer": {"Image": "me/flask:1"}})
+    assert spec.model_data is None and spec.container_image == "me/flask:1"
+    with pytest.raises(ValidationError, match="PrimaryContainer.ModelDataUrl is required unless"):
+        from_sagemaker({"ModelName": "m", "PrimaryContainer": {"Image": "batchlane:local"}})
+    with pytest.raises(ValidationError, match="or a container image holding its model; got none"):
+        ModelSpec.parse({"name": "m", "image": "local"})
