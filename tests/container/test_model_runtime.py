@@ -184,6 +184,21 @@ def test_without_a_docker_daemon_the_job_fails_saying_how_to_start_one(
     assert "no Docker daemon" in result.stdout + result.stderr
 
 
+def test_jobs_stop_stops_and_removes_the_container(
+    tmp_path: Path, flask_image: str, model_archive: Path
+) -> None:
+    env = cli_env(tmp_path / "home")
+    create_model(env, "flask", flask_image, model_archive)
+    data = write_input(tmp_path / "in", ["sleep:60"])
+    cli_ok(run_cli([*transform_args("flask", "stopped-job", data, tmp_path / "out"), "--detach"], env))
+    wait_until(lambda: "[sagemaker logs]" in _job_log(env, "stopped-job"), timeout=120, interval=0.2)
+    assert len(job_containers("stopped-job")) == 1
+    cli_ok(run_cli(["jobs", "stop", "stopped-job"], env))
+    assert run_cli(["jobs", "wait", "stopped-job", "--poll", "0.2"], env, timeout=120).returncode == 3  # Stopped
+    assert describe(env, "stopped-job")["TransformJobStatus"] == "Stopped"
+    wait_until(lambda: job_containers("stopped-job") == [], timeout=30, interval=0.2)
+
+
 def test_a_killed_runner_leaves_no_container_and_resume_sweeps_orphans(
     tmp_path: Path, flask_image: str, model_archive: Path
 ) -> None:
