@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "worker",
     "server",
     "monitor",
+    "container",
 )
 
 app = typer.Typer(
