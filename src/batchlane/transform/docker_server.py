@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from batchlane import settings
+from batchlane.container.docker import DockerUnavailable, require_docker
 from batchlane.errors import ModelLoadError, ValidationError
 from batchlane.transform.container import STOP_GRACE_S, ModelContainer
 
@@ -53,10 +54,6 @@ Network = Literal["host", "bridge"]
 RUNTIMES = ("docker", "none")
 CAPTURE_PREFIX = "BATCHLANE_CAPTURE_"
 IMAGE_REFERENCE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._/:@-]{0,254}")
-
-
-class DockerUnavailable(ModelLoadError):
-    """There is no docker CLI, or no daemon answers it."""
 
 
 def container_runtime(env: Mapping[str, str] | None = None) -> str:
@@ -79,14 +76,16 @@ def docker_image(model: ModelSpec, env: Mapping[str, str] | None = None) -> str 
     return image if image is not None and container_runtime(env) == "docker" else None
 
 
+RUNTIME_HINT = "or set BATCHLANE_CONTAINER_RUNTIME=none to serve the model with batchlane itself"
+
+
 def docker_binary() -> str:
     """The docker CLI's path; ``DockerUnavailable`` when it is not installed."""
     found = shutil.which("docker")
     if found is None:
         raise DockerUnavailable(
             "the model's image runs in Docker, but the docker CLI is not installed: install Docker "
-            "(e.g. `sudo apt-get install docker.io`), or set BATCHLANE_CONTAINER_RUNTIME=none to serve the model "
-            "with batchlane itself"
+            f"(e.g. `sudo apt-get install docker.io`), {RUNTIME_HINT}"
         )
     return found
 
@@ -108,20 +107,15 @@ def _first_line(text: str) -> str:
 
 
 def check_daemon() -> None:
-    """``DockerUnavailable`` (one line, saying how to start one) unless a Docker daemon answers."""
+    """``DockerUnavailable`` (one line, saying how to start one) unless a Docker daemon answers (the same check and
+    wording as ``batchlane container build``)."""
+    docker_binary()
     try:
-        answer = _docker(["version", "--format", "{{.Server.Version}}"], timeout_s=15)
-    except subprocess.TimeoutExpired:
-        answer = None
-    if answer is not None and answer.returncode == 0 and answer.stdout.strip():
-        return
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    detail = _first_line(answer.stderr) if answer is not None else "no answer within 15 s"
-    raise DockerUnavailable(
-        f"no Docker daemon at {host} ({detail}): the model's image runs in Docker; start one "
-        "(`sudo systemctl start docker`, or `sudo dockerd &`), or set BATCHLANE_CONTAINER_RUNTIME=none to serve "
-        "the model with batchlane itself"
-    )
+        require_docker(timeout=15)
+    except DockerUnavailable as exc:
+        raise DockerUnavailable(
+            f"the model's image runs in Docker, but {exc.message}; {RUNTIME_HINT}"
+        ) from None
 
 
 def detect_network(env: Mapping[str, str] | None = None) -> Network:
@@ -338,7 +332,7 @@ class DockerModelContainer(ModelContainer):
         """``docker stop`` the container (SIGTERM, ``grace_s``, SIGKILL), end the client, remove the container."""
         name, self.name = self.name, None
         if name is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired, ModelLoadError):
+            with contextlib.suppress(subprocess.TimeoutExpired, DockerUnavailable):
                 _docker(
                     ["stop", "--time", str(max(0, round(grace_s))), name],
                     timeout_s=grace_s + DOCKER_TIMEOUT_S,
