@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.models import CLI, cli_env, cli_ok, run_cli, tree, wait_until
+from tests.models import CLI, ECHO_DIR, cli_env, cli_ok, run_cli, tree, wait_until
 
 pytestmark = pytest.mark.container
 
@@ -125,6 +125,17 @@ def test_a_transform_job_runs_a_third_party_container_as_sagemaker_does(
     assert "Running on" in log or "Serving Flask app" in log  # the container's own output is in the job's log
 
 
+def test_a_transform_job_runs_the_batchlane_image(tmp_path: Path, batchlane_image: str) -> None:
+    # batchlane's own image (deploy/Dockerfile, built by the session fixture in conftest.py) under a tag that is
+    # not "batchlane:local": it runs in Docker like any other image, serving the echo model mounted read-only.
+    env = cli_env(tmp_path / "home")
+    create_model(env, "echo", batchlane_image, ECHO_DIR, "BATCHLANE_DEVICE=cpu")
+    data = write_input(tmp_path / "in", ["0.5,0.7", "hello,world"])
+    cli_ok(run_cli(transform_args("echo", "image-job", data, tmp_path / "out"), env, timeout=300))
+    assert tree(tmp_path / "out") == {"records.csv.out": b"0.5|0.7\nhello|world\n"}
+    assert job_containers("image-job") == []
+
+
 def test_a_container_that_dies_at_start_fails_the_job_with_its_log(
     tmp_path: Path, flask_image: str, model_archive: Path
 ) -> None:
@@ -194,7 +205,9 @@ def test_jobs_stop_stops_and_removes_the_container(
     wait_until(lambda: "[sagemaker logs]" in _job_log(env, "stopped-job"), timeout=120, interval=0.2)
     assert len(job_containers("stopped-job")) == 1
     cli_ok(run_cli(["jobs", "stop", "stopped-job"], env))
-    assert run_cli(["jobs", "wait", "stopped-job", "--poll", "0.2"], env, timeout=120).returncode == 3  # Stopped
+    assert (
+        run_cli(["jobs", "wait", "stopped-job", "--poll", "0.2"], env, timeout=120).returncode == 3
+    )  # Stopped
     assert describe(env, "stopped-job")["TransformJobStatus"] == "Stopped"
     wait_until(lambda: job_containers("stopped-job") == [], timeout=30, interval=0.2)
 

@@ -53,6 +53,7 @@ DOCKER_TIMEOUT_S = 30.0  # a docker CLI call that is not `run` or `pull`
 Network = Literal["host", "bridge"]
 RUNTIMES = ("docker", "none")
 CAPTURE_PREFIX = "BATCHLANE_CAPTURE_"
+RUNTIME_HINT = "or set BATCHLANE_CONTAINER_RUNTIME=none to serve the model with batchlane itself"
 IMAGE_REFERENCE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._/:@-]{0,254}")
 
 
@@ -74,9 +75,6 @@ def docker_image(model: ModelSpec, env: Mapping[str, str] | None = None) -> str 
     itself (no real image, or ``BATCHLANE_CONTAINER_RUNTIME=none``)."""
     image = model.container_image
     return image if image is not None and container_runtime(env) == "docker" else None
-
-
-RUNTIME_HINT = "or set BATCHLANE_CONTAINER_RUNTIME=none to serve the model with batchlane itself"
 
 
 def docker_binary() -> str:
@@ -101,7 +99,7 @@ def _docker(args: Sequence[str], *, timeout_s: float = DOCKER_TIMEOUT_S) -> subp
     )
 
 
-def _first_line(text: str) -> str:
+def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no answer"
 
@@ -255,7 +253,7 @@ def ensure_image(image: str, on_wait: Callable[[], None] | None = None) -> None:
         error = pull.stderr.read() if pull.stderr else ""
     if pull.returncode != 0:
         raise ModelLoadError(
-            f"image {image} is not on this machine and cannot be pulled ({_first_line(error)}): build it "
+            f"image {image} is not on this machine and cannot be pulled ({_last_line(error)}): build it "
             "(`docker build -t IMAGE ...`) or log in to its registry (`docker login`)"
         )
 
