@@ -97,6 +97,13 @@ def push(
         show_default=False,
     ),
     tag: str = typer.Option(None, "--tag", help="Tag in ECR (default: the image's tag).", show_default=False),
+    registry: str = typer.Option(
+        None,
+        "--registry",
+        help="Push to this registry host[:port] instead of <account>.dkr.ecr.<region>.amazonaws.com (a mirror or "
+        "proxy of ECR); docker still logs in with ECR's token.",
+        show_default=False,
+    ),
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -108,7 +115,9 @@ def push(
     from batchlane.errors import ValidationError
 
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    plan = push_mod.plan_push(image, account=account, region=region, repository=repository, tag=tag)
+    plan = push_mod.plan_push(
+        image, account=account, region=region, repository=repository, tag=tag, registry=registry
+    )
     if dry_run:
         if not plan.account:
             raise ValidationError(

@@ -8,6 +8,7 @@ the login, tag and push. ``--dry-run`` prints the same steps as shell commands a
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from batchlane.errors import AuthError, BatchlaneError, ValidationError
 
 ACCOUNT_RE = re.compile(r"\d{12}")
 # ECR's own rule for repository names.
+REGISTRY_RE = re.compile(r"[A-Za-z0-9.-]+(:\d+)?")
 REPOSITORY_RE = re.compile(r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*")
 
 
@@ -28,9 +30,12 @@ class PushPlan:
     region: str
     repository: str
     tag: str
+    registry_host: str | None = None  # another registry host than the account's ECR one
 
     @property
     def registry(self) -> str:
+        if self.registry_host:
+            return self.registry_host
         suffix = "amazonaws.com.cn" if self.region.startswith("cn-") else "amazonaws.com"
         return f"{self.account}.dkr.ecr.{self.region}.{suffix}"
 
@@ -61,7 +66,13 @@ class PushPlan:
 
 
 def plan_push(
-    image: str, *, account: str | None, region: str | None, repository: str | None, tag: str | None
+    image: str,
+    *,
+    account: str | None,
+    region: str | None,
+    repository: str | None,
+    tag: str | None,
+    registry: str | None = None,
 ) -> PushPlan:
     """Validate the arguments; ``repository``/``tag`` default to the local image's name and tag."""
     name, _, local_tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "latest")
@@ -74,7 +85,9 @@ def plan_push(
         raise ValidationError("no region: pass --region or set AWS_DEFAULT_REGION", field="region")
     if account is not None and not ACCOUNT_RE.fullmatch(account):
         raise ValidationError(f"--account must be 12 digits, got {account!r}", field="account")
-    return PushPlan(image, account or "", region, repository, tag or local_tag or "latest")
+    if registry is not None and not REGISTRY_RE.fullmatch(registry):
+        raise ValidationError(f"--registry must be HOST or HOST:PORT, got {registry!r}", field="registry")
+    return PushPlan(image, account or "", region, repository, tag or local_tag or "latest", registry)
 
 
 def ecr_client(region: str):
@@ -118,7 +131,7 @@ def push(plan: PushPlan, *, echo=print) -> PushPlan:
     docker = require_docker()
     try:
         if not plan.account:
-            plan = PushPlan(plan.image, caller_account(plan.region), plan.region, plan.repository, plan.tag)
+            plan = dataclasses.replace(plan, account=caller_account(plan.region))
         ecr = ecr_client(plan.region)
         if ensure_repository(ecr, plan):
             echo(f"created ECR repository {plan.repository} in {plan.region}")
