@@ -86,8 +86,8 @@ BATCHLANE_CAPTURE_INFERENCE_ID = "BATCHLANE_CAPTURE_INFERENCE_ID"
 
 # Model containers (docs/containers.md, "Running any SageMaker container locally"): whether a model whose Image is a
 # real image runs in Docker (docker, the default) or is served by batchlane itself (none); the containers' network
-# (host or bridge; default: bridge when the daemon has one); docker's --gpus value (all, none, device=...; default:
-# all when an NVIDIA GPU is present).
+# (host, or a bridge network's name; default: batchlane, created on first use); docker's --gpus value (all, none,
+# device=...; default: all when an NVIDIA GPU is present).
 BATCHLANE_CONTAINER_RUNTIME = "BATCHLANE_CONTAINER_RUNTIME"
 BATCHLANE_DOCKER_NETWORK = "BATCHLANE_DOCKER_NETWORK"
 BATCHLANE_DOCKER_GPUS = "BATCHLANE_DOCKER_GPUS"

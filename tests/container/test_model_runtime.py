@@ -82,8 +82,9 @@ def describe(env: dict[str, str], name: str) -> dict:
     return json.loads(cli_ok(run_cli(["jobs", "describe", name], env)).stdout)
 
 
+@pytest.mark.parametrize("network", ["", "host"], ids=["bridge-network", "host-network"])
 def test_a_transform_job_runs_a_third_party_container_as_sagemaker_does(
-    tmp_path: Path, flask_image: str, model_archive: Path
+    tmp_path: Path, flask_image: str, model_archive: Path, network: str
 ) -> None:
     # The runner holds credentials of its own; none of them may reach the model's container.
     env = cli_env(
@@ -91,35 +92,25 @@ def test_a_transform_job_runs_a_third_party_container_as_sagemaker_does(
         AWS_ACCESS_KEY_ID="AKIDRUNNER",
         AWS_SECRET_ACCESS_KEY="runner-secret",
         BATCHLANE_SECRET_ACCESS_KEY="control-plane-secret",
+        BATCHLANE_DOCKER_NETWORK=network,
     )
     create_model(env, "flask", flask_image, model_archive, "FROM_MODEL=model", "OVERRIDDEN=model")
     lines = ["hello", "world", "env:FROM_MODEL", "env:OVERRIDDEN", "env:SAGEMAKER_BATCH"]
-    lines += [
-        "env:SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",
-        "env:SAGEMAKER_BATCH_STRATEGY",
-        "env:SAGEMAKER_MAX_PAYLOAD_IN_MB",
-    ]
-    lines += [
-        "env:AWS_ACCESS_KEY_ID",
-        "env:AWS_SECRET_ACCESS_KEY",
-        "env:BATCHLANE_SECRET_ACCESS_KEY",
-        "env:BATCHLANE_HOME",
-    ]
+    lines += ["env:SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "env:SAGEMAKER_BATCH_STRATEGY"]
+    lines += ["env:SAGEMAKER_MAX_PAYLOAD_IN_MB", "env:SAGEMAKER_BIND_TO_PORT"]
+    lines += ["env:AWS_ACCESS_KEY_ID", "env:AWS_SECRET_ACCESS_KEY", "env:BATCHLANE_SECRET_ACCESS_KEY"]
+    lines += ["env:BATCHLANE_HOME"]
     data, out = write_input(tmp_path / "in", lines), tmp_path / "out"
     args = transform_args("flask", "flask-job", data, out, "--env", "OVERRIDDEN=job", "--concurrency", "2")
     cli_ok(run_cli([*args, "--strategy", "MultiRecord", "--max-payload-mb", "1"], env, timeout=300))
 
     results = tree(out)["records.csv.out"].decode().splitlines()
     assert results[:2] == ["flask:HELLO", "flask:WORLD"]  # model data extracted and mounted at /opt/ml/model
-    assert results[2:8] == [
-        "model",
-        "job",
-        "true",
-        "2",
-        "MULTI_RECORD",
-        "1",
-    ]  # job Environment over the model's
-    assert results[8:] == ["<unset>"] * 4  # no credentials, nothing of batchlane's own
+    # The job's Environment over the model's, then SageMaker's batch variables.
+    assert results[2:8] == ["model", "job", "true", "2", "MULTI_RECORD", "1"]
+    # Bridge: the container listens on 8080 as on SageMaker; host: on the free port it is given.
+    assert results[8].isdigit() if network == "host" else results[8] == "<unset>"
+    assert results[9:] == ["<unset>"] * 4  # no credentials, nothing of batchlane's own
     assert job_containers("flask-job") == []
     log = cli_ok(run_cli(["jobs", "logs", "flask-job", "--container"], env)).stdout
     assert "Running on" in log or "Serving Flask app" in log  # the container's own output is in the job's log

@@ -9,9 +9,11 @@ subprocess server's. What differs is the command and the stop:
   read-only at ``/opt/ml/model``; the job's environment (the model's ``Environment``, the job's over it, the
   ``SAGEMAKER_*`` batch variables) is passed by name (``-e KEY``, values never on the command line), and nothing
   else: the container sees none of batchlane's own variables or credentials;
-* a port of its own per container (each replica is one container): with the ``bridge`` network ``-p
-  127.0.0.1:<port>:8080``; with the ``host`` network (a daemon without a bridge) the container must listen on
-  ``SAGEMAKER_BIND_TO_PORT``, which is set to that port;
+* a port of its own per container (each replica is one container): on a bridge network (default: ``batchlane``, a
+  user-defined bridge created when missing, which works even where the daemon has no default bridge) the
+  container listens on 8080 as on SageMaker and ``-p 127.0.0.1:<port>:8080`` publishes it on loopback only; on the
+  ``host`` network (``BATCHLANE_DOCKER_NETWORK=host``) the container must listen on ``SAGEMAKER_BIND_TO_PORT``,
+  which is set to that port;
 * ``--gpus`` when the machine has an NVIDIA GPU (``CUDA_VISIBLE_DEVICES`` picks the devices);
 * labels ``batchlane.job`` and ``batchlane.runner``: a runner removes what a dead runner of the same job left behind
   before it starts its own (``remove_orphans``); a runner killed outright takes its container with it, since the
@@ -33,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from batchlane import settings
 from batchlane.container.docker import DockerUnavailable, require_docker
@@ -50,7 +52,8 @@ CONTAINER_PORT = 8080
 JOB_LABEL = "batchlane.job"
 RUNNER_LABEL = "batchlane.runner"
 DOCKER_TIMEOUT_S = 30.0  # a docker CLI call that is not `run` or `pull`
-Network = Literal["host", "bridge"]
+DEFAULT_NETWORK = "batchlane"
+NETWORK_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 RUNTIMES = ("docker", "none")
 CAPTURE_PREFIX = "BATCHLANE_CAPTURE_"
 RUNTIME_HINT = "or set BATCHLANE_CONTAINER_RUNTIME=none to serve the model with batchlane itself"
@@ -116,19 +119,27 @@ def check_daemon() -> None:
         ) from None
 
 
-def detect_network(env: Mapping[str, str] | None = None) -> Network:
-    """``BATCHLANE_DOCKER_NETWORK`` (``host`` or ``bridge``), else ``bridge`` when the daemon has that network (the
-    default install) and ``host`` when it runs without one (``dockerd --bridge=none``)."""
+def network_setting(env: Mapping[str, str] | None = None) -> str:
+    """``BATCHLANE_DOCKER_NETWORK``: ``host``, or the name of a bridge network to publish each container's port
+    from (default ``batchlane``; ``bridge`` is Docker's default network)."""
     env = os.environ if env is None else env
-    value = env.get(settings.BATCHLANE_DOCKER_NETWORK, "").strip().lower()
-    if value:
-        if value not in ("host", "bridge"):
-            raise ValidationError(
-                f"{settings.BATCHLANE_DOCKER_NETWORK}={value!r} must be host or bridge",
-                field=settings.BATCHLANE_DOCKER_NETWORK,
-            )
-        return value  # type: ignore[return-value]
-    return "bridge" if _docker(["network", "inspect", "bridge"]).returncode == 0 else "host"
+    value = env.get(settings.BATCHLANE_DOCKER_NETWORK, "").strip() or DEFAULT_NETWORK
+    if not NETWORK_NAME.fullmatch(value):
+        raise ValidationError(
+            f"{settings.BATCHLANE_DOCKER_NETWORK}={value!r} must be host or a Docker network name",
+            field=settings.BATCHLANE_DOCKER_NETWORK,
+        )
+    return "host" if value.lower() == "host" else value
+
+
+def ensure_network(name: str) -> None:
+    """Create the bridge network ``name`` unless it exists (``host`` and Docker's ``bridge`` always do); a
+    concurrent runner creating it first is fine."""
+    if name in ("host", "bridge") or _docker(["network", "inspect", name]).returncode == 0:
+        return
+    created = _docker(["network", "create", name])
+    if created.returncode != 0 and _docker(["network", "inspect", name]).returncode != 0:
+        raise ModelLoadError(f"cannot create the Docker network {name}: {_last_line(created.stderr)}")
 
 
 def detect_gpus(env: Mapping[str, str] | None = None) -> str | None:
@@ -175,7 +186,7 @@ def run_command(
     port: int,
     env_keys: Sequence[str],
     model_dir: Path | None,
-    network: Network,
+    network: str,
     gpus: str | None,
     labels: Mapping[str, str],
 ) -> list[str]:
@@ -184,9 +195,8 @@ def run_command(
     command = [docker, "run", "--rm", "--name", name]
     for key, value in labels.items():
         command += ["--label", f"{key}={value}"]
-    if network == "host":
-        command += ["--network", "host"]
-    else:
+    command += ["--network", network]
+    if network != "host":
         command += ["-p", f"127.0.0.1:{port}:{CONTAINER_PORT}"]
     if model_dir is not None:
         command += ["--mount", _mount(model_dir)]
@@ -274,7 +284,7 @@ class DockerModelContainer(ModelContainer):
         startup_timeout_s: float = 120.0,
         log_file: str | Path | None = None,
         on_wait: Callable[[], None] | None = None,
-        network: Network | None = None,
+        network: str | None = None,
         gpus: str | None = None,
     ) -> None:
         # serve_command is a placeholder: _command builds the real one for each start (a new name and port).
@@ -320,7 +330,8 @@ class DockerModelContainer(ModelContainer):
             remove_orphans(self.job, self.runner)
             ensure_image(self.image, self.on_wait)
             if self.network is None:
-                self.network = detect_network()
+                self.network = network_setting()
+            ensure_network(self.network)
             if self.gpus is None:
                 self.gpus = detect_gpus()
             self._checked = True

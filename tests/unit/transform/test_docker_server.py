@@ -14,8 +14,8 @@ from batchlane.transform.docker_server import (
     container_name,
     container_runtime,
     detect_gpus,
-    detect_network,
     docker_image,
+    network_setting,
     run_command,
 )
 
@@ -63,11 +63,11 @@ def _command(network: str, **overrides: object) -> list[str]:
     return run_command(**options)  # type: ignore[arg-type]
 
 
-def test_the_run_command_on_the_bridge_network_publishes_the_port_on_loopback() -> None:
-    assert _command("bridge") == [
+def test_the_run_command_on_a_bridge_network_publishes_the_port_on_loopback() -> None:
+    assert _command("batchlane") == [
         "docker", "run", "--rm", "--name", "batchlane-job-1",
         "--label", "batchlane.job=job", "--label", "batchlane.runner=r1",
-        "-p", "127.0.0.1:40001:8080",
+        "--network", "batchlane", "-p", "127.0.0.1:40001:8080",
         "--mount", "type=bind,source=/models/m,target=/opt/ml/model,readonly",
         "-e", "A", "-e", "SAGEMAKER_BATCH",
         "me/flask:1", "serve",
@@ -113,19 +113,11 @@ def test_the_gpus_setting_wins(env: dict[str, str], expected: str | None) -> Non
     assert detect_gpus(env) == expected
 
 
-def test_the_network_setting_wins_and_is_checked() -> None:
-    assert detect_network({"BATCHLANE_DOCKER_NETWORK": "HOST"}) == "host"
-    assert detect_network({"BATCHLANE_DOCKER_NETWORK": "bridge"}) == "bridge"
-    with pytest.raises(ValidationError, match="BATCHLANE_DOCKER_NETWORK='overlay' must be host or bridge"):
-        detect_network({"BATCHLANE_DOCKER_NETWORK": "overlay"})
-
-
-def test_a_container_image_may_hold_its_model_as_sagemaker_allows() -> None:
-    from batchlane.models.sagemaker import from_sagemaker
-
-    spec = from_sagemaker({"ModelName": "m", "PrimaryContainer": {"Image": "me/flask:1"}})
-    assert spec.model_data is None and spec.container_image == "me/flask:1"
-    with pytest.raises(ValidationError, match="PrimaryContainer.ModelDataUrl is required unless"):
-        from_sagemaker({"ModelName": "m", "PrimaryContainer": {"Image": "batchlane:local"}})
-    with pytest.raises(ValidationError, match="or a container image holding its model; got none"):
-        ModelSpec.parse({"name": "m", "image": "local"})
+def test_the_network_setting_defaults_to_a_bridge_network_of_batchlanes_own() -> None:
+    assert network_setting({}) == "batchlane"
+    assert network_setting({"BATCHLANE_DOCKER_NETWORK": "HOST"}) == "host"
+    assert network_setting({"BATCHLANE_DOCKER_NETWORK": "bridge"}) == "bridge"
+    with pytest.raises(
+        ValidationError, match="BATCHLANE_DOCKER_NETWORK='--net=x' must be host or a Docker network"
+    ):
+        network_setting({"BATCHLANE_DOCKER_NETWORK": "--net=x"})
