@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.models import CLI, ECHO_DIR, cli_env, cli_ok, run_cli, tree, wait_until
+from tests.models import CLI, ECHO_DIR, cli_env, cli_ok, run_cli, transform_request, tree, wait_until
+from tests.servers import aws_client, control_plane_server
 
 pytestmark = pytest.mark.container
 
@@ -114,6 +115,35 @@ def test_a_transform_job_runs_a_third_party_container_as_sagemaker_does(
     assert job_containers("flask-job") == []
     log = cli_ok(run_cli(["jobs", "logs", "flask-job", "--container"], env)).stdout
     assert "Running on" in log or "Serving Flask app" in log  # the container's own output is in the job's log
+
+
+def test_the_control_plane_runs_a_model_image_created_with_boto3(
+    tmp_path: Path, flask_image: str, model_archive: Path
+) -> None:
+    # `batchlane control-plane` as a subprocess; its own key (BATCHLANE_SECRET_ACCESS_KEY) must not reach the model.
+    with control_plane_server(tmp_path, "--workers", "1", key="AKIDCP", secret="cp-secret") as url:
+        sm = aws_client("sagemaker", url, "AKIDCP", "cp-secret")
+        sm.create_model(
+            ModelName="flask",
+            PrimaryContainer={
+                "Image": flask_image,
+                "ModelDataUrl": str(model_archive),
+                "Environment": {"FROM_MODEL": "model"},
+            },
+            ExecutionRoleArn="arn:aws:iam::000000000000:role/unused",
+        )
+        data = write_input(tmp_path / "in", ["boto", "env:FROM_MODEL", "env:BATCHLANE_SECRET_ACCESS_KEY"])
+        request = transform_request(
+            "cp-job", f"{data}/", f"{tmp_path / 'out'}/", model="flask", content_type="text/csv"
+        )
+        sm.create_transform_job(**request)
+        sm.get_waiter("transform_job_completed_or_stopped").wait(
+            TransformJobName="cp-job", WaiterConfig={"Delay": 1, "MaxAttempts": 180}
+        )
+        described = sm.describe_transform_job(TransformJobName="cp-job")
+    assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
+    assert tree(tmp_path / "out") == {"records.csv.out": b"flask:BOTO\nmodel\n<unset>\n"}
+    assert job_containers("cp-job") == []
 
 
 def test_a_transform_job_runs_the_batchlane_image(tmp_path: Path, batchlane_image: str) -> None:
