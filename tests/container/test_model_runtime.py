@@ -1,11 +1,13 @@
 """A model whose Image is a real image runs in Docker (docs/containers.md, "Running any SageMaker container
-locally"): the real `batchlane models create` / `transform` / `jobs resume` commands against a third-party Flask
-container (tests/container/fixtures/flask_model), the environment it sees, no container left behind, and a missing
-daemon. Needs a Docker daemon: without one these tests fail, never skip."""
+locally"): the real `batchlane models create` / `transform` / `jobs stop|resume` commands and boto3 against `batchlane
+control-plane`, with a third-party Flask container (tests/container/fixtures/flask_model) and batchlane's own image;
+the environment the container sees, no container left behind, and a missing daemon. Needs a Docker daemon: without
+one these tests fail, never skip."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import tarfile
@@ -19,7 +21,7 @@ from tests.servers import aws_client, control_plane_server
 pytestmark = pytest.mark.container
 
 FIXTURES = Path(__file__).parent / "fixtures"
-BASE_IMAGE = "local/python:3.11-slim"
+BASE_IMAGE = os.environ.get("BATCHLANE_TEST_BASE_IMAGE", "local/python:3.11-slim")  # as conftest.py
 FLASK_IMAGE = "batchlane-test/flask-model:1"
 
 
@@ -33,12 +35,9 @@ def job_containers(job: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def flask_image() -> str:
-    """The Flask container, built from its Dockerfile FROM the local base image (cached after the first build)."""
-    info = docker("version", "--format", "{{.Server.Version}}")
-    assert info.returncode == 0, (
-        f"no Docker daemon: start one with ../shared/tools/docker-up.sh\n{info.stderr}"
-    )
+def flask_image(docker_cli: str) -> str:
+    """The Flask container, built from its Dockerfile FROM the local base image (cached after the first build);
+    ``docker_cli`` (conftest.py) fails the session without a daemon."""
     built = docker(
         "build", "--network", "host", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", FLASK_IMAGE,
         str(FIXTURES / "flask_model"), timeout=600,
