@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -38,7 +39,7 @@ def readable_copy(model: Path, target: Path) -> Path:
     return target
 
 
-def test_serve_answers_the_sagemaker_contract_as_the_image_user(
+def test_serve_answers_the_sagemaker_contract_as_the_image_user_and_stops_on_sigterm(
     batchlane_image: str, run_container, tiny_bert_dir: Path, tmp_path: Path
 ) -> None:
     model = readable_copy(tiny_bert_dir, tmp_path / "model")
@@ -64,8 +65,8 @@ def test_serve_answers_the_sagemaker_contract_as_the_image_user(
         headers={"content-type": "text/csv", "accept": "text/csv"},
     )
     assert answer.status_code == 200, answer.text
-    labels = answer.text.splitlines()
-    assert len(labels) == 2 and set(labels) <= {"billing", "fraud", "service"}
+    rows = [line.split(",") for line in answer.text.splitlines()]  # text/csv: label,score per record
+    assert len(rows) == 2 and {label for label, _ in rows} <= {"billing", "fraud", "service"}
     too_big = httpx.post(
         f"{url}/invocations", content=b"x" * (1024 * 1024 + 1), headers={"content-type": "text/csv"}
     )
@@ -81,20 +82,7 @@ def test_serve_answers_the_sagemaker_contract_as_the_image_user(
     assert "\nUid:\t1000\t" in status, status
     assert "SAGEMAKER_MODEL_SERVER_WORKERS=2: one process serves" in container.logs()
 
-
-def test_sigterm_stops_serve_gracefully_and_quickly(
-    batchlane_image: str, run_container, tiny_bert_dir: Path, tmp_path: Path
-) -> None:
-    model = readable_copy(tiny_bert_dir, tmp_path / "model")
-    port = free_port()
-    container = run_container(
-        batchlane_image,
-        "serve",
-        env={"SAGEMAKER_BIND_TO_PORT": str(port)},
-        volumes={model: "/opt/ml/model:ro"},
-    )
-    wait_for_http(f"http://127.0.0.1:{port}/ping", timeout=120)
-    # SageMaker SIGKILLs 30 s after SIGTERM; the server must be gone long before that.
+    # SIGTERM (docker stop): SageMaker SIGKILLs 30 s later; the server must be gone long before that.
     took = container.stop(grace_s=30)
     assert took < 10, f"docker stop took {took:.1f}s"
     assert container.inspect("{{.State.ExitCode}}") in ("0", "143")
@@ -191,3 +179,27 @@ def test_a_second_build_reuses_every_cached_layer(batchlane_image: str) -> None:
     runs = [line for line in result.stdout.splitlines() if line.startswith("Step ") and " : RUN " in line]
     assert runs and cached >= len(runs), result.stdout[-3000:]
     assert steps > 0
+
+
+def test_sigterm_stops_training_with_a_failure_file(
+    batchlane_image: str, run_container, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    # StopTrainingJob sends SIGTERM; as PID 1 the trainer would ignore it without its own handler.
+    hyperparameters = {
+        "epochs": "100",
+        "batch_size": "1",
+        "text_column": "complaint",
+        "label_column": "product",
+    }
+    opt_ml = sagemaker_training_dir(tmp_path / "opt_ml", hyperparameters, tiny_bert_dir, TRAIN_ROWS * 4)
+    container = run_container(
+        batchlane_image, "train", env={"OMP_NUM_THREADS": "1"}, volumes={opt_ml: "/opt/ml"}
+    )
+    deadline = time.monotonic() + 180
+    while "training on " not in container.logs():
+        assert time.monotonic() < deadline, container.logs()
+        time.sleep(1)
+    took = container.stop(grace_s=60)
+    assert took < 20, f"docker stop took {took:.1f}s"
+    assert container.inspect("{{.State.ExitCode}}") == "143"
+    assert (opt_ml / "output" / "failure").read_text() == "training stopped by SIGTERM\n"

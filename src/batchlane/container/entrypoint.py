@@ -62,10 +62,14 @@ def drop_privileges(model_dir: Path, env: Mapping[str, str]) -> str | None:
 
 def serve(args: list[str], env: Mapping[str, str] | None = None) -> None:
     """Replace this process with ``batchlane serve`` (flags pass through; SAGEMAKER_* and SM_* are read there)."""
+    from batchlane.errors import BatchlaneError
     from batchlane.settings import ServeSettings
 
     env = os.environ if env is None else env
-    model_dir = ServeSettings.from_env(env).model_dir
+    try:
+        model_dir = ServeSettings.from_env(env).model_dir
+    except BatchlaneError:  # a bad variable: `batchlane serve` reports it in its own words below
+        model_dir = Path(env.get("SM_MODEL_DIR") or "/opt/ml/model")
     reason = drop_privileges(model_dir, env)
     if reason:
         logger.warning("serving as root: %s", reason)

@@ -128,3 +128,16 @@ def test_ecr_repository_is_created_once_and_the_login_token_decoded(moto_server:
     names = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
     assert names.count("batchlane") == 1
     assert login_password(ecr, plan)
+
+
+def test_push_dry_run_to_another_registry_host() -> None:
+    done = cli(
+        "push", "--dry-run", "--account", "123456789012", "--region", "eu-west-1",
+        "--registry", "127.0.0.1:5000", "--image", "batchlane:dev",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1:] == [
+        "aws ecr get-login-password --region eu-west-1 | docker login --username AWS --password-stdin 127.0.0.1:5000",
+        "docker tag batchlane:dev 127.0.0.1:5000/batchlane:dev",
+        "docker push 127.0.0.1:5000/batchlane:dev",
+    ]
