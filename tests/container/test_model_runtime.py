@@ -145,6 +145,22 @@ def test_the_control_plane_runs_a_model_image_created_with_boto3(
     assert job_containers("cp-job") == []
 
 
+def test_the_queue_worker_runs_a_model_image(tmp_path: Path, flask_image: str, model_archive: Path) -> None:
+    env = cli_env(tmp_path / "home")
+    create_model(env, "flask", flask_image, model_archive)
+    data, out = write_input(tmp_path / "in", ["queued"]), tmp_path / "out"
+    send = ["queue", "send", "--input", f"{data}/", "--output", f"{out}/", "--model-name", "flask"]
+    cli_ok(
+        run_cli(
+            [*send, "--job-name", "queued-job", "--content-type", "text/csv", "--split-type", "Line"], env
+        )
+    )
+    cli_ok(run_cli(["worker", "--burst"], env, timeout=300))
+    assert describe(env, "queued-job")["TransformJobStatus"] == "Completed"
+    assert tree(out) == {"records.csv.out": b"flask:QUEUED\n"}
+    assert job_containers("queued-job") == []
+
+
 def test_a_transform_job_runs_the_batchlane_image(tmp_path: Path, batchlane_image: str) -> None:
     # batchlane's own image (deploy/Dockerfile, built by the session fixture in conftest.py) under a tag that is
     # not "batchlane:local": it runs in Docker like any other image, serving the echo model mounted read-only.
