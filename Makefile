@@ -21,7 +21,7 @@ endif
 TORCH_FLAGS := $(if $(TORCH_WHEEL_DIR),--find-links $(TORCH_WHEEL_DIR)) $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 PIP := PIP_CONSTRAINT=$(abspath $(CONSTRAINTS)) PIP_DISABLE_PIP_VERSION_CHECK=1 $(PY) -m pip
 
-.PHONY: install demo test test-fast lint format bench bench-quick bench-gpu clean
+.PHONY: install demo test test-fast test-containers lint format bench bench-quick bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ test: install
 # Everything but the tests marked slow (server subprocesses, training, > ~1 s each): under a minute on 2 cores.
 test-fast: install
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+
+# The container tests (tests/container): build deploy/Dockerfile and run the image as SageMaker does. They need a
+# Docker daemon (../shared/tools/docker-up.sh on the project's machines) and fail without one; `make test` skips them.
+test-containers: install
+	$(PY) -m pytest -q -p no:cacheprovider -m container tests/container $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

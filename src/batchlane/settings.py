@@ -84,6 +84,14 @@ BATCHLANE_CAPTURE_NAME = "BATCHLANE_CAPTURE_NAME"
 BATCHLANE_CAPTURE_SAMPLE = "BATCHLANE_CAPTURE_SAMPLE"
 BATCHLANE_CAPTURE_INFERENCE_ID = "BATCHLANE_CAPTURE_INFERENCE_ID"
 
+# Model containers (docs/containers.md, "Running any SageMaker container locally"): whether a model whose Image is a
+# real image runs in Docker (docker, the default) or is served by batchlane itself (none); the containers' network
+# (host, or a bridge network's name; default: batchlane, created on first use); docker's --gpus value (all, none,
+# device=...; default: all when an NVIDIA GPU is present).
+BATCHLANE_CONTAINER_RUNTIME = "BATCHLANE_CONTAINER_RUNTIME"
+BATCHLANE_DOCKER_NETWORK = "BATCHLANE_DOCKER_NETWORK"
+BATCHLANE_DOCKER_GPUS = "BATCHLANE_DOCKER_GPUS"
+
 # The control plane (`batchlane control-plane`): the key pair (or a credentials file) requests must be signed with.
 BATCHLANE_ACCESS_KEY_ID = "BATCHLANE_ACCESS_KEY_ID"
 BATCHLANE_SECRET_ACCESS_KEY = "BATCHLANE_SECRET_ACCESS_KEY"
@@ -92,7 +100,7 @@ BATCHLANE_CREDENTIALS_FILE = "BATCHLANE_CREDENTIALS_FILE"
 # Automation: the queue worker and the Lambda handler (docs/automation.md).
 BATCHLANE_MODEL_NAME = "BATCHLANE_MODEL_NAME"  # the default model when a message names none
 BATCHLANE_MODEL_DATA_URL = "BATCHLANE_MODEL_DATA_URL"  # its model data: created if missing
-BATCHLANE_MODEL_IMAGE = "BATCHLANE_MODEL_IMAGE"  # its container image (SageMaker; informational locally)
+BATCHLANE_MODEL_IMAGE = "BATCHLANE_MODEL_IMAGE"  # its container image (PrimaryContainer.Image)
 BATCHLANE_EXECUTION_ROLE_ARN = "BATCHLANE_EXECUTION_ROLE_ARN"  # SageMaker CreateModel's ExecutionRoleArn
 BATCHLANE_DLQ_URL = "BATCHLANE_DLQ_URL"  # where the Lambda handler parks permanent failures with their reason
 BATCHLANE_DEFAULT_CONTENT_TYPE = "BATCHLANE_DEFAULT_CONTENT_TYPE"

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "server",
     "monitor",
     "deploy",
+    "container",
 )
 
 app = typer.Typer(

@@ -43,7 +43,11 @@ def create(
         list[str] | None, typer.Option("--env", help="Container environment variable KEY=VALUE (repeatable).")
     ] = None,
     image: Annotated[
-        str | None, typer.Option(help="Container image name (informational for local runs).")
+        str | None,
+        typer.Option(
+            help="PrimaryContainer.Image. With --model-data, a real image runs in Docker as SageMaker runs it; "
+            "none, 'local' or 'batchlane:local' mean batchlane's built-in server (docs/containers.md)."
+        ),
     ] = None,
     exist_ok: Annotated[
         bool,
@@ -53,7 +57,8 @@ def create(
     ] = False,
     db: DbOption = None,
 ) -> None:
-    """Register a model. Exactly one of --model-data, --serve-command or --serve-url."""
+    """Register a model. Exactly one of --model-data, --serve-command or --serve-url, or only an --image that
+    holds its model."""
     from batchlane.models import ModelRegistry, ModelSpec
 
     spec = ModelSpec.parse(

@@ -10,8 +10,9 @@ from ``get_engine``; none imports a concrete engine (a test checks the imports).
 * ``recover``: the one orphan sweep (``jobs.lease.find_orphans``): resume every job no live runner holds.
 
 Engines are keyed by ``EngineName``. ``"local"`` and ``"sagemaker"`` (Amazon SageMaker Batch Transform, the ``aws``
-extra) ship; ``"ray"`` and ``"docker"`` are named so that asking for one gives an error that says what is missing,
-not an unknown-name error.
+extra) ship; ``"ray"`` is named so that asking for it gives an error that says what is missing, not an unknown-name
+error. Docker is not an engine: it is a model *runtime* any engine uses when a model's ``Image`` is a real image
+(``transform.docker_server``); asking for a ``"docker"`` engine says so.
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ from batchlane.jobs.records import JobRecord
 from batchlane.jobs.store import JobStore
 from batchlane.transform.context import ProgressCallback
 
-EngineName = Literal["local", "ray", "docker", "sagemaker"]
+EngineName = Literal["local", "ray", "sagemaker"]
 ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 
 # name -> (module:class, the extra whose packages it needs or None, the package that extra brings)
 _ENGINES: dict[str, tuple[str | None, str | None, str | None]] = {
     "local": ("batchlane.engines.local:LocalEngine", None, None),
     "ray": (None, "ray", "ray"),
-    "docker": (None, None, "docker"),
     "sagemaker": ("batchlane.engines.sagemaker:SageMakerEngine", "aws", "boto3"),
 }
 
@@ -112,6 +112,12 @@ def get_engine(name: str, store: JobStore, **options: Any) -> Engine:
     or saying that it is not available in this version for a known one that cannot run here.
     """
     entry = _ENGINES.get(name)
+    if name == "docker":
+        raise ValidationError(
+            "'docker' is not an engine: a model whose Image is a container image runs in Docker on any engine "
+            "(docs/containers.md); use engine 'local'",
+            field="engine",
+        )
     if entry is None:
         raise ValidationError(f"engine {name!r} is not one of {', '.join(ENGINE_NAMES)}", field="engine")
     target, extra, package = entry

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from batchlane.errors import ValidationError
-from batchlane.models.spec import ModelSpec, check_environment, check_model_data_url
+from batchlane.models.spec import ModelSpec, check_environment, check_model_data_url, is_real_image
 
 # CreateModel members that do not change how batchlane serves a model; accepted and not stored.
 _IGNORED_CREATE_FIELDS = frozenset(
@@ -20,11 +20,12 @@ _CONTAINER_FIELDS = frozenset(
 def from_sagemaker(request: Mapping[str, Any]) -> ModelSpec:
     """A ``ModelSpec`` from a boto3 ``CreateModel`` request (``PrimaryContainer`` or a single ``Containers[0]``).
 
-    ``ExecutionRoleArn``, ``Tags``, ``VpcConfig``, ``EnableNetworkIsolation`` and ``InferenceExecutionConfig`` are
-    accepted and ignored; inference pipelines (several containers), multi-model containers and model packages are
-    refused, as is a container without model data (batchlane serves the model itself). Besides SageMaker's
-    ``s3://``, ``ModelDataUrl`` may be a ``file://`` URI or a local path (a batchlane extension for local use); a
-    server taking requests from other users should restrict those to folders it allows.
+        ``ExecutionRoleArn``, ``Tags``, ``VpcConfig``, ``EnableNetworkIsolation`` and ``InferenceExecutionConfig`` are
+        accepted and ignored; inference pipelines (several containers), multi-model containers and model packages are
+        refused, as is a container without model data unless its ``Image`` is a real image (which then holds its model;
+    docs/containers.md). Besides SageMaker's
+        ``s3://``, ``ModelDataUrl`` may be a ``file://`` URI or a local path (a batchlane extension for local use); a
+        server taking requests from other users should restrict those to folders it allows.
     """
     unknown = sorted(set(request) - _IGNORED_CREATE_FIELDS - {"ModelName", "PrimaryContainer", "Containers"})
     if unknown:
@@ -67,15 +68,17 @@ def from_sagemaker(request: Mapping[str, Any]) -> ModelSpec:
         model_data = s3["S3Uri"]
         if s3.get("CompressionType", "None") == "None" and not model_data.endswith("/"):
             model_data += "/"
-    if not model_data:
+    if not model_data and not is_real_image(primary.get("Image")):
         raise ValidationError(
-            f"{field}.ModelDataUrl is required: batchlane serves the model itself from its model data",
+            f"{field}.ModelDataUrl is required unless {field}.Image is a container image that holds its model: "
+            "batchlane's built-in server serves the model from its model data",
             field=f"{field}.ModelDataUrl",
         )
     url_field = (
         f"{field}.ModelDataSource.S3DataSource.S3Uri" if source is not None else f"{field}.ModelDataUrl"
     )
-    model_data = check_model_data_url(model_data, url_field)
+    if model_data:
+        model_data = check_model_data_url(model_data, url_field)
     environment = primary.get("Environment") or {}
     if not isinstance(environment, Mapping):
         raise ValidationError(f"{field}.Environment must be a map", field=f"{field}.Environment")

@@ -15,8 +15,14 @@ A ``ModelSpec`` says how a transform job gets a model server, in exactly one of 
 
 ``environment`` follows CreateTransformJob's Environment limits (≤16 entries, key ``[a-zA-Z_][a-zA-Z0-9_]{0,1023}``,
 value ≤10240 characters) and refuses variables that change which code loads (``serving.environment``); a job's
-Environment wins over the model's (``effective_environment``). ``image`` is kept
-for DescribeModel and informational only for local runs.
+Environment wins over the model's (``effective_environment``).
+
+``image`` is ``PrimaryContainer.Image``. A model with a real image runs that image in Docker, as
+SageMaker does (``container_image``; docs/containers.md); such a model may have no ``model_data`` when the image holds its model,
+as SageMaker allows. Decision: no image, and the names ``local`` and
+``batchlane:local`` (what the docs have always told SageMaker SDK users to record), mean batchlane's built-in server
+(``BUILTIN_IMAGES``): ``batchlane serve`` runs as a subprocess, with no Docker needed. Any other name is a real image,
+including batchlane's own image under another tag.
 
 The registry that stores specs is ``models.registry``; CreateModel requests become specs in ``models.sagemaker``.
 """
@@ -44,6 +50,13 @@ MAX_ENV_ENTRIES = aws_names.MAX_ENV_ENTRIES
 MAX_ENV_VALUE = aws_names.MAX_ENV_VALUE_CHARS
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 EXTRAS_KEY = "Batchlane"
+BUILTIN_IMAGES = frozenset({"local", "batchlane:local"})
+"""Image names that mean batchlane's built-in server rather than an image to run (module docstring)."""
+
+
+def is_real_image(image: str | None) -> bool:
+    """Whether ``image`` names an image to run, rather than batchlane's built-in server (``BUILTIN_IMAGES``)."""
+    return bool(image and image.strip()) and image.strip().lower() not in BUILTIN_IMAGES  # type: ignore[union-attr]
 
 
 def check_environment(env: Mapping[str, str], field: str = "Environment") -> dict[str, str]:
@@ -154,11 +167,13 @@ class ModelSpec(BaseModel):
     @model_validator(mode="after")
     def _exactly_one_source(self) -> ModelSpec:
         given = [f for f in ("model_data", "serve_command", "serve_url") if getattr(self, f) is not None]
+        if not given and is_real_image(self.image):
+            return self  # the image holds its model, as SageMaker allows (no ModelDataUrl)
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
             raise ValueError(
                 f"give exactly one of model_data (a model folder, model.tar.gz or s3:// URI), serve_command (your own "
-                f"server process) or serve_url (a running server); got {found}"
+                f"server process) or serve_url (a running server), or a container image holding its model; got {found}"
             )
         return self
 
@@ -185,6 +200,14 @@ class ModelSpec(BaseModel):
         if self.model_data is None:
             return None
         return self.model_data if not self.is_local_data else Path(self.model_data).as_uri()
+
+    @property
+    def container_image(self) -> str | None:
+        """The image to run in Docker for this model (its ``image`` is a real one; with or without ``model_data``),
+        or None when batchlane serves it itself, runs its ``serve_command`` or uses its ``serve_url``."""
+        if self.serve_command is not None or self.serve_url is not None or not is_real_image(self.image):
+            return None
+        return self.image
 
     def check_local_paths(self) -> None:
         """``ValidationError`` unless a local ``model_data`` exists and is a folder or a ``.tar.gz``/``.tgz`` file."""

@@ -33,6 +33,7 @@ from batchlane.serving.capture import JobCapture
 from batchlane.storage.base import ObjectStore, open_store
 from batchlane.transform.container import ModelContainer
 from batchlane.transform.context import Interrupted, ProgressCallback, StoreContext, consolidate_part
+from batchlane.transform.docker_server import docker_image, docker_model_container
 from batchlane.transform.file_loop import STOP_POLL_S, FileLoop
 from batchlane.transform.inputs import list_inputs
 from batchlane.transform.invoke import InvokerKind, ModelServer
@@ -329,6 +330,12 @@ class JobRunner:
                     "the in-process invoker loads model_data into the runner",
                     field="ModelName",
                 )
+            if docker_image(model):
+                raise ValidationError(
+                    f"model {model.name} runs in the container image {model.image}: the in-process invoker "
+                    "cannot run it (use the http invoker)",
+                    field="ModelName",
+                )
             return InProcessModel(
                 materialize_model(model.model_data, self.cache_dir),
                 env=env,
@@ -348,7 +355,16 @@ class JobRunner:
             return ModelContainer(url=model.serve_url, **common)
         if model.serve_command:
             return ModelContainer(serve_command=model.serve_command, **common)
-        model_dir = materialize_model(model.model_data or "", self.cache_dir)
+        image = docker_image(model)
+        model_dir = (
+            materialize_model(model.model_data or "", self.cache_dir)
+            if model.model_data or not image
+            else None
+        )
+        if image is not None:
+            return docker_model_container(
+                image, model_dir, self.cache_dir, job=self.name, runner=self.owner, **common
+            )
         return ModelContainer(model_dir=model_dir, **common)
 
     def _execution_parameters(

@@ -210,7 +210,10 @@ def test_from_sagemaker() -> None:
     ("request_", "message"),
     [
         ({"ModelName": "m"}, "PrimaryContainer is required"),
-        ({"ModelName": "m", "PrimaryContainer": {"Image": "x"}}, "PrimaryContainer.ModelDataUrl is required"),
+        (
+            {"ModelName": "m", "PrimaryContainer": {"Image": "local"}},
+            "PrimaryContainer.ModelDataUrl is required",
+        ),
         ({"ModelName": "m", "Containers": [{}, {}]}, "inference pipelines"),
         (
             {"ModelName": "m", "PrimaryContainer": {"ModelDataUrl": "s3://bkt/m", "Mode": "MultiModel"}},

@@ -74,9 +74,9 @@ def test_get_engine_gives_the_sagemaker_engine(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("spark", "engine 'spark' is not one of local, ray, docker, sagemaker"),
+        ("spark", "engine 'spark' is not one of local, ray, sagemaker"),
         ("Local", "engine 'Local' is not one of"),
-        ("docker", "engine 'docker' is not available in this version of batchlane; use engine 'local'"),
+        ("docker", "'docker' is not an engine: a model whose Image is a container image runs in Docker on any"),
     ],
 )
 def test_get_engine_says_what_is_missing(tmp_path: Path, name: str, expected: str) -> None:
