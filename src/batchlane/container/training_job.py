@@ -42,8 +42,11 @@ COLUMN_HYPERPARAMETERS = ("text_column", "label_column")
 FAILURE_LIMIT = 1024  # SageMaker keeps the first 1024 characters of the failure file as FailureReason
 
 
-class Stopped(Exception):
-    """SIGTERM arrived: SageMaker stops a training job this way, then SIGKILLs it after a grace period."""
+class Stopped(BaseException):
+    """SIGTERM arrived: SageMaker stops a training job this way, then SIGKILLs it after a grace period.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` in a library swallows it.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
