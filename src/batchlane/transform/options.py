@@ -40,6 +40,9 @@ class JobOptions(BaseModel):
       0 = never restart: such a fault fails the job at once.
     * ``max_runtime_s``: a deadline for one run of the job (SageMaker's ``StoppingCondition.MaxRuntimeInSeconds``
       idea); past it the job ends Stopped with the reason ``MaxRuntimeExceeded``, its committed files kept.
+    * ``part_size``: the byte budget of one part (docs/parts.md): a larger uncompressed Line/RecordIO/TFRecord
+      object is cut into parts at mini-batch boundaries, each checkpointed on its own. None = ``BATCHLANE_PART_SIZE``,
+      else 64 MiB.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -54,6 +57,7 @@ class JobOptions(BaseModel):
     record_count: Literal["lenient", "strict"] = "lenient"
     max_restarts: int = Field(3, ge=0, le=100)
     max_runtime_s: int | None = Field(None, ge=1)
+    part_size: int | None = Field(None, ge=1)
 
 
 def validate_options(
