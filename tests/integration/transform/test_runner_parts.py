@@ -14,6 +14,9 @@ import pytest
 
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
+from batchlane.storage.s3 import S3Store
+from batchlane.storage.uri import open_store
+from batchlane.transform.part_io import open_range
 from batchlane.transform.split import frame
 from tests.models import job_log, register_echo, run_job_in_process, transform_request, tree
 
@@ -233,3 +236,39 @@ def test_a_file_failing_its_error_ratio_in_a_late_part_has_no_output_and_no_stag
     assert not (tmp_path / "out-parts" / "big.txt.out").exists()
     assert not [p for p in (tmp_path / "out-parts").rglob("*") if p.is_file()]
     assert not any(part.done for part in store.parts("parts", "big.txt"))
+
+
+def test_parts_through_s3_use_ranged_reads_and_leave_no_staged_objects(
+    store: JobStore, tmp_path: Path, moto_server: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    data = _jsonl(500)
+    s3.put_object(Bucket=s3_bucket, Key="in/big.jsonl", Body=data)
+    s3.put_object(Bucket=s3_bucket, Key="in/sub/small.jsonl", Body=_jsonl(3))
+    outputs = {}
+    for name, size in (("whole", HUGE), ("parts", 2000)):
+        body = transform_request(
+            name,
+            f"s3://{s3_bucket}/in/",
+            f"s3://{s3_bucket}/out-{name}/",
+            content_type="application/jsonlines",
+            BatchStrategy="SingleRecord",
+        )
+        record = run_job_in_process(store, body, {"part_size": size})
+        assert record.status is JobStatus.COMPLETED and record.records_done == 503
+        listed = s3.list_objects_v2(Bucket=s3_bucket, Prefix=f"out-{name}/")["Contents"]
+        outputs[name] = {
+            item["Key"].split("/", 1)[1]: s3.get_object(Bucket=s3_bucket, Key=item["Key"])["Body"].read()
+            for item in listed
+        }
+    assert _parted(store, "parts", "in/big.jsonl") > 5
+    assert outputs["parts"] == outputs["whole"]
+    # A part is one ranged GET (S3Store.open_range), not a read from the object's start.
+    s3_store, _ = open_store(f"s3://{s3_bucket}/")
+    assert isinstance(s3_store, S3Store)
+    with open_range(s3_store, "in/big.jsonl", 1000, 1500) as part:
+        assert part.read() == data[1000:1500]
+    assert sorted(outputs["parts"]) == ["big.jsonl.out", "sub/small.jsonl.out"]  # no staged part is left

@@ -15,6 +15,7 @@ from batchlane.transform.dataprocessing import DataProcessor
 from batchlane.transform.file_transform import mini_batches
 from batchlane.transform.options import JobOptions
 from batchlane.transform.params import EffectiveParams, resolve
+from batchlane.transform.part_io import open_range
 from batchlane.transform.parts import Part, plan_parts, staging_key
 from batchlane.transform.spec import validate_request
 from batchlane.transform.split import Record, frame, iter_records
@@ -146,3 +147,11 @@ def test_staging_keys_are_hidden_beside_the_output_and_fit_any_key_length() -> N
     assert key.startswith("out/sub/.batchlane-parts/my-job/") and key.endswith("-00003.part")
     assert max(len(segment) for segment in key.split("/")) < 64
     assert staging_key("a.out", "j", 0) != staging_key("b.out", "j", 0)
+
+
+def test_a_local_byte_range_reads_only_its_bytes(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 10
+    store = _store(tmp_path, data)
+    with open_range(store, "in/data", 300, 700) as part:
+        assert part.read(100) == data[300:400]
+        assert part.read() == data[400:700]
