@@ -215,6 +215,13 @@ def finish_file(
         raise error
     key = checkpoint.input_key
     consolidated = context.consolidated_path(key) if options.consolidate else None
-    assemble(out_store, checkpoint.output_key, context.name, len(parts), consolidated_path=consolidated)
+    assemble(
+        out_store,
+        checkpoint.output_key,
+        context.name,
+        len(parts),
+        consolidated_path=consolidated,
+        check=context.check_interrupt,
+    )
     record_warnings(context, key, in_store.url_for(key), total)
     return total

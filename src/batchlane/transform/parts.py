@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from batchlane import settings
-from batchlane.aws_names import CompressionType, SplitType, canonical_job_name
+from batchlane.aws_names import BatchStrategy, CompressionType, SplitType, canonical_job_name
 from batchlane.errors import BatchlaneError
 from batchlane.storage.base import ObjectStore
 from batchlane.transform.csv_header import SAMPLE_LINES
@@ -91,6 +91,8 @@ def plan_parts(
     holds one mini-batch at a time. ``check`` is called now and then (it may raise to abandon planning)."""
     if not splittable(params) or size <= budget:
         return [Part.whole_object()]
+    if params.batch_strategy == BatchStrategy.MULTI_RECORD and params.max_payload_bytes is None:
+        return [Part.whole_object()]  # MultiRecord without a payload limit: the whole object is one mini-batch
     from batchlane.transform.file_transform import mini_batches
 
     processor = processor or DataProcessor.from_params(params, options)

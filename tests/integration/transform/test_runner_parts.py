@@ -150,7 +150,7 @@ CASES = {
         {"big.jsonl": _jsonl(600, poison_every=37) + b'{"id": "half", "text": "half"}\n' * 3},
         1500,
         {"on_record_error": "error-row", "max_error_ratio": 0.5, "consolidate": "x"},
-        {"content_type": "text/plain", "BatchStrategy": "SingleRecord"},
+        {"content_type": "text/plain", "assemble_with": "None", "BatchStrategy": "SingleRecord"},
     ),
     "text-multi-file-sub-folders": (
         {

@@ -129,9 +129,10 @@ def test_repeated_csv_header_batches_are_respected(tmp_path: Path) -> None:
         (gzip.compress(b"line\n" * 5000), {"compression": "Gzip", "BatchStrategy": "SingleRecord"}),
         (b"line\n" * 5000, {"split_type": "None"}),
         (b"line\n" * 10, {"BatchStrategy": "SingleRecord"}),  # at or under the budget
+        (b"line\n" * 5000, {"BatchStrategy": "MultiRecord", "MaxPayloadInMB": 0}),  # one unlimited mini-batch
         (b"\x00\x01" * 3000, {"split_type": "TFRecord", "BatchStrategy": "SingleRecord"}),  # corrupt framing
     ],
-    ids=["gzip", "split-none", "small", "unreadable"],
+    ids=["gzip", "split-none", "small", "unlimited-payload", "unreadable"],
 )
 def test_whole_object_is_one_part(tmp_path: Path, data: bytes, request_fields: dict[str, Any]) -> None:
     store = _store(tmp_path, data)
