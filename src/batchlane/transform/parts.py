@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from batchlane import settings
 from batchlane.aws_names import BatchStrategy, CompressionType, SplitType, canonical_job_name
@@ -33,6 +34,7 @@ SPLITTABLE = (SplitType.LINE, SplitType.RECORDIO, SplitType.TFRECORD)
 STAGING_FOLDER = ".batchlane-parts"
 # How often (in mini-batches) the planner calls its ``check`` callback (a stop request aborts planning).
 CHECK_EVERY = 256
+SCAN_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -92,30 +94,15 @@ def plan_parts(
     if not splittable(params) or size <= budget:
         return [Part.whole_object()]
     if params.batch_strategy == BatchStrategy.MULTI_RECORD and params.max_payload_bytes is None:
-        return [Part.whole_object()]  # MultiRecord without a payload limit: the whole object is one mini-batch
-    from batchlane.transform.file_transform import mini_batches
-
-    processor = processor or DataProcessor.from_params(params, options)
-    isolate = options.on_record_error != "fail"
-    cuts: list[tuple[int, int, int]] = [(0, 0, 1)]
+        # MultiRecord without a payload limit: the whole object is one mini-batch.
+        return [Part.whole_object()]
     try:
         with in_store.open(key) as stream:
-            records = iter_records(
-                stream, params.split_type, max_record_bytes=None if isolate else params.max_payload_bytes
-            )
-            header = None
-            if options.csv_header != "none":
-                first = next(records, None)
-                if first is not None and options.csv_header == "repeat":
-                    header = processor.filter_header(first.data)
-            for number, batch in enumerate(mini_batches(records, header, params, processor, isolate)):
-                if check is not None and number % CHECK_EVERY == 0:
-                    check()
-                record = batch.records[0]
-                # Part 0 keeps the lines a CSV header sniff looks at (csv_header.SAMPLE_LINES), so a header hint
-                # is decided as in the unsplit run.
-                if record.offset - cuts[-1][0] >= budget and record.index >= SAMPLE_LINES:
-                    cuts.append((record.offset, record.index, record.line))
+            if params.split_type == SplitType.LINE and params.batch_strategy == BatchStrategy.SINGLE_RECORD:
+                cuts = line_cuts(stream, size, budget, check)
+            else:
+                processor = processor or DataProcessor.from_params(params, options)
+                cuts = batch_cuts(stream, params, options, processor, budget, check)
     except BatchlaneError:
         return [Part.whole_object()]
     if len(cuts) == 1:
@@ -125,6 +112,70 @@ def plan_parts(
         Part(number, len(cuts), start, end, index, line)
         for number, ((start, index, line), end) in enumerate(zip(cuts, ends, strict=True))
     ]
+
+
+Cut = tuple[int, int, int]  # (byte offset, record index, line) of a part's first record
+
+
+def batch_cuts(
+    stream: BinaryIO,
+    params: EffectiveParams,
+    options: JobOptions,
+    processor: DataProcessor,
+    budget: int,
+    check: Callable[[], None] | None = None,
+) -> list[Cut]:
+    """The part starts of ``stream``: the first mini-batch start (``file_transform.mini_batches``, the very
+    batching of the transform) at least ``budget`` bytes past the previous part's start."""
+    from batchlane.transform.file_transform import mini_batches
+
+    isolate = options.on_record_error != "fail"
+    cuts: list[Cut] = [(0, 0, 1)]
+    records = iter_records(
+        stream, params.split_type, max_record_bytes=None if isolate else params.max_payload_bytes
+    )
+    header = None
+    if options.csv_header != "none":
+        first = next(records, None)
+        if first is not None and options.csv_header == "repeat":
+            header = processor.filter_header(first.data)
+    for number, batch in enumerate(mini_batches(records, header, params, processor, isolate)):
+        if check is not None and number % CHECK_EVERY == 0:
+            check()
+        record = batch.records[0]
+        # Part 0 keeps the lines a CSV header sniff looks at (csv_header.SAMPLE_LINES), so a header hint is
+        # decided as in the unsplit run.
+        if record.offset - cuts[-1][0] >= budget and record.index >= SAMPLE_LINES:
+            cuts.append((record.offset, record.index, record.line))
+    return cuts
+
+
+def line_cuts(stream: BinaryIO, size: int, budget: int, check: Callable[[], None] | None = None) -> list[Cut]:
+    """``batch_cuts`` for ``SplitType=Line`` under ``SingleRecord``, where every line is its own mini-batch
+    (an InputFilter, a CSV header or an error batch cannot merge two lines): the first line start at least
+    ``budget`` bytes past the previous cut, found by scanning for newlines at C speed, not record by record."""
+    cuts: list[Cut] = [(0, 0, 1)]
+    position = 0  # offset of ``chunk`` in the stream
+    newlines = 0  # newlines before ``chunk``
+    threshold = budget  # the next cut is the first line start at or after this offset
+    while chunk := stream.read(SCAN_CHUNK):
+        if check is not None:
+            check()
+        search = max(threshold - 1 - position, 0)
+        while (found := chunk.find(b"\n", search)) >= 0:
+            start = position + found + 1
+            index = newlines + chunk.count(b"\n", 0, found + 1)
+            if start >= size:
+                break
+            if index < SAMPLE_LINES:
+                search = found + 1
+                continue
+            cuts.append((start, index, index + 1))
+            threshold = start + budget
+            search = max(threshold - 1 - position, found + 1)
+        newlines += chunk.count(b"\n")
+        position += len(chunk)
+    return cuts
 
 
 def _digest(text: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from batchlane.storage.local import LocalStore
+from batchlane.transform import parts as parts_module
 from batchlane.transform.dataprocessing import DataProcessor
 from batchlane.transform.file_transform import mini_batches
 from batchlane.transform.options import JobOptions
@@ -156,3 +157,25 @@ def test_a_local_byte_range_reads_only_its_bytes(tmp_path: Path) -> None:
     with open_range(store, "in/data", 300, 700) as part:
         assert part.read(100) == data[300:400]
         assert part.read() == data[400:700]
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+@pytest.mark.parametrize("csv_header", ["none", "repeat"])
+def test_the_newline_scan_cuts_where_the_batching_does(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, csv_header: str
+) -> None:
+    # SingleRecord Line files take a fast path (newline scan); it must agree with the record-by-record batching,
+    # blank lines, CRLF, a line longer than a read chunk and a missing final newline included.
+    lines = [f"{i},{'p' * (i % 17)}" for i in range(300)]
+    lines[40] = ""
+    lines[41] = "x" * 200
+    data = ("id,text\n" + "\r\n".join(lines)).encode()
+    params = _params(content_type="text/csv", BatchStrategy="SingleRecord")
+    options = JobOptions(csv_header=csv_header)
+    monkeypatch.setattr(parts_module, "SCAN_CHUNK", chunk)
+    for budget in (50, 333, 1000):
+        fast = parts_module.line_cuts(io.BytesIO(data), len(data), budget)
+        slow = parts_module.batch_cuts(
+            io.BytesIO(data), params, options, DataProcessor.from_params(params, options), budget
+        )
+        assert fast == slow and len(fast) > 1
