@@ -79,7 +79,9 @@ def test_kill_9_mid_file_then_resume_redoes_only_uncommitted_parts(tmp_path: Pat
     done_lines = {f"r{i:04d}\n" for part in committed for i in range(part.first_index, part.first_index + 20)}
     resent = [call["body"] for call in echo_calls(calls)[sent_before:]]
     assert resent and not done_lines & set(resent)
-    assert len(resent) <= LINES - len(done_lines) + 2  # the rest, plus the file after it
+    # The rest, plus the file after it, plus up to MaxConcurrentTransforms answers the killed runner's model
+    # server was still logging when the count was taken.
+    assert len(resent) <= LINES - len(done_lines) + 2 + 2
 
     cli_ok(
         run_cli(
