@@ -15,7 +15,7 @@ A part's output is staged as its own object (``staging_key``) until every part o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -98,12 +98,11 @@ def plan_parts(
         return [Part.whole_object()]
     try:
         with in_store.open(key) as stream:
-            if params.split_type == SplitType.LINE and params.batch_strategy == BatchStrategy.SINGLE_RECORD:
-                cuts = line_cuts(stream, size, budget, check)
-            else:
-                processor = processor or DataProcessor.from_params(params, options)
-                cuts = batch_cuts(stream, params, options, processor, budget, check)
+            processor = processor or DataProcessor.from_params(params, options)
+            cuts = _cuts(stream, size, params, options, processor, budget, check)
     except BatchlaneError:
+        return [Part.whole_object()]
+    if cuts is None:
         return [Part.whole_object()]
     if len(cuts) == 1:
         return [Part.whole_object()]
@@ -115,6 +114,32 @@ def plan_parts(
 
 
 Cut = tuple[int, int, int]  # (byte offset, record index, line) of a part's first record
+
+
+def _cuts(
+    stream: BinaryIO,
+    size: int,
+    params: EffectiveParams,
+    options: JobOptions,
+    processor: DataProcessor,
+    budget: int,
+    check: Callable[[], None] | None,
+) -> list[Cut] | None:
+    """The part starts by the fastest exact way for the job's settings; None = one whole part."""
+    if params.split_type == SplitType.LINE and params.batch_strategy == BatchStrategy.SINGLE_RECORD:
+        return line_cuts(stream, size, budget, check)
+    limit = params.max_payload_bytes
+    if (
+        params.split_type == SplitType.LINE
+        and limit is not None
+        and not processor.filters_input
+        and options.csv_header != "repeat"
+    ):
+        isolate = options.on_record_error != "fail"
+        return packed_line_cuts(
+            stream, limit, budget, skip_first=options.csv_header == "skip", isolate=isolate, check=check
+        )
+    return batch_cuts(stream, params, options, processor, budget, check)
 
 
 def batch_cuts(
@@ -175,6 +200,69 @@ def line_cuts(stream: BinaryIO, size: int, budget: int, check: Callable[[], None
             search = max(threshold - 1 - position, found + 1)
         newlines += chunk.count(b"\n")
         position += len(chunk)
+    return cuts
+
+
+def _line_lengths(stream: BinaryIO) -> Iterator[tuple[int, int]]:
+    """``(offset, length)`` of each line's record data (``split._lines``: a ``\\r`` before the ``\\n`` is not
+    data; a last line without ``\\n`` keeps its ``\\r``), without building the records."""
+    position = 0
+    carry_start = -1  # offset of a line that spans chunks
+    carry_length = 0
+    carry_cr = False
+    while chunk := stream.read(SCAN_CHUNK):
+        start = 0
+        while (newline := chunk.find(b"\n", start)) >= 0:
+            cr = chunk[newline - 1] == 13 if newline > start else (carry_start >= 0 and carry_cr)
+            if carry_start >= 0:
+                yield carry_start, carry_length + newline - start - cr
+                carry_start = -1
+            else:
+                yield position + start, newline - start - cr
+            start = newline + 1
+        if start < len(chunk):
+            if carry_start < 0:
+                carry_start, carry_length = position + start, 0
+            carry_length += len(chunk) - start
+            carry_cr = chunk[-1] == 13
+        position += len(chunk)
+    if carry_start >= 0:
+        yield carry_start, carry_length
+
+
+def packed_line_cuts(
+    stream: BinaryIO,
+    limit: int,
+    budget: int,
+    *,
+    skip_first: bool,
+    isolate: bool,
+    check: Callable[[], None] | None = None,
+) -> list[Cut] | None:
+    """``batch_cuts`` for ``SplitType=Line`` under ``MultiRecord`` with a payload limit and no InputFilter: the
+    greedy packing of ``plan.pack`` replayed on line lengths alone (a line's payload is its data plus ``\\n``).
+    ``skip_first``: line 1 is a CSV header that is not sent. None when a line cannot fit and errors are not
+    isolated (the transform fails that file; planning it as one part reports it as unsplit)."""
+    cuts: list[Cut] = [(0, 0, 1)]
+    size = 0
+    open_batch = False
+    for index, (offset, length) in enumerate(_line_lengths(stream)):
+        if check is not None and index % (CHECK_EVERY * 256) == 0:
+            check()
+        if skip_first and index == 0:
+            continue
+        piece = length + 1
+        if piece > limit:  # an error batch of its own; the next line starts a new batch
+            if not isolate:
+                return None
+            open_batch = False
+        elif open_batch and size + piece <= limit:
+            size += piece
+            continue
+        else:
+            open_batch, size = True, piece
+        if offset - cuts[-1][0] >= budget and index >= SAMPLE_LINES:
+            cuts.append((offset, index, index + 1))
     return cuts
 
 

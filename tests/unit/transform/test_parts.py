@@ -179,3 +179,45 @@ def test_the_newline_scan_cuts_where_the_batching_does(
             io.BytesIO(data), params, options, DataProcessor.from_params(params, options), budget
         )
         assert fast == slow and len(fast) > 1
+
+
+@pytest.mark.parametrize("chunk", [5, 4096, 1 << 20])
+@pytest.mark.parametrize(
+    ("csv_header", "on_record_error"), [("none", "fail"), ("skip", "error-row"), ("none", "skip")]
+)
+def test_the_packing_replay_cuts_where_the_batching_does(
+    monkeypatch: pytest.MonkeyPatch, chunk: int, csv_header: str, on_record_error: str
+) -> None:
+    # MultiRecord Line files without an InputFilter are planned from line lengths alone; the cuts must be those
+    # of the record-by-record batching: CRLF, blank lines, a last line without newline (keeping its CR), and
+    # with error isolation a line over the 1 MiB payload limit (an error batch of its own).
+    import random
+
+    rng = random.Random(7)
+    lines = [b"h1,h2"] + [b"v" * rng.randrange(0, 30000) for _ in range(400)]
+    lines[50] = b""
+    if on_record_error != "fail":
+        lines[200] = b"o" * ((1 << 20) + 5)
+    data = b"\r\n".join(lines[:300]) + b"\n" + b"\n".join(lines[300:]) + b"\r"
+    params = _params(content_type="text/csv", BatchStrategy="MultiRecord", MaxPayloadInMB=1)
+    options = JobOptions(csv_header=csv_header, on_record_error=on_record_error)  # type: ignore[arg-type]
+    monkeypatch.setattr(parts_module, "SCAN_CHUNK", chunk)
+    for budget in (100_000, 1_500_000):
+        fast = parts_module.packed_line_cuts(
+            io.BytesIO(data),
+            params.max_payload_bytes,  # type: ignore[arg-type]
+            budget,
+            skip_first=csv_header == "skip",
+            isolate=on_record_error != "fail",
+        )
+        slow = parts_module.batch_cuts(
+            io.BytesIO(data), params, options, DataProcessor.from_params(params, options), budget
+        )
+        assert fast == slow and len(fast) > 1
+
+
+def test_a_line_over_the_payload_limit_without_isolation_is_one_part(tmp_path: Path) -> None:
+    data = b"a\n" * 100 + b"x" * ((1 << 20) + 1) + b"\n" + b"b\n" * 100
+    store = _store(tmp_path, data)
+    params = _params(BatchStrategy="MultiRecord", MaxPayloadInMB=1)
+    assert plan_parts(store, "in/data", len(data), params, JobOptions(), budget=100) == [Part.whole_object()]
