@@ -227,6 +227,16 @@ def transform(
             help="Stop the job after this many seconds (reason MaxRuntimeExceeded; committed files are kept).",
         ),
     ] = None,
+    part_size: Annotated[
+        int | None,
+        typer.Option(
+            "--part-size",
+            help="Bytes per part: larger uncompressed Line/RecordIO/TFRecord inputs are cut into parts at "
+            "mini-batch boundaries, each checkpointed (a resumed job redoes only unfinished parts). Default "
+            "BATCHLANE_PART_SIZE, else 64 MiB (docs/parts.md).",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Run a batch transform job: one <input>.out per input object, SageMaker Batch Transform semantics."""
     from batchlane.cli.foreground import run_here
@@ -285,6 +295,7 @@ def transform(
             "max_restarts": max_restarts,
             "max_runtime_s": max_runtime,
             "engine": engine_name if engine_name != "local" else None,
+            "part_size": part_size,
         }.items()
         if value is not None
     }

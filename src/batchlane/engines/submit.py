@@ -58,7 +58,7 @@ def submit(
                 field="TransformOutput.S3OutputPath",
             )
     stored_options = {
-        "job": job_options.model_dump(mode="json"),
+        "job": job_options.stored(),
         "model": model.spec.model_dump(mode="json"),
     }
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,6 +42,9 @@ class JobOptions(BaseModel):
       idea); past it the job ends Stopped with the reason ``MaxRuntimeExceeded``, its committed files kept.
     * ``engine``: where the job runs (``engines.base.ENGINE_NAMES``; ``--engine``), so ``jobs`` commands and resume
       use the job's own engine.
+    * ``part_size``: the byte budget of one part (docs/parts.md): a larger uncompressed Line/RecordIO/TFRecord
+      object is cut into parts at mini-batch boundaries, each checkpointed on its own. None = ``BATCHLANE_PART_SIZE``,
+      else 64 MiB.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -56,7 +59,20 @@ class JobOptions(BaseModel):
     record_count: Literal["lenient", "strict"] = "lenient"
     max_restarts: int = Field(3, ge=0, le=100)
     max_runtime_s: int | None = Field(None, ge=1)
+    part_size: int | None = Field(None, ge=1)
     engine: str = "local"
+
+    # Fields added after jobs were first stored: they are stored only when set, so a job created before they existed
+    # keeps its spec hash, and re-submitting it with ``if_same_spec_ok`` still finds the same spec.
+    _STORED_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"part_size", "engine"})
+
+    def stored(self) -> dict[str, Any]:
+        """The options as the job store keeps them (JSON; the later fields only when they differ from the default)."""
+        data = self.model_dump(mode="json")
+        for name in self._STORED_WHEN_SET:
+            if data.get(name) == type(self).model_fields[name].default:
+                data.pop(name)
+        return data
 
     @field_validator("engine")
     @classmethod
