@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,ml,train,aws,server,onnx,openvino,sdk,monitor
+EXTRAS ?= dev,ml,train,aws,server,onnx,openvino,sdk,monitor,ray
 # A folder holding a torch wheel (passed to pip as --find-links), and/or an index to find it in.
 TORCH_WHEEL_DIR ?=
 TORCH_INDEX_URL ?=
