@@ -9,8 +9,9 @@ from ``get_engine``; none imports a concrete engine (a test checks the imports).
 * ``stop`` / ``reopen`` / ``describe``: the SageMaker actions on an existing job;
 * ``recover``: the one orphan sweep (``jobs.lease.find_orphans``): resume every job no live runner holds.
 
-Engines are keyed by ``EngineName``. Only ``"local"`` ships today; ``"ray"``, ``"docker"`` and ``"sagemaker"`` are
-named so that asking for one gives an error that says what is missing, not an unknown-name error.
+Engines are keyed by ``EngineName``. ``"local"`` and ``"ray"`` (with the ``ray`` extra; docs/ray.md) ship today;
+``"docker"`` and ``"sagemaker"`` are named so that asking for one gives an error that says what is missing, not an
+unknown-name error.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 # name -> (module:class, the extra whose packages it needs or None, the package that extra brings)
 _ENGINES: dict[str, tuple[str | None, str | None, str | None]] = {
     "local": ("batchlane.engines.local:LocalEngine", None, None),
-    "ray": (None, "ray", "ray"),
+    "ray": ("batchlane.engines.ray:RayEngine", "ray", "ray"),
     "docker": (None, None, "docker"),
     "sagemaker": (None, "aws", "boto3"),
 }

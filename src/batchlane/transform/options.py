@@ -40,6 +40,10 @@ class JobOptions(BaseModel):
       0 = never restart: such a fault fails the job at once.
     * ``max_runtime_s``: a deadline for one run of the job (SageMaker's ``StoppingCondition.MaxRuntimeInSeconds``
       idea); past it the job ends Stopped with the reason ``MaxRuntimeExceeded``, its committed files kept.
+    * ``engine``: where the job runs (docs/engines.md); ``jobs resume`` runs it on the same engine.
+    * ``address``, ``replicas``, ``gpus_per_replica`` (engine ``ray``, docs/ray.md): the Ray cluster (None = a
+      local Ray started for the job, ``auto``, or ``ray://host:port``), the replica pool size (default
+      InstanceCount × replicas per instance) and the GPUs each replica gets (default 1 for a GPU instance type).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -54,6 +58,11 @@ class JobOptions(BaseModel):
     record_count: Literal["lenient", "strict"] = "lenient"
     max_restarts: int = Field(3, ge=0, le=100)
     max_runtime_s: int | None = Field(None, ge=1)
+    # Where the job runs: one of engines.base.ENGINE_NAMES (not imported: engines import this module).
+    engine: Literal["local", "ray", "docker", "sagemaker"] = "local"
+    address: str | None = None
+    replicas: int | None = Field(None, ge=1, le=4096)
+    gpus_per_replica: float | None = Field(None, ge=0, le=64)
 
 
 def validate_options(
