@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from batchlane.cli.options import DbOption, open_job_store, parse_env_pairs
+from batchlane.engines.base import ENGINE_NAMES
 
 
 def read_request(
@@ -205,13 +206,45 @@ def transform(
             help="Stop the job after this many seconds (reason MaxRuntimeExceeded; committed files are kept).",
         ),
     ] = None,
+    engine_name: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help=f"Where the job runs, one of {', '.join(ENGINE_NAMES)}: local (this machine), ray (a Ray "
+            "cluster, docs/ray.md). `jobs resume` uses the job's own engine.",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="--engine ray: the Ray cluster: auto (the one running on this machine) or ray://host:port. "
+            "Default: a local Ray started for the job.",
+        ),
+    ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--replicas",
+            help="--engine ray: model replicas (actors) in the pool. Default: InstanceCount x replicas per "
+            "instance (its GPUs, or 1 on CPU).",
+        ),
+    ] = None,
+    gpus_per_replica: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus-per-replica",
+            help="--engine ray: GPUs each replica gets (default 1 for a GPU instance type such as ml.g5.*, "
+            "else 0). A cluster without them fails the job with the reason.",
+        ),
+    ] = None,
 ) -> None:
     """Run a batch transform job: one <input>.out per input object, SageMaker Batch Transform semantics."""
     from batchlane.cli.foreground import run_here
     from batchlane.engines import get_engine
 
     store = open_job_store(db)
-    engine = get_engine("local", store)
+    engine = get_engine(engine_name, store)
     if model_dir and model:
         from batchlane.errors import ValidationError
 
@@ -253,6 +286,10 @@ def transform(
             "record_count": record_count,
             "max_restarts": max_restarts,
             "max_runtime_s": max_runtime,
+            "engine": engine_name,
+            "address": address,
+            "replicas": replicas,
+            "gpus_per_replica": gpus_per_replica,
         }.items()
         if value is not None
     }

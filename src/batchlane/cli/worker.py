@@ -54,6 +54,12 @@ def register(app: typer.Typer) -> None:
             envvar="BATCHLANE_MODEL_DATA_URL",
             help="Model data of the --model model (a model folder, model.tar.gz, file:// or s3:// URI).",
         ),
+        engine: str = typer.Option(
+            "local",
+            "--engine",
+            help="Where the worker runs its jobs: local (this machine) or ray (a Ray cluster, docs/ray.md; "
+            "the cluster from RAY_ADDRESS, else a local Ray per job).",
+        ),
         burst: bool = typer.Option(
             False, "--burst", help="Exit when the queue has no visible message (instead of waiting for more)."
         ),
@@ -153,6 +159,8 @@ def register(app: typer.Typer) -> None:
                 retry_backoff_s=retry_backoff,
                 max_retry_backoff_s=max(300.0, retry_backoff),
                 recover=not no_recover,
+                engine=engine,  # type: ignore[arg-type]  # get_engine names the choices for a bad one
+                job_options={"engine": engine} if engine != "local" else None,
             )
             _install_signal_handlers(runner)
             if metrics_port is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,7 +36,8 @@ CANCEL_GRACE_S = 5.0  # how long cancelled units get to discard their temp outpu
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """Where and how many: the Ray ``address`` (None: a new local Ray for this job; ``auto``; ``ray://host:port``),
+    """Where and how many: the Ray ``address`` (None: ``RAY_ADDRESS``, else a new local Ray for this job; ``auto``;
+    ``ray://host:port``),
     the pool size (``replicas``; None: instances × replicas per instance), the job's ``instances``
     (InstanceCount), and the resources of each replica."""
 
@@ -83,9 +85,10 @@ class ReplicaPool:
         import ray
 
         if not ray.is_initialized():
-            # address None means a Ray of this job's own ("local"), never whichever cluster this machine ran last.
+            # No address (and no RAY_ADDRESS) means a Ray of this job's own ("local"), never whichever cluster
+            # this machine happened to start last.
             ray.init(
-                address=self.config.address or "local",
+                address=self.config.address or os.environ.get("RAY_ADDRESS") or "local",
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
