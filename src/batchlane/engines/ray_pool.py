@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -164,6 +165,8 @@ class ReplicaPool:
         import ray
 
         remote = ray.remote(Replica).options(
+            # Named, so that `ray list actors` (and a test) can tell a job's replicas apart.
+            name=f"batchlane-{self.spec.job}-{self._started}-{secrets.token_hex(3)}",
             num_cpus=self.config.cpus_per_replica,
             num_gpus=self.config.gpus_per_replica,
             max_restarts=0,

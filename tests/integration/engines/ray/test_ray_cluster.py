@@ -1,0 +1,157 @@
+"""The ray engine on a two-node Ray cluster on this machine (``ray start --head`` + ``ray start --address``, one
+CPU each), driven by the real CLI: the same outputs as the local engine, kill -9 of the driver then ``jobs resume``
+(only uncommitted units are redone), and a worker node stopped mid-job (docs/ray.md)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from batchlane.jobs.state import JobStatus
+from batchlane.jobs.store import JobStore
+from tests.integration.engines.ray.cluster import LocalCluster, node_env
+from tests.integration.engines.ray.conftest import write_lines
+from tests.models import (
+    CLI,
+    job_log,
+    register_echo,
+    run_job_in_process,
+    temp_files,
+    transform_request,
+    tree,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    temp = Path(tempfile.mkdtemp(prefix="blrc-", dir="/tmp"))
+    nodes = LocalCluster(temp)
+    try:
+        nodes.start_head(num_cpus=1)
+        nodes.add_node(num_cpus=1)
+        nodes.wait_for(nodes=2, cpus=2)
+        yield nodes
+    finally:
+        nodes.stop()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _driver(store: JobStore, name: str, folder: Path, out: Path, address: str, model: str) -> list[str]:
+    return [
+        *CLI, "transform", "--name", name, "--model", model, "--input", f"{folder}/", "--output", f"{out}/",
+        "--content-type", "text/plain", "--split-type", "Line", "--engine", "ray", "--address", address,
+        "--replicas", "2", "--db", str(store.path), "-q",
+    ]  # fmt: skip
+
+
+def _expected(store: JobStore, folder: Path, out: Path, model: str) -> dict[str, bytes]:
+    request = transform_request(f"expected-{out.name}", f"{folder}/", f"{out}/", model=model)
+    assert run_job_in_process(store, request).status is JobStatus.COMPLETED
+    return tree(out)
+
+
+def _done_lines(log: str) -> Counter[str]:
+    return Counter(
+        line.split(": done:")[0].rsplit("/", 1)[-1] for line in log.splitlines() if ": done:" in line
+    )
+
+
+def test_a_job_on_two_nodes_writes_the_local_engines_bytes(cluster: LocalCluster, tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    register_echo(store)
+    folder = write_lines(tmp_path, {"a.txt": 40, "sub/b.txt": 3, "sub/c/d.txt": 9, "e.txt": 2})
+    expected = _expected(store, folder, tmp_path / "expected", "echo")
+    done = subprocess.run(
+        _driver(store, "two-nodes", folder, tmp_path / "out", cluster.address, "echo"),
+        env=node_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert tree(tmp_path / "out") == expected
+    log = job_log(store, "two-nodes")
+    assert log.count(" ready") == 2 and "on a cluster of 2 CPU" in log
+
+
+def test_kill_9_of_the_driver_then_jobs_resume_redoes_only_uncommitted_units(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    register_echo(store, name="slow", ECHO_BATCH_SLEEP_S="1")
+    folder = write_lines(tmp_path, {f"f{i}.txt": 4 for i in range(8)})
+    expected = _expected(store, folder, tmp_path / "expected", "slow")
+    driver = subprocess.Popen(
+        _driver(store, "resumed", folder, tmp_path / "out", cluster.address, "slow"),
+        env=node_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(
+            lambda: store.find_job("resumed") and store.get_job("resumed").files_done >= 2, timeout=180
+        )
+    finally:
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = store.get_job("resumed")
+    assert before.status is JobStatus.IN_PROGRESS and 2 <= before.files_done < 8
+    committed = _done_lines(job_log(store, "resumed"))
+    resumed = subprocess.run(
+        [*CLI, "jobs", "resume", "resumed", "--db", str(store.path), "-q"],
+        env=node_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert store.get_job("resumed").status is JobStatus.COMPLETED
+    assert tree(tmp_path / "out") == expected and temp_files(tmp_path / "out") == []
+    log = job_log(store, "resumed")
+    done = _done_lines(log)
+    # Every file committed once over both runs: the resumed run redid none of the committed ones.
+    assert set(done) == {f"f{i}.txt" for i in range(8)} and all(n == 1 for n in done.values())
+    assert set(committed) and set(committed) <= set(done)
+    assert log.count("ray: ") > 2 and "on a cluster of 2 CPU" in log.rsplit("job Completed", 1)[0]
+
+
+def test_a_worker_node_stopped_mid_job_has_its_unit_rerun_elsewhere(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    register_echo(store, name="slow", ECHO_BATCH_SLEEP_S="1")
+    folder = write_lines(tmp_path, {f"f{i}.txt": 4 for i in range(6)})
+    expected = _expected(store, folder, tmp_path / "expected", "slow")
+    driver = subprocess.Popen(
+        _driver(store, "node-lost", folder, tmp_path / "out", cluster.address, "slow"),
+        env=node_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: store.find_job("node-lost") and store.get_job("node-lost").files_done >= 1, timeout=180
+        )
+        cluster.stop_node(cluster.nodes[1])  # the worker node (one of the two replicas runs there)
+        _, err = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, err[-2000:]
+    assert tree(tmp_path / "out") == expected and temp_files(tmp_path / "out") == []
+    log = job_log(store, "node-lost")
+    assert "re-running it on another replica" in log
+    done = _done_lines(log)
+    assert set(done) == {f"f{i}.txt" for i in range(6)} and all(n == 1 for n in done.values())
