@@ -82,7 +82,7 @@ def test_a_job_on_two_nodes_writes_the_local_engines_bytes(cluster: LocalCluster
     assert done.returncode == 0, done.stderr[-2000:]
     assert tree(tmp_path / "out") == expected
     log = job_log(store, "two-nodes")
-    assert log.count(" ready") == 2 and "on a cluster of 2 CPU" in log
+    assert "ray: 2 replicas (1 CPU, 0 GPU each) on a cluster of 2 CPU" in log
 
 
 def test_kill_9_of_the_driver_then_jobs_resume_redoes_only_uncommitted_units(
