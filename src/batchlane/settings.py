@@ -104,6 +104,8 @@ AWS_ENDPOINT_URL_SAGEMAKER = "AWS_ENDPOINT_URL_SAGEMAKER"
 # Monitoring schedules (docs/monitoring-schedules.md): the folder under which an endpoint's captured data lives
 # (<root>/<EndpointName>), the monitoring data of a schedule's EndpointInput.
 BATCHLANE_MONITOR_CAPTURE_ROOT = "BATCHLANE_MONITOR_CAPTURE_ROOT"
+# The byte budget of one part of a large input file (docs/parts.md) when the job sets no part_size.
+BATCHLANE_PART_SIZE = "BATCHLANE_PART_SIZE"
 
 
 def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
@@ -149,6 +151,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ValidationError(
         f"environment variable {name} must be true or false, got {env[name].strip()!r}", field=name
     )
+
+
+def part_size(env: Mapping[str, str] | None = None) -> int | None:
+    """``BATCHLANE_PART_SIZE`` in bytes (a positive integer), or None when it is unset."""
+    value = _int(os.environ if env is None else env, BATCHLANE_PART_SIZE, None)
+    if value is not None and value < 1:
+        from batchlane.errors import ValidationError
+
+        raise ValidationError(
+            f"environment variable {BATCHLANE_PART_SIZE} must be a positive number of bytes, got {value}",
+            field=BATCHLANE_PART_SIZE,
+        )
+    return value
 
 
 # Files whose presence means "running inside a container" (Docker, Podman); there the server binds 0.0.0.0.

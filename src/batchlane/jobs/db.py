@@ -24,7 +24,7 @@ from typing import Any
 
 from batchlane.errors import StorageError, ValidationError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MAX_FAILURE_REASON = 1024
 MAX_NEXT_TOKEN = 8192
 
@@ -125,7 +125,37 @@ _SCHEMA_V4 = [
     )""",
     "CREATE INDEX monitoring_executions_by_schedule ON monitoring_executions (schedule, creation_time, name)",
 ]
-_MIGRATIONS: dict[int, list[str]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+# Version 5: per-part checkpoints of large input files (``jobs.parts.PartTable``, docs/parts.md). A part is a byte
+# range of one input file; ``end`` NULL means "to the end of the object" (a whole-object part).
+_SCHEMA_V5 = [
+    """CREATE TABLE job_parts (
+        job TEXT NOT NULL COLLATE NOCASE REFERENCES jobs (name) ON DELETE CASCADE,
+        input_key TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        "end" INTEGER,
+        first_index INTEGER NOT NULL,
+        first_line INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        owner TEXT,
+        records INTEGER NOT NULL DEFAULT 0,
+        records_failed INTEGER NOT NULL DEFAULT 0,
+        bytes_read INTEGER NOT NULL DEFAULT 0,
+        warnings INTEGER NOT NULL DEFAULT 0,
+        warning TEXT,
+        last_error TEXT,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (job, input_key, number)
+    ) WITHOUT ROWID""",
+]
+_MIGRATIONS: dict[int, list[str]] = {
+    1: _SCHEMA_V1,
+    2: _SCHEMA_V2,
+    3: _SCHEMA_V3,
+    4: _SCHEMA_V4,
+    5: _SCHEMA_V5,
+}
 
 
 def utcnow() -> datetime:

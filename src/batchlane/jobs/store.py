@@ -46,6 +46,7 @@ from batchlane.jobs import outputs
 from batchlane.jobs.checkpoints import CheckpointTable
 from batchlane.jobs.db import MAX_FAILURE_REASON, Database, _json, _reason, _ts, spec_hash, utcnow
 from batchlane.jobs.lease import LeaseTable
+from batchlane.jobs.parts import PartTable
 from batchlane.jobs.records import FileCheckpoint, JobRecord, ModelRow
 from batchlane.jobs.state import ACTIVE, REOPENABLE, FileState, JobStatus, check_job_name, check_transition
 
@@ -60,8 +61,8 @@ __all__ = [
 ]
 
 
-class JobStore(Database, LeaseTable, CheckpointTable):
-    """Jobs, file checkpoints and models in the SQLite file at ``path`` (created with its folder if missing).
+class JobStore(Database, LeaseTable, CheckpointTable, PartTable):
+    """Jobs, file and part checkpoints and models in the SQLite file at ``path`` (created with its folder if missing).
 
     ``region`` and ``account`` go into ARNs; ``clock`` (default: UTC now) makes times testable.
     """

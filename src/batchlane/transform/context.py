@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from batchlane.jobs.parts import PartCheckpoint
 from batchlane.jobs.state import FileState
 from batchlane.jobs.store import JobStore
 
@@ -74,6 +75,22 @@ class JobContext(FileContext, Protocol):
 
     def server_restarted(self, number: int, message: str) -> None:
         """The model server is being restarted (the ``number``-th time in this run), for ``message``'s reason."""
+        ...
+
+    def file_parts(self, input_key: str) -> list[PartCheckpoint]:
+        """The file's stored part plan (empty before it is planned), with each part's state and counts."""
+        ...
+
+    def plan_file_parts(self, input_key: str, parts: list[Any]) -> list[PartCheckpoint]:
+        """Record the file's part plan (``transform.parts.Part`` objects) once; returns the stored plan."""
+        ...
+
+    def part_done(self, input_key: str, number: int, outcome: Any) -> None:
+        """Part ``number`` of the file is committed (its staged object is written), with its ``FileOutcome``."""
+        ...
+
+    def parts_reset(self, input_key: str) -> None:
+        """Forget the file's committed parts (the file failed): a retry redoes all of them."""
         ...
 
 
@@ -141,6 +158,30 @@ class StoreContext:
         total = self.store.add_restart(self.name, owner=self.owner)
         self.log.info("[batchlane]: %s (restarts of this job: %d)", message, total)
         self.on_progress("restart", {"number": number, "total": total})
+
+    def file_parts(self, input_key: str) -> list[PartCheckpoint]:
+        return self.store.parts(self.name, input_key)
+
+    def plan_file_parts(self, input_key: str, parts: list[Any]) -> list[PartCheckpoint]:
+        return self.store.add_parts(self.name, input_key, parts, owner=self.owner)
+
+    def part_done(self, input_key: str, number: int, outcome: Any) -> None:
+        self.store.mark_part(
+            self.name,
+            input_key,
+            number,
+            records=outcome.records,
+            records_failed=outcome.failed,
+            bytes_read=outcome.bytes_read,
+            warnings=outcome.warnings,
+            warning=outcome.first_warning,
+            last_error=outcome.last_error,
+            owner=self.owner,
+        )
+        self.on_progress("part", {"key": input_key, "number": number})
+
+    def parts_reset(self, input_key: str) -> None:
+        self.store.reset_parts(self.name, input_key, owner=self.owner)
 
 
 def consolidate_part(folder: Path, input_key: str) -> Path:

@@ -23,10 +23,13 @@ from batchlane.transform.assemble import Assembler
 from batchlane.transform.container import ModelContainer
 from batchlane.transform.context import Interrupted, JobContext
 from batchlane.transform.dataprocessing import DataProcessor
-from batchlane.transform.file_transform import FileFailed, FileOutcome, FileTransform
+from batchlane.transform.file_transform import FileFailed, FileOutcome
 from batchlane.transform.invoke import InvocationFailed, Invoker, ModelServer
 from batchlane.transform.options import JobOptions
 from batchlane.transform.params import EffectiveParams
+from batchlane.transform.part_assembly import remove_staged
+from batchlane.transform.part_driver import PartedFile
+from batchlane.transform.parts import part_size
 from batchlane.transform.supervisor import Fault, ServerSupervisor
 
 STOP_POLL_S = 0.5  # how often a stop request, the job's deadline or a lost lease is looked for
@@ -64,6 +67,7 @@ class FileLoop:
             check_interrupt=context.check_interrupt,
         )
         self.invoker: Invoker | None = None
+        self.part_size = part_size(options)
 
     async def run(self, in_store: ObjectStore, out_store: ObjectStore, files: list[FileCheckpoint]) -> None:
         """Transform ``files`` in order; ``Interrupted`` on a stop, a BatchlaneError when the job must fail."""
@@ -100,12 +104,12 @@ class FileLoop:
                         redone.add(key)
                         continue
                     queue.pop(0)
-                    self._failed(checkpoint, url, exc)
+                    self._failed(checkpoint, url, exc, out_store)
                     if fault is not None:
                         await self._restart(fault, where)
                     continue
                 queue.pop(0)
-                self._done(checkpoint, url, outcome)
+                self._done(checkpoint, url, outcome, out_store)
         finally:
             await self.invoker.aclose()
 
@@ -113,18 +117,38 @@ class FileLoop:
         self, checkpoint: FileCheckpoint, in_store: ObjectStore, out_store: ObjectStore
     ) -> Coroutine[Any, Any, FileOutcome]:
         assert self.invoker is not None
-        transform = FileTransform(
-            self.context, checkpoint, self.params, self.options, self.processor, self.assembler, self.invoker
+        transform = PartedFile(
+            self.context,
+            checkpoint,
+            self.params,
+            self.options,
+            self.processor,
+            self.assembler,
+            self.invoker,
+            budget=self.part_size,
         )
         return transform.run(in_store, out_store)
 
-    def _failed(self, checkpoint: FileCheckpoint, url: str, exc: Exception) -> None:
+    def _failed(self, checkpoint: FileCheckpoint, url: str, exc: Exception, out_store: ObjectStore) -> None:
         self.context.log.info("%s: %s", url, exc)
         self.context.file_failed(checkpoint.input_key, str(exc))
+        self._discard_parts(checkpoint, out_store, reset=True)
 
-    def _done(self, checkpoint: FileCheckpoint, url: str, outcome: FileOutcome) -> None:
+    def _done(
+        self, checkpoint: FileCheckpoint, url: str, outcome: FileOutcome, out_store: ObjectStore
+    ) -> None:
         self.context.file_done(checkpoint.input_key, records=outcome.records, failed=outcome.failed)
         self.context.log.info("%s: done: %d records, %d failed", url, outcome.records, outcome.failed)
+        self._discard_parts(checkpoint, out_store, reset=False)
+
+    def _discard_parts(self, checkpoint: FileCheckpoint, out_store: ObjectStore, *, reset: bool) -> None:
+        """Remove a finished file's staged part objects (after its state is stored); a failed file's committed
+        parts are forgotten too, so a retry of the file redoes them all."""
+        parts = self.context.file_parts(checkpoint.input_key)
+        if len(parts) > 1:
+            remove_staged(out_store, checkpoint.output_key, self.context.name, len(parts))
+            if reset:
+                self.context.parts_reset(checkpoint.input_key)
 
     async def _abandon_on_stop(self, work: Coroutine[Any, Any, FileOutcome]) -> FileOutcome:
         """Run one file's work; on a stop, the job's deadline or a lost lease, cancel it at once, even while a

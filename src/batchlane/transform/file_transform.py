@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import tempfile
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import chain, islice
 from typing import BinaryIO
 
 from batchlane import content_types
-from batchlane.errors import BadInput, BatchlaneError
+from batchlane.errors import BadInput
 from batchlane.jobs.store import FileCheckpoint
 from batchlane.storage.base import ObjectStore
 from batchlane.transform import assemble
@@ -35,9 +33,13 @@ from batchlane.transform.csv_header import HINT, SAMPLE_LINES, looks_like_header
 from batchlane.transform.dataprocessing import DataProcessor, split_response
 from batchlane.transform.invoke import InvocationFailed, Invoker, source_headers
 from batchlane.transform.options import JobOptions
+from batchlane.transform.outcome import BatchResult as _BatchResult
+from batchlane.transform.outcome import FileFailed, FileOutcome, error_ratio_failure, record_warnings
 from batchlane.transform.params import EffectiveParams
+from batchlane.transform.part_io import first_record, local_atomic, open_part, shifted
+from batchlane.transform.parts import Part
 from batchlane.transform.plan import MiniBatch, pack
-from batchlane.transform.split import Record, iter_records, open_decompressed
+from batchlane.transform.split import Record, iter_records
 
 PROGRESS_FLUSH_S = 0.5
 # With max_error_ratio, a file is failed early only once this many of its records have been answered (the first
@@ -45,44 +47,62 @@ PROGRESS_FLUSH_S = 0.5
 MIN_RATIO_SAMPLE = 100
 
 
-class FileFailed(BatchlaneError):
-    """One input file cannot be transformed; the job goes on with the next file and ends Failed. ``kind`` is the
-    ``InvocationFailed.kind`` when a request failed (``"connection"``, ``"timeout"``, ...), else None."""
-
-    def __init__(self, message: str, *, kind: str | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
+__all__ = ["FileFailed", "FileOutcome", "FileTransform", "PartTarget", "mini_batches"]
 
 
-@dataclass
-class FileOutcome:
-    """What one file came to: records answered and failed, bytes read, the first error, and how many mini-batches
-    answered another number of results than records (``record_count="lenient"``) with the first such message."""
+@dataclass(frozen=True)
+class PartTarget:
+    """Where one part of a file goes when the file is cut into parts (``transform.parts``): its staged output
+    object and staged consolidated results (keys in the output store), and the records answered and failed by the
+    file's earlier parts (so ``max_error_ratio`` is checked over the file so far, as in the unsplit run)."""
 
-    records: int = 0
-    failed: int = 0
-    bytes_read: int = 0
-    first_error: str | None = None
-    warnings: int = 0
-    first_warning: str | None = None
+    part: Part
+    output_key: str
+    consolidated_key: str | None = None
+    prior_records: int = 0
+    prior_failed: int = 0
 
 
-@dataclass
-class _BatchResult:
-    chunks: list[bytes]
-    ok: int
-    failed: int
-    consolidated: list[bytes] = field(default_factory=list)
-    error: str | None = None
-    result_columns: int | None = None  # for a pending CSV join header: the columns one result adds
-    # Result-count warnings, counted when the batch is written: in input order, so the file's first warning is
-    # its first mismatched mini-batch whichever answer came back first.
-    warnings: list[str] = field(default_factory=list)
+def mini_batches(
+    records: Iterator[Record],
+    header: bytes | None,
+    params: EffectiveParams,
+    processor: DataProcessor,
+    isolate: bool,
+) -> Iterator[MiniBatch]:
+    """A file's mini-batches in order (``plan.pack`` after the InputFilter); with error isolation a record whose
+    InputFilter fails becomes an error batch. The part planner cuts at the starts of these batches."""
+    failed_filter: list[tuple[Record, BadInput]] = []
+
+    def filtered() -> Iterator[Record]:
+        for record in records:
+            try:
+                yield processor.filter_record(record)
+            except BadInput as exc:
+                if not isolate:
+                    raise
+                failed_filter.append((record, exc))
+                return
+
+    while True:
+        yield from pack(
+            filtered(),
+            split_type=params.split_type,
+            strategy=params.batch_strategy,
+            max_payload_bytes=params.max_payload_bytes,
+            header=header,
+            oversize="isolate" if isolate else "raise",
+        )
+        if not failed_filter:
+            return
+        record, exc = failed_filter.pop()
+        yield MiniBatch((record,), b"", exc)  # type: ignore[arg-type]  # an error batch: never sent
 
 
 class FileTransform:
-    """Transforms one input file into its ``.out`` object; progress, warnings, log lines and the stop signal go
-    through ``context``."""
+    """Transforms one input file into its ``.out`` object, or with ``target`` one part of it into a staged part
+    object; progress, warnings, log lines and the stop signal go through ``context``. A part's result-count
+    warnings and the file's final ``max_error_ratio`` check are left to whoever assembles the parts."""
 
     def __init__(
         self,
@@ -93,8 +113,11 @@ class FileTransform:
         processor: DataProcessor,
         assembler: Assembler,
         invoker: Invoker,
+        target: PartTarget | None = None,
     ) -> None:
         self.context = context
+        self.target = target
+        self.part = target.part if target is not None else Part.whole_object()
         self.checkpoint = checkpoint
         self.params = params
         self.options = options
@@ -119,66 +142,42 @@ class FileTransform:
 
     async def run(self, in_store: ObjectStore, out_store: ObjectStore) -> FileOutcome:
         key = self.checkpoint.input_key
-        part_path = self.context.consolidated_path(key)
-        part: BinaryIO | None = None
-        if self.consolidate:
-            part_path.parent.mkdir(parents=True, exist_ok=True)
-            part = tempfile.NamedTemporaryFile(dir=part_path.parent, delete=False, suffix=".tmp")  # noqa: SIM115
-        try:
-            with in_store.open(key) as raw, out_store.writer(self.checkpoint.output_key) as out:
-                stream = open_decompressed(raw, self.params.compression_type)
-                await self._transform(stream, out, part)
+        target = self.target
+        with contextlib.ExitStack() as stack:
+            # A later part repeats the object's CSV header (csv_header="repeat"), which only part 0 holds.
+            header = None
+            if not self.part.first and self.options.csv_header == "repeat":
+                first = first_record(in_store, key, self.params.split_type)
+                header = None if first is None else self.processor.filter_header(first)
+            stream = stack.enter_context(open_part(in_store, key, self.part, self.params.compression_type))
+            out = stack.enter_context(
+                out_store.writer(target.output_key if target else self.checkpoint.output_key)
+            )
+            part: BinaryIO | None = None
+            if self.consolidate and target is not None and target.consolidated_key:
+                part = stack.enter_context(out_store.writer(target.consolidated_key))
+            elif self.consolidate:
+                part = stack.enter_context(local_atomic(self.context.consolidated_path(key)))
+            await self._transform(stream, out, part, header)
+        self.outcome.last_error = self._last_error
+        if target is None:
             self._record_warnings(in_store.url_for(key))
-            if part is not None:
-                part.close()
-                os.replace(part.name, part_path)
-                part = None
-        finally:
-            if part is not None:
-                part.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(part.name)
         self._flush_progress(force=True)
         return self.outcome
 
-    def _batches(self, records: Iterator[Record], header: bytes | None) -> Iterator[MiniBatch]:
-        """Mini-batches in order; with error isolation a record whose InputFilter fails becomes an error batch."""
+    async def _transform(
+        self, stream: BinaryIO, out: BinaryIO, part: BinaryIO | None, header: bytes | None = None
+    ) -> None:
         params = self.params
-        failed_filter: list[tuple[Record, BadInput]] = []
-
-        def filtered() -> Iterator[Record]:
-            for record in records:
-                try:
-                    yield self.processor.filter_record(record)
-                except BadInput as exc:
-                    if not self.isolate:
-                        raise
-                    failed_filter.append((record, exc))
-                    return
-
-        while True:
-            yield from pack(
-                filtered(),
-                split_type=params.split_type,
-                strategy=params.batch_strategy,
-                max_payload_bytes=params.max_payload_bytes,
-                header=header,
-                oversize="isolate" if self.isolate else "raise",
-            )
-            if not failed_filter:
-                return
-            record, exc = failed_filter.pop()
-            yield MiniBatch((record,), b"", exc)  # type: ignore[arg-type]  # an error batch: never sent
-
-    async def _transform(self, stream: BinaryIO, out: BinaryIO, part: BinaryIO | None) -> None:
-        params = self.params
-        records = iter_records(
-            stream,
-            params.split_type,
-            max_record_bytes=None if self.isolate else params.max_payload_bytes,
+        records = shifted(
+            iter_records(
+                stream,
+                params.split_type,
+                max_record_bytes=None if self.isolate else params.max_payload_bytes,
+            ),
+            self.part,
         )
-        header: bytes | None = None
-        if self.options.csv_header != "none":
+        if self.options.csv_header != "none" and self.part.first:
             first = next(records, None)
             if first is not None and self.options.csv_header == "repeat":
                 header = self.processor.filter_header(first.data)
@@ -192,7 +191,7 @@ class FileTransform:
         in_flight: deque[asyncio.Task[_BatchResult]] = deque()
         limit = max(1, params.max_concurrent_transforms)
         try:
-            for batch in self._batches(records, header):
+            for batch in mini_batches(records, header, params, self.processor, self.isolate):
                 self.context.check_interrupt()
                 in_flight.append(asyncio.ensure_future(self._batch(batch)))
                 while len(in_flight) >= limit:
@@ -200,7 +199,7 @@ class FileTransform:
             while in_flight:
                 self._write(await in_flight.popleft(), out, part)
             self._write_header(out, None)
-            self._check_error_ratio(final=True)
+            self._check_error_ratio(final=self.target is None)
         finally:
             for task in in_flight:
                 task.cancel()
@@ -226,18 +225,7 @@ class FileTransform:
             self.outcome.first_warning = message
 
     def _record_warnings(self, url: str) -> None:
-        """Log and store the file's result-count warnings: once per file, with their number."""
-        count, first = self.outcome.warnings, self.outcome.first_warning
-        if not count:
-            return
-        more = f" ({count} mini-batches of this file differ)" if count > 1 else ""
-        message = f"{url}: {first}{more}"
-        self.context.log.info(
-            "[batchlane]: warning: %s; the output holds the responses as returned (--record-count strict "
-            "makes this an error)",
-            message,
-        )
-        self.context.warnings(self.checkpoint.input_key, count, message)
+        record_warnings(self.context, self.checkpoint.input_key, url, self.outcome)
 
     def _write(self, result: _BatchResult, out: BinaryIO, part: BinaryIO | None) -> None:
         self._write_header(out, result.result_columns)
@@ -258,15 +246,13 @@ class FileTransform:
     def _check_error_ratio(self, *, final: bool) -> None:
         """``FileFailed`` when more than ``max_error_ratio`` of the file's records failed: at the end of the file,
         or earlier once ``MIN_RATIO_SAMPLE`` records have been answered."""
-        ratio = self.options.max_error_ratio
-        total = self.outcome.records + self.outcome.failed
-        if ratio is None or not total or (not final and total < MIN_RATIO_SAMPLE):
+        prior = (self.target.prior_records, self.target.prior_failed) if self.target else (0, 0)
+        records, failed = prior[0] + self.outcome.records, prior[1] + self.outcome.failed
+        if not final and records + failed < MIN_RATIO_SAMPLE:
             return
-        if self.outcome.failed / total > ratio:
-            raise FileFailed(
-                f"{self.outcome.failed} of {total} records failed, more than max_error_ratio={ratio:g}"
-                + (f"; last error: {self._last_error}" if self._last_error else "")
-            )
+        error = error_ratio_failure(records, failed, self.options.max_error_ratio, self._last_error)
+        if error is not None:
+            raise error
 
     def _flush_progress(self, force: bool = False) -> None:
         loop_time = asyncio.get_event_loop().time() if not force else float("inf")
@@ -274,6 +260,7 @@ class FileTransform:
             return
         self._last_flush = loop_time if not force else 0.0
         data, self._unflushed = self._unflushed, {"records": 0, "failed": 0, "bytes": 0}
+        self.outcome.bytes_read += data["bytes"]
         self.context.progress(
             self.checkpoint.input_key,
             records=data["records"],

@@ -40,6 +40,9 @@ class JobOptions(BaseModel):
       0 = never restart: such a fault fails the job at once.
     * ``max_runtime_s``: a deadline for one run of the job (SageMaker's ``StoppingCondition.MaxRuntimeInSeconds``
       idea); past it the job ends Stopped with the reason ``MaxRuntimeExceeded``, its committed files kept.
+    * ``part_size``: the byte budget of one part (docs/parts.md): a larger uncompressed Line/RecordIO/TFRecord
+      object is cut into parts at mini-batch boundaries, each checkpointed on its own. None = ``BATCHLANE_PART_SIZE``,
+      else 64 MiB.
     * ``engine``: where the job runs (docs/engines.md); ``jobs resume`` runs it on the same engine.
     * ``address``, ``replicas``, ``gpus_per_replica`` (engine ``ray``, docs/ray.md): the Ray cluster (None = a
       local Ray started for the job, ``auto``, or ``ray://host:port``), the replica pool size (default
@@ -58,6 +61,7 @@ class JobOptions(BaseModel):
     record_count: Literal["lenient", "strict"] = "lenient"
     max_restarts: int = Field(3, ge=0, le=100)
     max_runtime_s: int | None = Field(None, ge=1)
+    part_size: int | None = Field(None, ge=1)
     # Where the job runs: one of engines.base.ENGINE_NAMES (not imported: engines import this module).
     engine: Literal["local", "ray", "docker", "sagemaker"] = "local"
     address: str | None = None
