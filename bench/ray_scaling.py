@@ -35,7 +35,9 @@ def _sleep_job(work: Path, store: JobStore, files: int, lines: int) -> tuple[dic
     from tests.models import ECHO_DIR, ECHO_ENV, transform_request
 
     env = {**ECHO_ENV, "ECHO_BATCH_SLEEP_S": str(SLEEP_S)}
-    ModelRegistry(store).create(ModelSpec(name="sleepy", model_data=str(ECHO_DIR), environment=env), exist_ok=True)
+    ModelRegistry(store).create(
+        ModelSpec(name="sleepy", model_data=str(ECHO_DIR), environment=env), exist_ok=True
+    )
     folder = work / "in-sleep"
     folder.mkdir()
     for i in range(files):
@@ -52,19 +54,29 @@ def _classifier_job(work: Path, store: JobStore, docs: int, files: int) -> tuple
     model_dir = ensure_demo_model()
     truth = write_inputs(demo_data_dir() / DEMO_TEST_FILE, work / "in-classifier", files, docs)
     ModelRegistry(store).create(ModelSpec(name="classifier", model_data=str(model_dir)), exist_ok=True)
-    return demo_request("classifier", "classifier", work / "in-classifier", work / "out-classifier"), len(truth)
+    return demo_request("classifier", "classifier", work / "in-classifier", work / "out-classifier"), len(
+        truth
+    )
 
 
 def _run(store: JobStore, request: dict[str, Any], engine: str, replicas: int, tag: str) -> dict[str, float]:
     name = f"{request['TransformJobName']}-{tag}"
     output = request["TransformOutput"]["S3OutputPath"].rstrip("/") + f"-{tag}/"
-    job = {**request, "TransformJobName": name, "TransformOutput": {**request["TransformOutput"], "S3OutputPath": output}}
+    job = {
+        **request,
+        "TransformJobName": name,
+        "TransformOutput": {**request["TransformOutput"], "S3OutputPath": output},
+    }
     options = {"engine": engine, "replicas": replicas} if engine == "ray" else {}
-    runner = get_engine(engine, store, invoker="in_process") if engine == "local" else get_engine(engine, store)
+    runner = (
+        get_engine(engine, store, invoker="in_process") if engine == "local" else get_engine(engine, store)
+    )
     runner.submit(job, {"startup_timeout_s": 600, **options})
     ready: list[float] = []
     started = time.perf_counter()
-    record = runner.run(name, on_progress=lambda event, data: ready.append(time.perf_counter()) if event == "ready" else None)
+    record = runner.run(
+        name, on_progress=lambda event, data: ready.append(time.perf_counter()) if event == "ready" else None
+    )
     ended = time.perf_counter()
     if record.status.value != "Completed":
         raise SystemExit(f"{name}: {record.status.value}: {record.failure_reason}")
@@ -72,11 +84,17 @@ def _run(store: JobStore, request: dict[str, Any], engine: str, replicas: int, t
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="sleep,classifier", help="sleep, classifier or both (comma-separated)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", default="sleep,classifier", help="sleep, classifier or both (comma-separated)"
+    )
     parser.add_argument("--replicas", default="1,2", help="ray pool sizes to measure (comma-separated)")
     parser.add_argument("--docs", type=int, default=300, help="classifier documents (default 300)")
-    parser.add_argument("--files", type=int, default=4, help="input files per job (the work units; default 4)")
+    parser.add_argument(
+        "--files", type=int, default=4, help="input files per job (the work units; default 4)"
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -97,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
             runs = [("local", 1)] + [("ray", int(n)) for n in args.replicas.split(",")]
             for engine, replicas in runs:
                 result = _run(store, request, engine, replicas, f"{engine}{replicas}")
-                rows.append({"model": model, "engine": engine, "replicas": replicas, "records": records, **result})
+                rows.append(
+                    {"model": model, "engine": engine, "replicas": replicas, "records": records, **result}
+                )
                 print(f"{model} {engine} x{replicas}: {result['seconds']:.1f} s", file=sys.stderr, flush=True)
     ray.shutdown()
     print("| model | engine | replicas | records | seconds | records/s | after first ready: s | records/s |")

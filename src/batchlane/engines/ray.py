@@ -15,16 +15,13 @@ model in each replica's process when it has model_data, else a ``batchlane serve
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 from batchlane.engines.local import LocalEngine
 from batchlane.engines.ray_pool import PoolConfig, ReplicaPool
 from batchlane.engines.ray_replica import ReplicaSpec
-from batchlane.engines.ray_units import UnitResult, WorkUnit, units_for
+from batchlane.engines.ray_units import UnitBook, store_root
 from batchlane.errors import ValidationError
 from batchlane.jobs.lease import DEFAULT_LEASE_S
 from batchlane.jobs.store import FileCheckpoint, JobStore
@@ -32,10 +29,11 @@ from batchlane.models import ModelSpec
 from batchlane.serving.capture import JobCapture
 from batchlane.storage.base import ObjectStore
 from batchlane.storage.uri import open_store
-from batchlane.transform.context import Interrupted, ProgressCallback, StoreContext
+from batchlane.transform.context import ProgressCallback
 from batchlane.transform.invoke import ModelServer
 from batchlane.transform.options import JobOptions
 from batchlane.transform.params import EffectiveParams
+from batchlane.transform.part_work import PartJob
 from batchlane.transform.runner import JobRunner
 from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri
 
@@ -118,41 +116,23 @@ class RayJobRunner(JobRunner):
         pending: list[FileCheckpoint],
     ) -> None:
         assert isinstance(server, ReplicaPool) and self._request is not None
-        context = self._file_context()
+        book = UnitBook(self._file_context(), in_store, out_store, params, options)
+        job = PartJob(self.name, params, options, store_root(in_store), store_root(out_store))
         try:
-            server.run(
-                units_for(pending, in_store, out_store),
-                params,
-                lambda unit, result: self._commit(context, in_store, unit, result),
+            units = book.plan(pending)
+            self.job_log.info(
+                "[batchlane]: ray: %d work units (%d files) on %d replicas",
+                len(units),
+                len(pending),
+                server.size,
             )
+            server.run(units, job, book.commit, book.wanted)
         finally:
             # A replica killed mid-unit leaves its temp output behind (never visible as an output object).
             server.kill_all()
+            book.tidy()
             _, prefix = open_store(canonical_uri(self._request.TransformOutput.S3OutputPath))
             self._clean_temps(out_store, prefix)
-
-    def _commit(
-        self, context: StoreContext, in_store: ObjectStore, unit: WorkUnit, result: UnitResult
-    ) -> None:
-        """Record a replica's result in the job store (the driver is its only writer), as ``FileLoop`` would."""
-        for line in result.log_lines:
-            self.job_log.info("%s", line)
-        key, url = unit.input_key, in_store.url_for(unit.input_key)
-        if result.error is not None:
-            if self.halted:
-                raise Interrupted(f"stopped while transforming {key}")
-            self.job_log.info("%s: %s", url, result.error)
-            context.file_failed(key, result.error)
-            return
-        if result.warnings and result.first_warning:
-            context.warnings(key, result.warnings, result.first_warning)
-        if result.consolidated is not None:
-            _write_atomically(context.consolidated_path(key), result.consolidated)
-        context.progress(key, records=result.records, failed=result.failed, bytes_read=result.bytes_read)
-        context.file_done(key, records=result.records, failed=result.failed)
-        self.job_log.info(
-            "%s: done: %d records, %d failed (%s)", url, result.records, result.failed, result.replica
-        )
 
 
 class RayEngine(LocalEngine):
@@ -192,16 +172,3 @@ class RayEngine(LocalEngine):
             owner=owner,
             cache_dir=self.cache_dir,
         )
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            sink.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise

@@ -27,6 +27,7 @@ from batchlane.engines.ray_units import UnitResult, WorkUnit
 from batchlane.errors import BatchlaneError, ValidationError
 from batchlane.transform.file_loop import STOP_POLL_S
 from batchlane.transform.params import EffectiveParams
+from batchlane.transform.part_work import PartJob
 
 log = logging.getLogger(__name__)
 
@@ -217,22 +218,26 @@ class ReplicaPool:
     def run(
         self,
         units: list[WorkUnit],
-        params: EffectiveParams,
+        job: PartJob,
         commit: Callable[[WorkUnit, UnitResult], None],
+        wanted: Callable[[WorkUnit], bool] = lambda unit: True,
     ) -> None:
-        """Transform ``units`` on the replicas, committing each result as it comes; ``Interrupted`` (from
-        ``check_interrupt``) after cancelling what is in flight."""
+        """Transform ``units`` of ``job`` on the replicas, committing each result as it comes (a queued unit no
+        longer ``wanted`` is dropped); ``Interrupted`` (from ``check_interrupt``) after cancelling what is in
+        flight."""
         import ray
 
         queue = deque(units)
         running: dict[Any, tuple[Any, WorkUnit]] = {}
-        attempts: dict[str, int] = {}
+        attempts: dict[tuple[str, int], int] = {}
         try:
             while queue or running:
                 self.check_interrupt()
                 while self.idle and queue:
-                    actor, unit = self.idle.pop(), queue.popleft()
-                    running[actor.transform.remote(unit, params)] = (actor, unit)
+                    unit = queue.popleft()
+                    if wanted(unit):
+                        actor = self.idle.pop()
+                        running[actor.transform.remote(job, unit)] = (actor, unit)
                 if not running and not self.starting:
                     raise BatchlaneError("every model replica of the job died; none is left to run its units")
                 ready, _ = ray.wait([*running, *self.starting], num_returns=1, timeout=STOP_POLL_S)
@@ -247,7 +252,7 @@ class ReplicaPool:
                         self._replica_died(actor, unit, exc, queue, attempts, commit)
                         continue
                     except ray.exceptions.RayTaskError as exc:
-                        raise BatchlaneError(f"{unit.input_key}: {_cause(exc)}") from None
+                        raise BatchlaneError(f"{unit.where()}: {_cause(exc)}") from None
                     self.idle.append(actor)
                     commit(unit, result)
         except BaseException:
@@ -260,20 +265,20 @@ class ReplicaPool:
         unit: WorkUnit,
         exc: BaseException,
         queue: deque[WorkUnit],
-        attempts: dict[str, int],
+        attempts: dict[tuple[str, int], int],
         commit: Callable[[WorkUnit, UnitResult], None],
     ) -> None:
         """The unit's replica died (killed, its node lost): re-run the unit on another replica, from its start (its
         output was never published), and start a replacement replica."""
-        attempts[unit.input_key] = attempts.get(unit.input_key, 0) + 1
+        attempts[unit.key] = attempts.get(unit.key, 0) + 1
         reason = _cause(exc)
-        if attempts[unit.input_key] >= MAX_UNIT_ATTEMPTS:
+        if attempts[unit.key] >= MAX_UNIT_ATTEMPTS:
             message = f"the model replica died {MAX_UNIT_ATTEMPTS} times while transforming it ({reason})"
             commit(unit, UnitResult(error=message))
         else:
             self.job_log.info(
                 "[batchlane]: ray: the replica transforming %s died (%s); re-running it on another replica",
-                unit.input_key,
+                unit.where(),
                 reason,
             )
             queue.appendleft(unit)

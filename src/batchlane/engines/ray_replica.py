@@ -21,15 +21,17 @@ from typing import Any
 from batchlane.engines.ray_units import UnitResult, WorkUnit
 from batchlane.errors import ValidationError
 from batchlane.models import ModelSpec
+from batchlane.storage.base import ObjectStore
 from batchlane.storage.uri import open_store
 from batchlane.transform.assemble import Assembler
 from batchlane.transform.dataprocessing import DataProcessor
 from batchlane.transform.file_loop import FILE_ERRORS
 from batchlane.transform.file_transform import FileTransform
-from batchlane.transform.invoke import ModelServer
+from batchlane.transform.invoke import Invoker, ModelServer
 from batchlane.transform.model_data import materialize_model
 from batchlane.transform.options import JobOptions
-from batchlane.transform.params import EffectiveParams, container_environment
+from batchlane.transform.params import container_environment
+from batchlane.transform.part_work import PartJob, PartWork, transform_part
 from batchlane.transform.spec import validate_request
 
 
@@ -60,24 +62,22 @@ class _Lines(logging.Handler):
 
 
 class _UnitContext:
-    """The ``context.FileContext`` of a unit on a replica: counts in memory, consolidated lines in a temp folder.
-    A stop reaches the unit as a cancellation, so ``check_interrupt`` has nothing to check."""
+    """The ``context.FileContext`` of a whole-file unit on a replica: nothing is written but the consolidated lines
+    (to a temp folder, sent back). A stop reaches the unit as a cancellation: ``check_interrupt`` has nothing to
+    check. Counts and warnings come back in the unit's ``FileOutcome``."""
 
     def __init__(self, log: logging.Logger, folder: Path) -> None:
         self.log = log
         self.folder = folder
-        self.bytes_read = 0
-        self.warning_count = 0
-        self.warning: str | None = None
 
     def check_interrupt(self) -> None:
         return None
 
     def progress(self, input_key: str, *, records: int, failed: int, bytes_read: int) -> None:
-        self.bytes_read += bytes_read
+        return None
 
     def warnings(self, input_key: str, count: int, message: str) -> None:
-        self.warning_count, self.warning = count, message
+        return None
 
     def consolidated_path(self, input_key: str) -> Path:
         return self.folder / "consolidated.jsonl"
@@ -100,50 +100,59 @@ class Replica:
         """The model's execution parameters (``/execution-parameters``) and where this replica runs."""
         return {"parameters": self.server.execution_parameters(), "replica": self.name}
 
-    async def transform(self, unit: WorkUnit, params: EffectiveParams) -> UnitResult:
-        """Transform ``unit`` into its output object; a file error (bad input, a failed request) is the result's
-        ``error``, anything else raises (the job fails)."""
-        in_store, _ = open_store(unit.in_root)
-        out_store, _ = open_store(unit.out_root)
+    async def transform(self, job: PartJob, unit: WorkUnit) -> UnitResult:
+        """Transform ``unit``: a whole file into its ``.out`` object, or a part into its staged part object. A
+        file error (bad input, a failed request) is the result's ``error``; anything else raises (the job fails)."""
+        stores = (open_store(job.input_uri)[0], open_store(job.output_uri)[0])
+        invoker = self.server.invoker(job.params)
+        try:
+            if unit.part is not None:
+                work = PartWork(unit.checkpoint, unit.part)
+                try:
+                    report = await transform_part(job, work, invoker, stores=stores)
+                except FILE_ERRORS as exc:
+                    return UnitResult(error=str(exc), kind=getattr(exc, "kind", None), replica=self.name)
+                return UnitResult(outcome=report.outcome, log_lines=report.log_lines, replica=self.name)
+            return await self._whole_file(job, unit, invoker, stores)
+        finally:
+            await invoker.aclose()
+
+    async def _whole_file(
+        self, job: PartJob, unit: WorkUnit, invoker: Invoker, stores: tuple[ObjectStore, ObjectStore]
+    ) -> UnitResult:
+        """A file of one part, straight into its ``.out`` as the local engine writes it."""
         handler = _Lines()
         self.log.addHandler(handler)
-        invoker = self.server.invoker(params)
         try:
             with tempfile.TemporaryDirectory(prefix="batchlane-unit-") as folder:
                 context = _UnitContext(self.log, Path(folder))
                 work = FileTransform(
                     context,
-                    unit.checkpoint(),
-                    params,
-                    self.options,
-                    DataProcessor.from_params(params, self.options),
-                    Assembler(params.assemble_with, params.result_type),
+                    unit.checkpoint,
+                    job.params,
+                    job.options,
+                    DataProcessor.from_params(job.params, job.options),
+                    Assembler(job.params.assemble_with, job.params.result_type),
                     invoker,
                 )
                 try:
-                    outcome = await work.run(in_store, out_store)
+                    outcome = await work.run(*stores)
                 except FILE_ERRORS as exc:
                     return UnitResult(
-                        bytes_read=context.bytes_read,
                         error=str(exc),
                         kind=getattr(exc, "kind", None),
                         log_lines=handler.lines,
                         replica=self.name,
                     )
-                part = context.consolidated_path(unit.input_key)
+                part = context.consolidated_path(unit.checkpoint.input_key)
                 return UnitResult(
-                    records=outcome.records,
-                    failed=outcome.failed,
-                    bytes_read=context.bytes_read,
-                    warnings=context.warning_count,
-                    first_warning=context.warning,
+                    outcome=outcome,
                     log_lines=handler.lines,
-                    consolidated=part.read_bytes() if self.options.consolidate and part.exists() else None,
+                    consolidated=part.read_bytes() if job.options.consolidate and part.exists() else None,
                     replica=self.name,
                 )
         finally:
             self.log.removeHandler(handler)
-            await invoker.aclose()
 
     async def close(self) -> None:
         """Stop the model (its ``batchlane serve`` process, if any) before the actor is killed."""

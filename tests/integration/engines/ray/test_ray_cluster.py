@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from batchlane.jobs.parts import PartCheckpoint
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
 from tests.integration.engines.ray.cluster import LocalCluster, node_env
 from tests.integration.engines.ray.conftest import write_lines
 from tests.models import (
     CLI,
+    echo_calls,
     job_log,
     register_echo,
     run_job_in_process,
@@ -55,8 +57,12 @@ def _driver(store: JobStore, name: str, folder: Path, out: Path, address: str, m
     ]  # fmt: skip
 
 
-def _expected(store: JobStore, folder: Path, out: Path, model: str) -> dict[str, bytes]:
+def _expected(
+    store: JobStore, folder: Path, out: Path, model: str, strategy: str | None = None
+) -> dict[str, bytes]:
     request = transform_request(f"expected-{out.name}", f"{folder}/", f"{out}/", model=model)
+    if strategy:
+        request["BatchStrategy"] = strategy
     assert run_job_in_process(store, request).status is JobStatus.COMPLETED
     return tree(out)
 
@@ -88,26 +94,34 @@ def test_a_job_on_two_nodes_writes_the_local_engines_bytes(cluster: LocalCluster
 def test_kill_9_of_the_driver_then_jobs_resume_redoes_only_uncommitted_units(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
+    """A large file in parts (BATCHLANE_PART_SIZE) and small whole files: after kill -9 and `jobs resume`, the
+    records of the parts committed before the kill were sent to the model once, and each small file was committed
+    once."""
     store = JobStore(tmp_path / "jobs.db")
-    register_echo(store, name="slow", ECHO_BATCH_SLEEP_S="1")
-    folder = write_lines(tmp_path, {f"f{i}.txt": 4 for i in range(8)})
-    expected = _expected(store, folder, tmp_path / "expected", "slow")
-    driver = subprocess.Popen(
-        _driver(store, "resumed", folder, tmp_path / "out", cluster.address, "slow"),
-        env=node_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    calls = tmp_path / "calls.jsonl"
+    register_echo(store, name="slow", ECHO_BATCH_SLEEP_S="0.3", ECHO_LOG=str(calls))
+    folder = write_lines(tmp_path, {"big.txt": 60, **{f"f{i}.txt": 3 for i in range(4)}})
+    expected = _expected(store, folder, tmp_path / "expected", "slow", strategy="SingleRecord")
+    calls.unlink()
+    env = {**node_env(), "BATCHLANE_PART_SIZE": "180"}
+    command = [
+        *_driver(store, "resumed", folder, tmp_path / "out", cluster.address, "slow"),
+        "--strategy",
+        "SingleRecord",
+    ]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def committed_parts() -> list[PartCheckpoint]:
+        return [p for p in store.parts("resumed", "big.txt") if p.done] if store.find_job("resumed") else []
+
     try:
-        wait_until(
-            lambda: store.find_job("resumed") and store.get_job("resumed").files_done >= 2, timeout=180
-        )
+        wait_until(lambda: len(committed_parts()) >= 2, timeout=180)
     finally:
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
-    before = store.get_job("resumed")
-    assert before.status is JobStatus.IN_PROGRESS and 2 <= before.files_done < 8
-    committed = _done_lines(job_log(store, "resumed"))
+    before = committed_parts()
+    parts = store.parts("resumed", "big.txt")
+    assert store.get_job("resumed").status is JobStatus.IN_PROGRESS and 2 <= len(before) < len(parts)
     resumed = subprocess.run(
         [*CLI, "jobs", "resume", "resumed", "--db", str(store.path), "-q"],
         env=node_env(),
@@ -118,12 +132,17 @@ def test_kill_9_of_the_driver_then_jobs_resume_redoes_only_uncommitted_units(
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert store.get_job("resumed").status is JobStatus.COMPLETED
     assert tree(tmp_path / "out") == expected and temp_files(tmp_path / "out") == []
-    log = job_log(store, "resumed")
-    done = _done_lines(log)
-    # Every file committed once over both runs: the resumed run redid none of the committed ones.
-    assert set(done) == {f"f{i}.txt" for i in range(8)} and all(n == 1 for n in done.values())
-    assert set(committed) and set(committed) <= set(done)
-    assert log.count("ray: ") > 2 and "on a cluster of 2 CPU" in log.rsplit("job Completed", 1)[0]
+    sent = Counter(call["body"].strip() for call in echo_calls(calls))
+    lines = (folder / "big.txt").read_text().splitlines()
+    for part in before:
+        count = (
+            parts[part.number + 1].first_index if part.number + 1 < len(parts) else len(lines)
+        ) - part.first_index
+        for line in lines[part.first_index : part.first_index + count]:
+            assert sent[line] == 1, f"{line!r} of committed part {part.number} was sent again"
+    assert all(sent[line] >= 1 for line in lines)
+    done = _done_lines(job_log(store, "resumed"))
+    assert set(done) == {"big.txt", *(f"f{i}.txt" for i in range(4))} and all(n == 1 for n in done.values())
 
 
 def test_a_worker_node_stopped_mid_job_has_its_unit_rerun_elsewhere(

@@ -225,3 +225,29 @@ def test_an_unknown_engine_is_refused_naming_the_choices(
         )
     assert ended.value.code != 0
     assert "engine 'spark' is not one of local, ray" in capsys.readouterr().err
+
+
+def test_a_large_line_file_is_cut_into_parts_and_assembled_byte_identically(
+    ray_session: Any, tmp_path: Path
+) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    register_echo(store)
+    folder = write_lines(tmp_path, {"big.txt": 400, "small.txt": 3})
+    request = transform_request("whole", f"{folder}/", f"{tmp_path}/out-whole/", MaxPayloadInMB=1)
+    request["BatchStrategy"] = "SingleRecord"
+    expected = run_job_in_process(store, request, {"consolidate": str(tmp_path / "all-whole.jsonl")})
+    assert expected.status is JobStatus.COMPLETED
+    parted = {
+        **request,
+        "TransformJobName": "parted",
+        "TransformOutput": {"S3OutputPath": f"{tmp_path}/out-ray/"},
+    }
+    options = {"replicas": 2, "part_size": 1200, "consolidate": str(tmp_path / "all-ray.jsonl")}
+    record = _run_ray(store, parted, options)
+    assert record.status is JobStatus.COMPLETED, record.failure_reason
+    parts = store.parts("parted", "in/big.txt") or store.parts("parted", "big.txt")
+    assert len(parts) > 3 and all(part.done for part in parts)
+    assert tree(tmp_path / "out-ray") == tree(tmp_path / "out-whole")  # no staged part left behind either
+    assert (tmp_path / "all-ray.jsonl").read_bytes() == (tmp_path / "all-whole.jsonl").read_bytes()
+    assert record.records_done == expected.records_done == 403
+    assert f"ray: {len(parts) + 1} work units (2 files)" in job_log(store, "parted")
