@@ -87,7 +87,7 @@ class LocalCluster:
             f"node-{len(self.nodes)}.log",
         )
 
-    def wait_for(self, nodes: int, cpus: float, timeout_s: float = 120.0) -> None:
+    def wait_for(self, nodes: int, cpus: float, timeout_s: float = 90.0) -> None:
         """Wait until ``nodes`` nodes with ``cpus`` CPUs in all are alive (asked through a short-lived driver)."""
         probe = (
             "import ray, sys, time\n"
@@ -107,7 +107,11 @@ class LocalCluster:
             if done.returncode == 0:
                 return
             time.sleep(1)
-        raise TimeoutError(f"the Ray cluster at {self.address} did not reach {nodes} nodes")
+        logs = "".join(
+            f"\n--- {log.name}:\n" + log.read_text(errors="replace")[-1500:]
+            for log in sorted(self.temp_dir.glob("*.log"))
+        )
+        raise TimeoutError(f"the Ray cluster at {self.address} did not reach {nodes} nodes{logs}")
 
     def stop_node(self, node: subprocess.Popen[bytes]) -> None:
         """Stop one node: its ``ray start --block`` process and everything in its session."""
@@ -126,3 +130,22 @@ class LocalCluster:
     def stop(self) -> None:
         for node in reversed(self.nodes):
             self.stop_node(node)
+
+
+def start_cluster(temp_dir: Path, nodes: int = 2, attempts: int = 2) -> LocalCluster:
+    """A running cluster of ``nodes`` one-CPU nodes under ``temp_dir``; a start that does not come up (a port taken
+    between choosing and binding it, a machine too busy) is stopped and tried again with fresh ports."""
+    for attempt in range(attempts):
+        cluster = LocalCluster(temp_dir / f"try{attempt}")
+        cluster.temp_dir.mkdir(parents=True)
+        try:
+            cluster.start_head(num_cpus=1)
+            for _ in range(nodes - 1):
+                cluster.add_node(num_cpus=1)
+            cluster.wait_for(nodes=nodes, cpus=nodes)
+            return cluster
+        except BaseException:
+            cluster.stop()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")

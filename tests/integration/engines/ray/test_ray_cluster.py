@@ -18,7 +18,7 @@ import pytest
 from batchlane.jobs.parts import PartCheckpoint
 from batchlane.jobs.state import JobStatus
 from batchlane.jobs.store import JobStore
-from tests.integration.engines.ray.cluster import LocalCluster, node_env
+from tests.integration.engines.ray.cluster import LocalCluster, node_env, start_cluster
 from tests.integration.engines.ray.conftest import write_lines
 from tests.models import (
     CLI,
@@ -37,12 +37,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    temp = Path(tempfile.mkdtemp(prefix="blrc-", dir="/tmp"))
-    nodes = LocalCluster(temp)
+    temp = Path(
+        tempfile.mkdtemp(prefix="blrc-", dir="/tmp")
+    )  # short: Ray's socket paths must fit in 107 bytes
+    nodes = start_cluster(temp)
     try:
-        nodes.start_head(num_cpus=1)
-        nodes.add_node(num_cpus=1)
-        nodes.wait_for(nodes=2, cpus=2)
         yield nodes
     finally:
         nodes.stop()
@@ -65,6 +64,13 @@ def _expected(
         request["BatchStrategy"] = strategy
     assert run_job_in_process(store, request).status is JobStatus.COMPLETED
     return tree(out)
+
+
+def _replicas_done(store: JobStore, name: str) -> set[str]:
+    """The replicas that committed a unit so far (from the job log's done lines)."""
+    path = store.log_path(name)
+    text = path.read_text() if path.exists() else ""
+    return {line.rsplit("(", 1)[-1] for line in text.splitlines() if ": done:" in line}
 
 
 def _done_lines(log: str) -> Counter[str]:
@@ -149,8 +155,8 @@ def test_a_worker_node_stopped_mid_job_has_its_unit_rerun_elsewhere(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
     store = JobStore(tmp_path / "jobs.db")
-    register_echo(store, name="slow", ECHO_BATCH_SLEEP_S="1")
-    folder = write_lines(tmp_path, {f"f{i}.txt": 4 for i in range(6)})
+    register_echo(store, name="slow", ECHO_BATCH_SLEEP_S="1.5")
+    folder = write_lines(tmp_path, {f"f{i:02d}.txt": 4 for i in range(12)})
     expected = _expected(store, folder, tmp_path / "expected", "slow")
     driver = subprocess.Popen(
         _driver(store, "node-lost", folder, tmp_path / "out", cluster.address, "slow"),
@@ -160,10 +166,9 @@ def test_a_worker_node_stopped_mid_job_has_its_unit_rerun_elsewhere(
         text=True,
     )
     try:
-        wait_until(
-            lambda: store.find_job("node-lost") and store.get_job("node-lost").files_done >= 1, timeout=180
-        )
-        cluster.stop_node(cluster.nodes[1])  # the worker node (one of the two replicas runs there)
+        # Both replicas (one per node) have committed a unit, so each is busy with its next one.
+        wait_until(lambda: len(_replicas_done(store, "node-lost")) == 2, timeout=180)
+        cluster.stop_node(cluster.nodes[1])  # the worker node
         _, err = driver.communicate(timeout=300)
     finally:
         if driver.poll() is None:
@@ -173,4 +178,4 @@ def test_a_worker_node_stopped_mid_job_has_its_unit_rerun_elsewhere(
     log = job_log(store, "node-lost")
     assert "re-running it on another replica" in log
     done = _done_lines(log)
-    assert set(done) == {f"f{i}.txt" for i in range(6)} and all(n == 1 for n in done.values())
+    assert set(done) == {f"f{i:02d}.txt" for i in range(12)} and all(n == 1 for n in done.values())
