@@ -238,8 +238,11 @@ class ReplicaPool:
                     if wanted(unit):
                         actor = self.idle.pop()
                         running[actor.transform.remote(job, unit)] = (actor, unit)
-                if not running and not self.starting:
-                    raise BatchlaneError("every model replica of the job died; none is left to run its units")
+                if not running:
+                    if not queue:  # the last queued units were dropped (their file failed)
+                        break
+                    if not self.starting:
+                        raise BatchlaneError("every model replica of the job died; none is left to run its units")
                 ready, _ = ray.wait([*running, *self.starting], num_returns=1, timeout=STOP_POLL_S)
                 for ref in ready:
                     if ref in self.starting:

@@ -251,3 +251,30 @@ def test_a_large_line_file_is_cut_into_parts_and_assembled_byte_identically(
     assert (tmp_path / "all-ray.jsonl").read_bytes() == (tmp_path / "all-whole.jsonl").read_bytes()
     assert record.records_done == expected.records_done == 403
     assert f"ray: {len(parts) + 1} work units (2 files)" in job_log(store, "parted")
+
+
+def test_a_bad_record_in_a_late_part_fails_its_file_as_on_the_local_engine(
+    ray_session: Any, tmp_path: Path
+) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    register_echo(store)
+    folder = write_lines(tmp_path, {"a.txt": 5, "big.txt": 200})
+    big = (folder / "big.txt").read_text().splitlines(keepends=True)
+    big[170] = "poison\n"
+    (folder / "big.txt").write_text("".join(big))
+    records = {}
+    for engine in ("local", "ray"):
+        request = transform_request(f"bad-{engine}", f"{folder}/", f"{tmp_path}/out-{engine}/")
+        request["BatchStrategy"] = "SingleRecord"
+        if engine == "local":
+            records[engine] = run_job_in_process(store, request)
+        else:
+            records[engine] = _run_ray(store, request, {"replicas": 2, "part_size": 600})
+    assert records["ray"].status is records["local"].status is JobStatus.FAILED
+    assert records["ray"].failure_reason == records["local"].failure_reason
+    assert "big.txt" in (records["ray"].failure_reason or "")
+    assert len(store.parts("bad-ray", "big.txt")) > 3
+    # The good file is committed; the failed one has no output and no staged part left behind.
+    assert tree(tmp_path / "out-ray") == tree(tmp_path / "out-local") and list(
+        tree(tmp_path / "out-ray")
+    ) == ["a.txt.out"]
