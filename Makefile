@@ -61,6 +61,10 @@ bench-quick: install
 bench-gpu: install
 	$(PY) bench/gpu.py $(BENCH_ARGS)
 
+.PHONY: bench-ray
+bench-ray: install
+	$(PY) bench/ray_scaling.py $(BENCH_ARGS)
+
 .PHONY: bench-load bench-soak
 bench-load: install
 	$(PY) bench/control_plane_load.py $(BENCH_ARGS)
