@@ -206,6 +206,16 @@ def transform(
             help="Stop the job after this many seconds (reason MaxRuntimeExceeded; committed files are kept).",
         ),
     ] = None,
+    part_size: Annotated[
+        int | None,
+        typer.Option(
+            "--part-size",
+            help="Bytes per part: larger uncompressed Line/RecordIO/TFRecord inputs are cut into parts at "
+            "mini-batch boundaries, each checkpointed (a resumed job redoes only unfinished parts). Default "
+            "BATCHLANE_PART_SIZE, else 64 MiB (docs/parts.md).",
+            min=1,
+        ),
+    ] = None,
     engine_name: Annotated[
         str,
         typer.Option(
@@ -286,6 +296,7 @@ def transform(
             "record_count": record_count,
             "max_restarts": max_restarts,
             "max_runtime_s": max_runtime,
+            "part_size": part_size,
             "engine": engine_name,
             "address": address,
             "replicas": replicas,

@@ -190,6 +190,20 @@ class S3Store:
             raise self._fail("GET", key, exc) from exc
         return io.BufferedReader(_Body(response["Body"], self.url_for(key)), buffer_size=MIB)  # type: ignore[return-value]
 
+    def open_range(self, key: str, start: int, end: int) -> BinaryIO:
+        """A buffered streaming reader of bytes ``start`` to ``end`` (exclusive) of the object: one ranged GET
+        (a part of a large input, docs/parts.md)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._check_key(key)
+        if end <= start:
+            return io.BytesIO(b"")
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail("GET", key, exc) from exc
+        return io.BufferedReader(_Body(response["Body"], self.url_for(key)), buffer_size=MIB)  # type: ignore[return-value]
+
     def read_bytes(self, key: str) -> bytes:
         with self.open(key) as stream:
             return stream.read()

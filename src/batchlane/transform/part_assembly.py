@@ -11,8 +11,9 @@ terminates each chunk on its own, so concatenation adds and drops nothing. The c
 from __future__ import annotations
 
 import contextlib
-import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from batchlane.errors import BatchlaneError
 from batchlane.storage.base import ObjectStore
@@ -30,18 +31,27 @@ def assemble(
     count: int,
     *,
     consolidated_path: Path | None = None,
+    check: Callable[[], None] | None = None,
 ) -> None:
     """Write ``output_key`` from the ``count`` staged parts of job ``job`` (all must be committed), and with
-    ``consolidated_path`` the file's consolidated results from the parts' staged ``.jsonl`` objects."""
+    ``consolidated_path`` the file's consolidated results from the parts' staged ``.jsonl`` objects. ``check`` is
+    called between chunks; what it raises abandons the ``.out`` (nothing becomes visible)."""
     with out_store.writer(output_key) as out:
         for number in range(count):
             with out_store.open(staging_key(output_key, job, number)) as part:
-                shutil.copyfileobj(part, out, COPY_BUFFER)
+                _copy(part, out, check)
     if consolidated_path is not None:
         with local_atomic(consolidated_path) as out:
             for number in range(count):
                 with out_store.open(consolidated_staging_key(output_key, job, number)) as part:
-                    shutil.copyfileobj(part, out, COPY_BUFFER)
+                    _copy(part, out, check)
+
+
+def _copy(source: BinaryIO, target: BinaryIO, check: Callable[[], None] | None) -> None:
+    while chunk := source.read(COPY_BUFFER):
+        if check is not None:
+            check()
+        target.write(chunk)
 
 
 def remove_staged(out_store: ObjectStore, output_key: str, job: str, count: int) -> None:

@@ -34,7 +34,7 @@ from batchlane.transform.parts import Part, consolidated_staging_key, staging_ke
 class PartJob:
     """What every part of a job shares: its name (staging keys), the ``EffectiveParams`` the driver resolved from
     the request and the model's execution parameters, its ``JobOptions``, and the root URIs of its input and output
-    stores (``store.url``: ``file:///…`` or ``s3://bucket``)."""
+    stores (``store_uri(store)``: keys are relative to them, as in the job store's file checkpoints)."""
 
     name: str
     params: EffectiveParams
@@ -107,6 +107,18 @@ class CollectingContext:
         return Path(tempfile.gettempdir()) / "batchlane-consolidated" / f"{abs(hash(input_key))}.jsonl"
 
 
+def store_uri(store: ObjectStore) -> str:
+    """A URI that opens to ``store`` itself (its root, as a folder), so its keys mean the same elsewhere."""
+    return f"{store.url.rstrip('/')}/"  # type: ignore[attr-defined]  # LocalStore and S3Store both have .url
+
+
+def _open_root(uri: str) -> ObjectStore:
+    store, prefix = open_store(uri)
+    if prefix:
+        raise ValueError(f"{uri!r} is not a store root (use part_work.store_uri)")
+    return store
+
+
 def part_target(job: PartJob, work: PartWork) -> PartTarget:
     """Where ``work``'s part is staged (its ``.part`` object, and ``.jsonl`` object with ``consolidate``)."""
     output_key, number = work.checkpoint.output_key, work.part.number
@@ -130,7 +142,7 @@ async def transform_part(
     """Run one part against ``invoker`` (``ModelServer.invoker(job.params)``) and stage its output atomically.
     Raises what ``FileTransform`` raises (``FileFailed``, ``BadInput``, ``InvocationFailed``, ...; the driver
     fails the file) and whatever ``check_interrupt`` raises to abandon the part (nothing is staged then)."""
-    in_store, out_store = stores or (open_store(job.input_uri)[0], open_store(job.output_uri)[0])
+    in_store, out_store = stores or (_open_root(job.input_uri), _open_root(job.output_uri))
     context = CollectingContext(check_interrupt)
     transform = FileTransform(
         context,  # type: ignore[arg-type]  # a FileContext
@@ -203,6 +215,13 @@ def finish_file(
         raise error
     key = checkpoint.input_key
     consolidated = context.consolidated_path(key) if options.consolidate else None
-    assemble(out_store, checkpoint.output_key, context.name, len(parts), consolidated_path=consolidated)
+    assemble(
+        out_store,
+        checkpoint.output_key,
+        context.name,
+        len(parts),
+        consolidated_path=consolidated,
+        check=context.check_interrupt,
+    )
     record_warnings(context, key, in_store.url_for(key), total)
     return total

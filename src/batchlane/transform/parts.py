@@ -15,11 +15,12 @@ A part's output is staged as its own object (``staging_key``) until every part o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from batchlane import settings
-from batchlane.aws_names import CompressionType, SplitType, canonical_job_name
+from batchlane.aws_names import BatchStrategy, CompressionType, SplitType, canonical_job_name
 from batchlane.errors import BatchlaneError
 from batchlane.storage.base import ObjectStore
 from batchlane.transform.csv_header import SAMPLE_LINES
@@ -33,6 +34,7 @@ SPLITTABLE = (SplitType.LINE, SplitType.RECORDIO, SplitType.TFRECORD)
 STAGING_FOLDER = ".batchlane-parts"
 # How often (in mini-batches) the planner calls its ``check`` callback (a stop request aborts planning).
 CHECK_EVERY = 256
+SCAN_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -91,30 +93,16 @@ def plan_parts(
     holds one mini-batch at a time. ``check`` is called now and then (it may raise to abandon planning)."""
     if not splittable(params) or size <= budget:
         return [Part.whole_object()]
-    from batchlane.transform.file_transform import mini_batches
-
-    processor = processor or DataProcessor.from_params(params, options)
-    isolate = options.on_record_error != "fail"
-    cuts: list[tuple[int, int, int]] = [(0, 0, 1)]
+    if params.batch_strategy == BatchStrategy.MULTI_RECORD and params.max_payload_bytes is None:
+        # MultiRecord without a payload limit: the whole object is one mini-batch.
+        return [Part.whole_object()]
     try:
         with in_store.open(key) as stream:
-            records = iter_records(
-                stream, params.split_type, max_record_bytes=None if isolate else params.max_payload_bytes
-            )
-            header = None
-            if options.csv_header != "none":
-                first = next(records, None)
-                if first is not None and options.csv_header == "repeat":
-                    header = processor.filter_header(first.data)
-            for number, batch in enumerate(mini_batches(records, header, params, processor, isolate)):
-                if check is not None and number % CHECK_EVERY == 0:
-                    check()
-                record = batch.records[0]
-                # Part 0 keeps the lines a CSV header sniff looks at (csv_header.SAMPLE_LINES), so a header hint
-                # is decided as in the unsplit run.
-                if record.offset - cuts[-1][0] >= budget and record.index >= SAMPLE_LINES:
-                    cuts.append((record.offset, record.index, record.line))
+            processor = processor or DataProcessor.from_params(params, options)
+            cuts = _cuts(stream, size, params, options, processor, budget, check)
     except BatchlaneError:
+        return [Part.whole_object()]
+    if cuts is None:
         return [Part.whole_object()]
     if len(cuts) == 1:
         return [Part.whole_object()]
@@ -123,6 +111,159 @@ def plan_parts(
         Part(number, len(cuts), start, end, index, line)
         for number, ((start, index, line), end) in enumerate(zip(cuts, ends, strict=True))
     ]
+
+
+Cut = tuple[int, int, int]  # (byte offset, record index, line) of a part's first record
+
+
+def _cuts(
+    stream: BinaryIO,
+    size: int,
+    params: EffectiveParams,
+    options: JobOptions,
+    processor: DataProcessor,
+    budget: int,
+    check: Callable[[], None] | None,
+) -> list[Cut] | None:
+    """The part starts by the fastest exact way for the job's settings; None = one whole part."""
+    if params.split_type == SplitType.LINE and params.batch_strategy == BatchStrategy.SINGLE_RECORD:
+        return line_cuts(stream, size, budget, check)
+    limit = params.max_payload_bytes
+    if (
+        params.split_type == SplitType.LINE
+        and limit is not None
+        and not processor.filters_input
+        and options.csv_header != "repeat"
+    ):
+        isolate = options.on_record_error != "fail"
+        return packed_line_cuts(
+            stream, limit, budget, skip_first=options.csv_header == "skip", isolate=isolate, check=check
+        )
+    return batch_cuts(stream, params, options, processor, budget, check)
+
+
+def batch_cuts(
+    stream: BinaryIO,
+    params: EffectiveParams,
+    options: JobOptions,
+    processor: DataProcessor,
+    budget: int,
+    check: Callable[[], None] | None = None,
+) -> list[Cut]:
+    """The part starts of ``stream``: the first mini-batch start (``file_transform.mini_batches``, the very
+    batching of the transform) at least ``budget`` bytes past the previous part's start."""
+    from batchlane.transform.file_transform import mini_batches
+
+    isolate = options.on_record_error != "fail"
+    cuts: list[Cut] = [(0, 0, 1)]
+    records = iter_records(
+        stream, params.split_type, max_record_bytes=None if isolate else params.max_payload_bytes
+    )
+    header = None
+    if options.csv_header != "none":
+        first = next(records, None)
+        if first is not None and options.csv_header == "repeat":
+            header = processor.filter_header(first.data)
+    for number, batch in enumerate(mini_batches(records, header, params, processor, isolate)):
+        if check is not None and number % CHECK_EVERY == 0:
+            check()
+        record = batch.records[0]
+        # Part 0 keeps the lines a CSV header sniff looks at (csv_header.SAMPLE_LINES), so a header hint is
+        # decided as in the unsplit run.
+        if record.offset - cuts[-1][0] >= budget and record.index >= SAMPLE_LINES:
+            cuts.append((record.offset, record.index, record.line))
+    return cuts
+
+
+def line_cuts(stream: BinaryIO, size: int, budget: int, check: Callable[[], None] | None = None) -> list[Cut]:
+    """``batch_cuts`` for ``SplitType=Line`` under ``SingleRecord``, where every line is its own mini-batch
+    (an InputFilter, a CSV header or an error batch cannot merge two lines): the first line start at least
+    ``budget`` bytes past the previous cut, found by scanning for newlines at C speed, not record by record."""
+    cuts: list[Cut] = [(0, 0, 1)]
+    position = 0  # offset of ``chunk`` in the stream
+    newlines = 0  # newlines before ``chunk``
+    threshold = budget  # the next cut is the first line start at or after this offset
+    while chunk := stream.read(SCAN_CHUNK):
+        if check is not None:
+            check()
+        search = max(threshold - 1 - position, 0)
+        while (found := chunk.find(b"\n", search)) >= 0:
+            start = position + found + 1
+            index = newlines + chunk.count(b"\n", 0, found + 1)
+            if start >= size:
+                break
+            if index < SAMPLE_LINES:
+                search = found + 1
+                continue
+            cuts.append((start, index, index + 1))
+            threshold = start + budget
+            search = max(threshold - 1 - position, found + 1)
+        newlines += chunk.count(b"\n")
+        position += len(chunk)
+    return cuts
+
+
+def _line_lengths(stream: BinaryIO) -> Iterator[tuple[int, int]]:
+    """``(offset, length)`` of each line's record data (``split._lines``: a ``\\r`` before the ``\\n`` is not
+    data; a last line without ``\\n`` keeps its ``\\r``), without building the records."""
+    position = 0
+    carry_start = -1  # offset of a line that spans chunks
+    carry_length = 0
+    carry_cr = False
+    while chunk := stream.read(SCAN_CHUNK):
+        start = 0
+        while (newline := chunk.find(b"\n", start)) >= 0:
+            cr = chunk[newline - 1] == 13 if newline > start else (carry_start >= 0 and carry_cr)
+            if carry_start >= 0:
+                yield carry_start, carry_length + newline - start - cr
+                carry_start = -1
+            else:
+                yield position + start, newline - start - cr
+            start = newline + 1
+        if start < len(chunk):
+            if carry_start < 0:
+                carry_start, carry_length = position + start, 0
+            carry_length += len(chunk) - start
+            carry_cr = chunk[-1] == 13
+        position += len(chunk)
+    if carry_start >= 0:
+        yield carry_start, carry_length
+
+
+def packed_line_cuts(
+    stream: BinaryIO,
+    limit: int,
+    budget: int,
+    *,
+    skip_first: bool,
+    isolate: bool,
+    check: Callable[[], None] | None = None,
+) -> list[Cut] | None:
+    """``batch_cuts`` for ``SplitType=Line`` under ``MultiRecord`` with a payload limit and no InputFilter: the
+    greedy packing of ``plan.pack`` replayed on line lengths alone (a line's payload is its data plus ``\\n``).
+    ``skip_first``: line 1 is a CSV header that is not sent. None when a line cannot fit and errors are not
+    isolated (the transform fails that file; planning it as one part reports it as unsplit)."""
+    cuts: list[Cut] = [(0, 0, 1)]
+    size = 0
+    open_batch = False
+    for index, (offset, length) in enumerate(_line_lengths(stream)):
+        if check is not None and index % (CHECK_EVERY * 256) == 0:
+            check()
+        if skip_first and index == 0:
+            continue
+        piece = length + 1
+        if piece > limit:  # an error batch of its own; the next line starts a new batch
+            if not isolate:
+                return None
+            open_batch = False
+        elif open_batch and size + piece <= limit:
+            size += piece
+            continue
+        else:
+            open_batch, size = True, piece
+        if offset - cuts[-1][0] >= budget and index >= SAMPLE_LINES:
+            cuts.append((offset, index, index + 1))
+    return cuts
 
 
 def _digest(text: str) -> str:

@@ -39,6 +39,7 @@ from batchlane.transform.invoke import InvokerKind, ModelServer
 from batchlane.transform.model_data import materialize_model
 from batchlane.transform.options import JobOptions
 from batchlane.transform.params import EffectiveParams, container_environment, resolve
+from batchlane.transform.part_assembly import remove_staged
 from batchlane.transform.plan import plan_job, prefix_overlap
 from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri, validate_request
 
@@ -62,8 +63,9 @@ class JobRunner:
     """Runs job ``name`` from ``store`` to a terminal state. ``run()`` returns the final record.
 
     ``on_progress(event, data)`` receives ``"start"`` (files, bytes, done), ``"starting"`` (the model container is
-    being started), ``"ready"`` (startup_s: it answers /ping), ``"batch"`` (records, failed, bytes) and ``"file"``
-    (key, state) events for progress displays, and ``"restart"`` (number, total) when the model server is restarted;
+    being started), ``"ready"`` (startup_s: it answers /ping), ``"batch"`` (records, failed, bytes), ``"part"``
+    (key, number: a part of a large file is committed, docs/parts.md) and ``"file"`` (key, state) events for
+    progress displays, and ``"restart"`` (number, total) when the model server is restarted;
     records are this run's only. ``lease_s`` is how long the lease lasts without renewal. ``interrupt()`` stops the
     job gracefully (signal handlers call it). ``invoker`` says how the model is reached: ``"http"`` (a model server
     is started, or a model's ``serve_url`` used) or ``"in_process"`` (``in_process.InProcessModel``: the model is
@@ -286,6 +288,7 @@ class JobRunner:
             # Resume: reuse the stored plan (re-listing could pick up this job's own outputs as inputs).
             in_store, _, _ = list_inputs(source.S3DataType, canonical_uri(source.S3Uri))
             self._clean_temps(out_store, out_prefix)
+            self._clean_parts(out_store, files)
             return in_store, out_store, files
         in_store, objects, in_prefix = list_inputs(source.S3DataType, canonical_uri(source.S3Uri))
         warning = prefix_overlap(source.S3Uri, output_uri)
@@ -307,6 +310,16 @@ class JobRunner:
         folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         with contextlib.suppress(Exception):
             remove(folder, older_than_s=0)
+
+    def _clean_parts(self, store: ObjectStore, files: list[FileCheckpoint]) -> None:
+        """Remove the staged parts a dead runner left of files it had already committed (docs/parts.md)."""
+        done = {f.input_key: f.output_key for f in files if f.state is FileState.DONE}
+        counts: dict[str, int] = {}
+        for part in self.store.parts(self.name):
+            if part.input_key in done and part.count > 1:
+                counts[part.input_key] = part.count
+        for key, count in counts.items():
+            remove_staged(store, done[key], self.name, count)
 
     def _capture(self, request: CreateTransformJobRequest) -> JobCapture | None:
         """The job's data capture (``DataCaptureConfig``; docs/data-capture.md), or None."""
