@@ -21,7 +21,7 @@ from typing import Any, Literal
 from batchlane.engines.local import LocalEngine
 from batchlane.engines.ray_pool import PoolConfig, ReplicaPool
 from batchlane.engines.ray_replica import ReplicaSpec
-from batchlane.engines.ray_units import UnitBook, store_root
+from batchlane.engines.ray_units import UnitBook
 from batchlane.errors import ValidationError
 from batchlane.jobs.lease import DEFAULT_LEASE_S
 from batchlane.jobs.store import FileCheckpoint, JobStore
@@ -33,7 +33,7 @@ from batchlane.transform.context import ProgressCallback
 from batchlane.transform.invoke import ModelServer
 from batchlane.transform.options import JobOptions
 from batchlane.transform.params import EffectiveParams
-from batchlane.transform.part_work import PartJob
+from batchlane.transform.part_work import PartJob, store_uri
 from batchlane.transform.runner import JobRunner
 from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri
 
@@ -117,7 +117,7 @@ class RayJobRunner(JobRunner):
     ) -> None:
         assert isinstance(server, ReplicaPool) and self._request is not None
         book = UnitBook(self._file_context(), in_store, out_store, params, options)
-        job = PartJob(self.name, params, options, store_root(in_store), store_root(out_store))
+        job = PartJob(self.name, params, options, store_uri(in_store), store_uri(out_store))
         try:
             units = book.plan(pending)
             self.job_log.info(

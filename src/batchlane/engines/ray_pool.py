@@ -242,7 +242,9 @@ class ReplicaPool:
                     if not queue:  # the last queued units were dropped (their file failed)
                         break
                     if not self.starting:
-                        raise BatchlaneError("every model replica of the job died; none is left to run its units")
+                        raise BatchlaneError(
+                            "every model replica of the job died; none is left to run its units"
+                        )
                 ready, _ = ray.wait([*running, *self.starting], num_returns=1, timeout=STOP_POLL_S)
                 for ref in ready:
                     if ref in self.starting:

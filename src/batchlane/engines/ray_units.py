@@ -31,12 +31,6 @@ from batchlane.transform.part_work import PartReport, apply_report, finish_file,
 from batchlane.transform.parts import Part, part_size, plan_parts
 
 
-def store_root(store: ObjectStore) -> str:
-    """A URL that ``storage.uri.open_store`` turns back into ``store`` with the key ``""``."""
-    url = store.url_for("")
-    return url if url.endswith("/") else url + "/"
-
-
 @dataclass(frozen=True)
 class WorkUnit:
     """Part ``part`` of the file ``checkpoint`` names, or the whole file (``part`` None: its ``.out`` is written
