@@ -261,7 +261,7 @@ class ReplicaPool:
                     self.idle.append(actor)
                     commit(unit, result)
         except BaseException:
-            self._cancel(list(running))
+            self._cancel(running, commit)
             raise
 
     def _replica_died(
@@ -291,14 +291,30 @@ class ReplicaPool:
             self.replacements += 1
             self._start_actor()
 
-    def _cancel(self, refs: list[Any]) -> None:
-        """Cancel the units in flight and give them ``CANCEL_GRACE_S`` to discard their temp output."""
+    def _cancel(
+        self, running: dict[Any, tuple[Any, WorkUnit]], commit: Callable[[WorkUnit, UnitResult], None]
+    ) -> None:
+        """Cancel the units in flight (a stop) and give them ``CANCEL_GRACE_S`` to discard their temp output. A unit
+        that finished anyway (its output is published) is still committed, as the local engine commits a file
+        that was done when the stop came; a commit the store refuses (a lost lease) is left to the next run."""
         import ray
 
+        refs = list(running)
+        if not refs:
+            return
+        finished, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         for ref in refs:
-            ray.cancel(ref)
-        if refs:
-            ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
+            if ref not in finished:
+                ray.cancel(ref)
+        ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
+        for ref in refs:
+            try:
+                result = ray.get(ref, timeout=0)
+            except Exception:  # noqa: S112  # cancelled, or its replica died: nothing was published
+                continue
+            if isinstance(result, UnitResult) and result.error is None:
+                with contextlib.suppress(Exception):
+                    commit(running[ref][1], result)
 
     def kill_all(self) -> None:
         """Stop every replica's model and kill the actors."""
