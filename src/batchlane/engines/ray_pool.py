@@ -294,19 +294,22 @@ class ReplicaPool:
     def _cancel(
         self, running: dict[Any, tuple[Any, WorkUnit]], commit: Callable[[WorkUnit, UnitResult], None]
     ) -> None:
-        """Cancel the units in flight (a stop) and give them ``CANCEL_GRACE_S`` to discard their temp output. A unit
-        that finished anyway (its output is published) is still committed, as the local engine commits a file
+        """Abandon the units in flight (a stop) and give them ``CANCEL_GRACE_S`` to discard their temp output. A
+        unit that finished anyway (its output is published) is still committed, as the local engine commits a file
         that was done when the stop came; a commit the store refuses (a lost lease) is left to the next run."""
         import ray
 
         refs = list(running)
         if not refs:
             return
-        finished, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        for ref in refs:
-            if ref not in finished:
-                ray.cancel(ref)
-        ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
+        # The replicas abandon their units at the next mini-batch (an Interrupted inside the unit discards its
+        # temp output); ray.cancel alone can report a unit cancelled that went on to publish its output.
+        for actor, _ in running.values():
+            with contextlib.suppress(Exception):
+                actor.interrupt.remote()
+        _, late = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
+        for ref in late:
+            ray.cancel(ref)
         for ref in refs:
             try:
                 result = ray.get(ref, timeout=0)

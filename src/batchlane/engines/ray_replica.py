@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from batchlane.models import ModelSpec
 from batchlane.storage.base import ObjectStore
 from batchlane.storage.uri import open_store
 from batchlane.transform.assemble import Assembler
+from batchlane.transform.context import Interrupted
 from batchlane.transform.dataprocessing import DataProcessor
 from batchlane.transform.file_loop import FILE_ERRORS
 from batchlane.transform.file_transform import FileTransform
@@ -63,15 +65,13 @@ class _Lines(logging.Handler):
 
 class _UnitContext:
     """The ``context.FileContext`` of a whole-file unit on a replica: nothing is written but the consolidated lines
-    (to a temp folder, sent back). A stop reaches the unit as a cancellation: ``check_interrupt`` has nothing to
-    check. Counts and warnings come back in the unit's ``FileOutcome``."""
+    (to a temp folder, sent back); ``check`` raises ``Interrupted`` once the driver stopped the job. Counts and
+    warnings come back in the unit's ``FileOutcome``."""
 
-    def __init__(self, log: logging.Logger, folder: Path) -> None:
+    def __init__(self, log: logging.Logger, folder: Path, check: Callable[[], None]) -> None:
         self.log = log
         self.folder = folder
-
-    def check_interrupt(self) -> None:
-        return None
+        self.check_interrupt = check
 
     def progress(self, input_key: str, *, records: int, failed: int, bytes_read: int) -> None:
         return None
@@ -92,9 +92,18 @@ class Replica:
         self.options = JobOptions.model_validate(spec.options)
         self.server = _model_server(spec, self.request, self.options, ModelSpec.parse(spec.model), index)
         self.server.__enter__()
+        self._interrupted = False
         self.log = logging.getLogger(f"batchlane.ray.{spec.job}.{index}")
         self.log.propagate = False
         self.log.setLevel(logging.INFO)
+
+    async def interrupt(self) -> None:
+        """The driver stops the job: the unit in flight is abandoned at its next mini-batch (nothing published)."""
+        self._interrupted = True
+
+    def _check(self) -> None:
+        if self._interrupted:
+            raise Interrupted("the job is stopping")
 
     async def ready(self) -> dict[str, Any]:
         """The model's execution parameters (``/execution-parameters``) and where this replica runs."""
@@ -109,7 +118,9 @@ class Replica:
             if unit.part is not None:
                 work = PartWork(unit.checkpoint, unit.part)
                 try:
-                    report = await transform_part(job, work, invoker, stores=stores)
+                    report = await transform_part(
+                        job, work, invoker, check_interrupt=self._check, stores=stores
+                    )
                 except FILE_ERRORS as exc:
                     return UnitResult(error=str(exc), kind=getattr(exc, "kind", None), replica=self.name)
                 return UnitResult(outcome=report.outcome, log_lines=report.log_lines, replica=self.name)
@@ -125,7 +136,7 @@ class Replica:
         self.log.addHandler(handler)
         try:
             with tempfile.TemporaryDirectory(prefix="batchlane-unit-") as folder:
-                context = _UnitContext(self.log, Path(folder))
+                context = _UnitContext(self.log, Path(folder), self._check)
                 work = FileTransform(
                     context,
                     unit.checkpoint,
