@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 print(f"{model} {engine} x{replicas}: {result['seconds']:.1f} s", file=sys.stderr, flush=True)
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
     print("| model | engine | replicas | records | seconds | records/s | after first ready: s | records/s |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
