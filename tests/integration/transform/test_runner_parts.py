@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,46 @@ def test_parts_through_s3_use_ranged_reads_and_leave_no_staged_objects(
     with open_range(s3_store, "in/big.jsonl", 1000, 1500) as part:
         assert part.read() == data[1000:1500]
     assert sorted(outputs["parts"]) == ["big.jsonl.out", "sub/small.jsonl.out"]  # no staged part is left
+
+
+def test_a_stop_mid_file_keeps_its_committed_parts_for_jobs_resume(store: JobStore, tmp_path: Path) -> None:
+    from batchlane.engines import get_engine
+    from batchlane.jobs.state import FileState
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/big.txt").write_bytes(b"".join(f"s{i:03d}\n".encode() for i in range(300)))
+    body = transform_request(
+        "stopped",
+        f"{tmp_path}/in/",
+        f"{tmp_path}/out/",
+        BatchStrategy="SingleRecord",
+        MaxConcurrentTransforms=1,
+    )
+    engine = get_engine("local", store, invoker="in_process")
+    engine.submit(body, {"part_size": 150})
+
+    def stop_after_three_parts(event: str, data: dict[str, Any]) -> None:
+        if event == "part" and data["number"] == 2:
+            store.request_stop("stopped")
+            time.sleep(1.5)  # the runner's heartbeat sees the stop before the next part starts
+
+    record = engine.run("stopped", on_progress=stop_after_three_parts)
+    assert record.status is JobStatus.STOPPED
+    committed = [part.number for part in store.parts("stopped", "big.txt") if part.done]
+    assert committed[:3] == [0, 1, 2] and len(committed) < len(store.parts("stopped", "big.txt"))
+    assert not (tmp_path / "out/big.txt.out").exists()
+    staged = sorted(p.name for p in (tmp_path / "out").rglob("*.part"))
+    assert len(staged) == len(committed)  # the committed parts wait, staged, for the resume
+
+    engine.reopen("stopped")
+    seen: list[int] = []
+    resumed = engine.run(
+        "stopped", on_progress=lambda e, d: seen.append(d["number"]) if e == "part" else None
+    )
+    assert resumed.status is JobStatus.COMPLETED
+    assert seen == [n for n in range(len(store.parts("stopped", "big.txt"))) if n not in committed]
+    assert (tmp_path / "out/big.txt.out").read_bytes() == b"".join(
+        f"echo:s{i:03d}\n".encode() for i in range(300)
+    )
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == ["big.txt.out"]
+    assert store.files("stopped", FileState.DONE)[0].records == 300 == resumed.records_done
