@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,ml,train,aws,server,onnx,openvino,sdk,monitor
+EXTRAS ?= dev,ml,train,aws,server,onnx,openvino,sdk,monitor,ray
 # A folder holding a torch wheel (passed to pip as --find-links), and/or an index to find it in.
 TORCH_WHEEL_DIR ?=
 TORCH_INDEX_URL ?=
@@ -65,6 +65,10 @@ bench-quick: install
 
 bench-gpu: install
 	$(PY) bench/gpu.py $(BENCH_ARGS)
+
+.PHONY: bench-ray
+bench-ray: install
+	$(PY) bench/ray_scaling.py $(BENCH_ARGS)
 
 .PHONY: bench-load bench-soak
 bench-load: install

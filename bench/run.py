@@ -431,6 +431,16 @@ def main(argv: list[str] | None = None) -> None:
         "a variant again (up to 3 times) when they took more than 10 %% of the CPUs while it ran",
     )
     parser.add_argument("--memory", action="store_true", help="run the memory check instead (see memory.py)")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="the engine of the end-to-end transform variant: local (a batchlane serve) or ray (a local Ray, each "
+        "replica loading the model; docs/ray.md)",
+    )
+    parser.add_argument(
+        "--replicas", type=int, help="with --engine ray: model replicas (default: the engine's, 1 on CPU)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--state", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -491,6 +501,8 @@ def main(argv: list[str] | None = None) -> None:
             "model_dir": str(model_dir),
             "corpus": str(work / "corpus.jsonl"),
             "test": str(work / "test.jsonl") if test else None,
+            "engine": args.engine,
+            "replicas": args.replicas,
         }
         state_path = work / "state.json"
         state_path.write_text(json.dumps(state))

@@ -375,8 +375,50 @@ def run_transform_job(
     return record, seconds
 
 
+def run_transform_on_ray(
+    model_dir: str, env: dict[str, str], inputs: Path, outputs: Path, work: Path, replicas: int | None
+) -> tuple[Any, float, float]:
+    """The transform job on the ray engine (docs/ray.md): a local Ray, each replica loading the model itself;
+    returns (record, seconds, seconds until the first replica was ready)."""
+    from batchlane.engines import get_engine
+    from batchlane.jobs.store import JobStore
+    from batchlane.models import ModelRegistry, ModelSpec
+
+    store = JobStore(work / "jobs.db")
+    ModelRegistry(store).create(ModelSpec(name="bench", model_data=model_dir, environment=env), exist_ok=True)
+    request = {
+        "TransformJobName": "bench",
+        "ModelName": "bench",
+        "BatchStrategy": "MultiRecord",
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{inputs}/"}},
+            "ContentType": "application/jsonlines",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {
+            "S3OutputPath": f"{outputs}/",
+            "Accept": "application/jsonlines",
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    }
+    engine = get_engine("ray", store)
+    engine.submit(request, {"engine": "ray", "replicas": replicas, "startup_timeout_s": 600})
+    ready: list[float] = []
+    started = time.perf_counter()
+    record = engine.run(
+        "bench",
+        on_progress=lambda event, data: ready.append(time.perf_counter()) if event == "ready" else None,
+    )
+    seconds = time.perf_counter() - started
+    store.close()
+    return record, seconds, (ready[0] - started) if ready else 0.0
+
+
 def run_transform(variant: Variant, state: dict[str, Any]) -> dict[str, Any]:
     corpus = _read_jsonl(Path(state["corpus"]))
+    if state.get("engine") == "ray":
+        return _run_transform_ray(variant, state, corpus)
     with tempfile.TemporaryDirectory(prefix="bench-transform-") as scratch:
         work = Path(scratch)
         paths = write_inputs(corpus, work / "in", TRANSFORM_FILES)
@@ -399,6 +441,34 @@ def run_transform(variant: Variant, state: dict[str, Any]) -> dict[str, Any]:
         "server_rss_mb": server_rss,
         "peak_rss_mb": peak_rss_mb(),
         "info": {"files": TRANSFORM_FILES, "env": variant.env},
+    }
+
+
+def _run_transform_ray(variant: Variant, state: dict[str, Any], corpus: list[Any]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-transform-") as scratch:
+        work = Path(scratch)
+        paths = write_inputs(corpus, work / "in", TRANSFORM_FILES)
+        record, seconds, startup = run_transform_on_ray(
+            state["model_dir"], dict(variant.env), work / "in", work / "out", work, state.get("replicas")
+        )
+        if record.status.value != "Completed":
+            raise SystemExit(f"transform job ended {record.status.value}: {record.failure_reason}")
+        labels = []
+        for path in paths:
+            with (work / "out" / f"{path.name}.out").open(encoding="utf-8") as handle:
+                labels += [json.loads(line)["label"] for line in handle if line.strip()]
+    return {
+        "labels": labels,
+        "seconds": seconds,
+        "startup_s": startup,
+        "server_rss_mb": 0.0,
+        "peak_rss_mb": peak_rss_mb(),
+        "info": {
+            "files": TRANSFORM_FILES,
+            "env": variant.env,
+            "engine": "ray",
+            "replicas": state.get("replicas"),
+        },
     }
 
 

@@ -13,8 +13,9 @@ EngineOption = Annotated[
     str,
     typer.Option(
         "--engine",
-        help=f"Where the job runs, one of {', '.join(ENGINE_NAMES)}: local is this machine, sagemaker is Amazon "
-        "SageMaker Batch Transform (docs/engines.md).",
+        help=f"Where the job runs, one of {', '.join(ENGINE_NAMES)}: local is this machine, ray a Ray cluster "
+        "(docs/ray.md), sagemaker Amazon SageMaker Batch Transform (docs/sagemaker-engine.md). `jobs resume` uses "
+        "the job's own engine.",
     ),
 ]
 RegionOption = Annotated[

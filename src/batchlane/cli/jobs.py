@@ -145,14 +145,15 @@ def resume(
     from batchlane.jobs.state import JobStatus
 
     store = open_job_store(db)
-    engine = get_engine("local", store)
     if all_jobs == (name is not None):
         raise ValidationError("give a job name or --all", field="name")
     if all_jobs:
-        for record in engine.recover():
+        for record in get_engine("local", store).recover():
             typer.echo(f"{record.name}: {record.status.value}")
         return
     before = store.get_job(name)  # type: ignore[arg-type]
+    # The job runs on its own engine again (the job option `engine`, `transform --engine`).
+    engine = get_engine((before.options.get("job") or {}).get("engine", "local"), store)
     if before.status is JobStatus.COMPLETED:
         typer.echo(f"{before.name}: Completed; nothing to resume (`batchlane jobs results {before.name}`)")
         return

@@ -237,6 +237,30 @@ def transform(
             min=1,
         ),
     ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="--engine ray: the Ray cluster: auto (the one running on this machine) or ray://host:port. "
+            "Default: a local Ray started for the job.",
+        ),
+    ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            "--replicas",
+            help="--engine ray: model replicas (actors) in the pool. Default: InstanceCount x replicas per "
+            "instance (its GPUs, or 1 on CPU).",
+        ),
+    ] = None,
+    gpus_per_replica: Annotated[
+        float | None,
+        typer.Option(
+            "--gpus-per-replica",
+            help="--engine ray: GPUs each replica gets (default 1 for a GPU instance type such as ml.g5.*, "
+            "else 0). A cluster without them fails the job with the reason.",
+        ),
+    ] = None,
 ) -> None:
     """Run a batch transform job: one <input>.out per input object, SageMaker Batch Transform semantics."""
     from batchlane.cli.foreground import run_here
@@ -296,6 +320,9 @@ def transform(
             "max_runtime_s": max_runtime,
             "engine": engine_name if engine_name != "local" else None,
             "part_size": part_size,
+            "address": address,
+            "replicas": replicas,
+            "gpus_per_replica": gpus_per_replica,
         }.items()
         if value is not None
     }

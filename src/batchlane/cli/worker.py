@@ -155,7 +155,8 @@ def register(app: typer.Typer) -> None:
                 retry_backoff_s=retry_backoff,
                 max_retry_backoff_s=max(300.0, retry_backoff),
                 recover=not no_recover,
-                engine=engine,  # type: ignore[arg-type]
+                engine=engine,  # type: ignore[arg-type]  # get_engine names the choices for a bad one
+                job_options={"engine": engine} if engine != "local" else None,
             )
             _install_signal_handlers(runner)
             if metrics_port is not None:

@@ -9,10 +9,10 @@ from ``get_engine``; none imports a concrete engine (a test checks the imports).
 * ``stop`` / ``reopen`` / ``describe``: the SageMaker actions on an existing job;
 * ``recover``: the one orphan sweep (``jobs.lease.find_orphans``): resume every job no live runner holds.
 
-Engines are keyed by ``EngineName``. ``"local"`` and ``"sagemaker"`` (Amazon SageMaker Batch Transform, the ``aws``
-extra) ship; ``"ray"`` is named so that asking for it gives an error that says what is missing, not an unknown-name
-error. Docker is not an engine: it is a model *runtime* any engine uses when a model's ``Image`` is a real image
-(``transform.docker_server``); asking for a ``"docker"`` engine says so.
+Engines are keyed by ``EngineName``. ``"local"``, ``"ray"`` (the ``ray`` extra; docs/ray.md) and ``"sagemaker"``
+(Amazon SageMaker Batch Transform, the ``aws`` extra; docs/sagemaker-engine.md) ship; a missing extra is a one-line
+error naming it. Docker is not an engine: it is a model *runtime* any engine uses when a model's ``Image`` is a real
+image (``transform.docker_server``); asking for a ``"docker"`` engine says so.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ENGINE_NAMES: tuple[str, ...] = get_args(EngineName)
 # name -> (module:class, the extra whose packages it needs or None, the package that extra brings)
 _ENGINES: dict[str, tuple[str | None, str | None, str | None]] = {
     "local": ("batchlane.engines.local:LocalEngine", None, None),
-    "ray": (None, "ray", "ray"),
+    "ray": ("batchlane.engines.ray:RayEngine", "ray", "ray"),
     "sagemaker": ("batchlane.engines.sagemaker:SageMakerEngine", "aws", "boto3"),
 }
 

@@ -40,11 +40,13 @@ class JobOptions(BaseModel):
       0 = never restart: such a fault fails the job at once.
     * ``max_runtime_s``: a deadline for one run of the job (SageMaker's ``StoppingCondition.MaxRuntimeInSeconds``
       idea); past it the job ends Stopped with the reason ``MaxRuntimeExceeded``, its committed files kept.
-    * ``engine``: where the job runs (``engines.base.ENGINE_NAMES``; ``--engine``), so ``jobs`` commands and resume
-      use the job's own engine.
     * ``part_size``: the byte budget of one part (docs/parts.md): a larger uncompressed Line/RecordIO/TFRecord
       object is cut into parts at mini-batch boundaries, each checkpointed on its own. None = ``BATCHLANE_PART_SIZE``,
       else 64 MiB.
+    * ``engine``: where the job runs (docs/engines.md); ``jobs resume`` runs it on the same engine.
+    * ``address``, ``replicas``, ``gpus_per_replica`` (engine ``ray``, docs/ray.md): the Ray cluster (None = a
+      local Ray started for the job, ``auto``, or ``ray://host:port``), the replica pool size (default
+      InstanceCount × replicas per instance) and the GPUs each replica gets (default 1 for a GPU instance type).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -61,10 +63,15 @@ class JobOptions(BaseModel):
     max_runtime_s: int | None = Field(None, ge=1)
     part_size: int | None = Field(None, ge=1)
     engine: str = "local"
+    address: str | None = None
+    replicas: int | None = Field(None, ge=1, le=4096)
+    gpus_per_replica: float | None = Field(None, ge=0, le=64)
 
     # Fields added after jobs were first stored: they are stored only when set, so a job created before they existed
     # keeps its spec hash, and re-submitting it with ``if_same_spec_ok`` still finds the same spec.
-    _STORED_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"part_size", "engine"})
+    _STORED_WHEN_SET: ClassVar[frozenset[str]] = frozenset(
+        {"part_size", "engine", "address", "replicas", "gpus_per_replica"}
+    )
 
     def stored(self) -> dict[str, Any]:
         """The options as the job store keeps them (JSON; the later fields only when they differ from the default)."""

@@ -39,7 +39,7 @@ from batchlane.transform.inputs import list_inputs
 from batchlane.transform.invoke import InvokerKind, ModelServer
 from batchlane.transform.model_data import materialize_model
 from batchlane.transform.options import JobOptions
-from batchlane.transform.params import container_environment, resolve
+from batchlane.transform.params import EffectiveParams, container_environment, resolve
 from batchlane.transform.part_assembly import remove_staged
 from batchlane.transform.plan import plan_job, prefix_overlap
 from batchlane.transform.spec import CreateTransformJobRequest, canonical_uri, validate_request
@@ -233,8 +233,7 @@ class JobRunner:
                     self.on_progress("ready", {"startup_s": time.monotonic() - starting})
                     params = resolve(request, self._execution_parameters(request, server))
                     self.job_log.info("[sagemaker logs]: %s", params.log_line())
-                    loop = FileLoop(self._file_context(), params, options, server)
-                    asyncio.run(loop.run(in_store, out_store, pending))
+                    self._run_files(params, options, server, in_store, out_store, pending)
             except Interrupted as exc:
                 self.job_log.info("[batchlane]: interrupted: %s", exc)
                 if self._lost.is_set():
@@ -264,6 +263,20 @@ class JobRunner:
         if final.records_done == 0 and final.files_total > 0:
             self.job_log.info("[batchlane]: warning: the job processed no records")
         return self._finish(JobStatus.COMPLETED)
+
+    def _run_files(
+        self,
+        params: EffectiveParams,
+        options: JobOptions,
+        server: ModelServer,
+        in_store: ObjectStore,
+        out_store: ObjectStore,
+        pending: list[FileCheckpoint],
+    ) -> None:
+        """Transform the pending files with ``server``, here, one after another; ``Interrupted`` on a stop. An
+        engine that sends them elsewhere (``engines.ray``) overrides this and ``_model_server``."""
+        loop = FileLoop(self._file_context(), params, options, server)
+        asyncio.run(loop.run(in_store, out_store, pending))
 
     def _plan(
         self, record: JobRecord, request: CreateTransformJobRequest

@@ -76,7 +76,10 @@ def test_get_engine_gives_the_sagemaker_engine(tmp_path: Path) -> None:
     [
         ("spark", "engine 'spark' is not one of local, ray, sagemaker"),
         ("Local", "engine 'Local' is not one of"),
-        ("docker", "'docker' is not an engine: a model whose Image is a container image runs in Docker on any"),
+        (
+            "docker",
+            "'docker' is not an engine: a model whose Image is a container image runs in Docker on any",
+        ),
     ],
 )
 def test_get_engine_says_what_is_missing(tmp_path: Path, name: str, expected: str) -> None:
@@ -102,8 +105,15 @@ def test_a_worker_refuses_an_unknown_engine_naming_the_choices(tmp_path: Path) -
     from batchlane.queue.worker import Worker
 
     queue = SqliteQueue(tmp_path / "queue.db", "jobs")
-    with pytest.raises(ValidationError, match="engine 'ray' needs the 'ray' extra|not one of"):
-        Worker(queue, JobStore(tmp_path / "jobs.db"), engine="ray")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="engine 'spark' is not one of local, ray"):
+        Worker(queue, JobStore(tmp_path / "jobs.db"), engine="spark")  # type: ignore[arg-type]
+
+
+def test_get_engine_gives_the_ray_engine_where_the_extra_is_installed(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    store = JobStore(tmp_path / "jobs.db")
+    engine = get_engine("ray", store, address="auto", replicas=2)
+    assert isinstance(engine, Engine) and engine.name == "ray" and engine.store is store
 
 
 @pytest.mark.parametrize("base", ["batchlane", "demo", "x" * 80, "a-" * 40])
