@@ -359,6 +359,9 @@ class SequenceClassifier:
                 cache_dir=options.onnx_cache or settings_mod.onnx_cache_dir(),
                 quantize=options.quantize,
                 threads=threads,
+                tokenizer=tokenizer,
+                calibration_data=options.calibration_data,
+                max_length=max_length,
             )
             forward, number_format, reason = model, model.dtype, f"{chosen.reason}; ONNX graph {model.path}"
         elif runtime == "torch":
