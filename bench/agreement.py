@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-docs", type=int, default=3000, help="test narratives (default all 3000)")
     parser.add_argument("--variants", default=",".join(DEFAULT), help=f"from {','.join(VARIANTS)}")
     parser.add_argument("--name", help="results file suffix (default: the model folder's name)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="model threads (default 1: on a busy machine more only wait)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             label, fields = VARIANTS[name]
             options = ClassifierOptions(
                 device="cpu",
+                threads=args.threads,
                 onnx_cache=CACHE / "onnx",
                 openvino_cache=CACHE / "openvino",
                 calibration_data=calibration if name in CALIBRATED else None,

@@ -97,8 +97,8 @@ def test_calibration_data_wins_and_keys_the_cache(
     trained: tuple[Path, list[str], list[str]], tmp_path: Path
 ) -> None:
     model, _, test_texts = trained
-    given = tmp_path / "texts.txt"
-    given.write_text("\n".join(test_texts))
+    given = tmp_path / "texts.jsonl"
+    given.write_text("".join(json.dumps({"text": text}) + "\n" for text in test_texts))
     classifier = _load(model, tmp_path / "cache", calibration_data=given)
     assert classifier.model.mode == "static"
     assert classifier.model.path.parent.name == onnx_runtime.model_key(model, "int8", test_texts)
