@@ -37,7 +37,7 @@ from batchlane.serving import onnx_quantize
 
 logger = logging.getLogger(__name__)
 
-EXPORT_RECIPE = 2  # bump when the export, optimisation or quantisation steps change
+EXPORT_RECIPE = 3  # bump when the export, optimisation or quantisation steps change
 OPSET = 17
 QUANTIZE = ("int8",)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
