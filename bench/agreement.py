@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
 def _cpu() -> str:
     from batchlane.serving import precision
 
-    return precision.detect().describe()
+    hardware = precision.detect()
+    vnni = "" if hardware.avx512_vnni else " (no avx512_vnni: int8 runs on AVX2 kernels)"
+    return hardware.describe() + vnni
 
 
 if __name__ == "__main__":
