@@ -40,8 +40,8 @@ class ClassifierOptions:
     ``runtime`` is ``auto``, ``torch``, ``onnx`` or ``openvino`` (``batchlane.serving.runtime``; ``quantize="int8"``
     needs ``openvino``, ``onnx`` or ``auto``); ``max_batch_delay_ms`` turns on real-time dynamic batching
     (``batchlane.serving.dynamic_batching``); ``onnx_cache`` and ``openvino_cache`` are where exported graphs are
-    kept (default ``<BATCHLANE_HOME>/onnx`` and ``/openvino``); ``calibration_data`` is the texts file OpenVINO's
-    int8 is calibrated on.
+    kept (default ``<BATCHLANE_HOME>/onnx`` and ``/openvino``); ``calibration_data`` is the texts file int8 is
+    calibrated on (default the model's ``calibration.jsonl``; ``batchlane.serving.calibration``).
     """
 
     max_length: int | None = None
