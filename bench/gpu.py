@@ -15,7 +15,8 @@ and reports docs/s, real tokens/s, model TFLOP/s and the share of the GPU's bf16
 run (an 8192² bf16 matmul). The table goes to ``bench/results/<date>-<gpu>-gpu.md``.
 
     python bench/gpu.py                             # on a CUDA machine (about 5 minutes)
-    python bench/gpu.py --device cpu --tiny --docs 40 --no-write   # the same code path on a CPU (smoke test)
+    python bench/gpu.py --device cpu --tiny --docs 24 --roofline-size 64 --roofline-seconds 0.1 --no-write
+                                                    # the same code path on a CPU (smoke test, under a minute)
 """
 
 from __future__ import annotations
@@ -92,11 +93,11 @@ def flops_per_doc(config: dict[str, Any], tokens: int) -> float:
     return total + 2 * hidden * hidden + 2 * hidden * len(LABELS)
 
 
-def roofline_tflops(device: str, seconds: float = 2.0) -> float:
-    """The best bf16 matmul rate on ``device`` (8192² on a GPU, 2048² on a CPU), in TFLOP/s."""
+def roofline_tflops(device: str, size: int | None = None, seconds: float = 2.0) -> float:
+    """The best bf16 matmul rate on ``device`` (``size``²: default 8192² on a GPU, 2048² on a CPU), in TFLOP/s."""
     import torch
 
-    size = 8192 if device.startswith("cuda") else 2048
+    size = size or (8192 if device.startswith("cuda") else 2048)
     return variants_mod.matmul_rate(size, torch.bfloat16, device, seconds) / 1e12
 
 
@@ -167,6 +168,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--tiny", action="store_true", help="a tiny ModernBERT instead of the base size")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--cache", type=Path, default=HERE / ".cache", help="where the random model is kept")
+    parser.add_argument(
+        "--roofline-size",
+        type=int,
+        help="side of the bf16 matmul that measures the peak (default 8192 on a GPU, 2048 on a CPU; a CPU without "
+        "bf16 instructions emulates it at well under 1 GFLOP/s, so a smoke test passes a small one)",
+    )
+    parser.add_argument(
+        "--roofline-seconds", type=float, default=2.0, help="length of each of the 3 peak runs (default 2)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -184,7 +194,7 @@ def main(argv: list[str] | None = None) -> str:
     texts = corpus_mod.build_corpus([t for t, _ in train], tokenizer, args.docs, seed=args.seed)
     lengths = corpus_mod.token_lengths(texts, tokenizer)
     flops = sum(flops_per_doc(config, n) for n in lengths)
-    peak = roofline_tflops(args.device)
+    peak = roofline_tflops(args.device, args.roofline_size, args.roofline_seconds)
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
     logger.info("device %s: bf16 matmul peak %.1f TFLOP/s; %d docs, %d tokens", device_name, peak, len(texts),
                 sum(lengths))  # fmt: skip

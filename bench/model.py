@@ -85,8 +85,13 @@ def _fit_probe(model, tokenizer, train: list[tuple[str, str]], labels: list[str]
     texts = [text for text, _ in sample]
     targets = torch.tensor([index[label] for _, label in sample])
     logger.info("fitting the linear-probe head on %d train narratives (cached afterwards)", len(texts))
+    from batchlane.serving import precision
+
+    # bf16 only where the CPU has it: emulated (AVX2 only) it runs at well under 1 GFLOP/s and the fit takes hours.
+    hardware = precision.detect()
+    bf16 = hardware.avx512_bf16 or hardware.amx_bf16
     features = []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(texts), 64):
             batch = tokenizer(
                 texts[start : start + 64],

@@ -39,6 +39,9 @@ class Variant:
     test_split: bool = False  # also classify the CFPB test split (agreement and accuracy)
 
 
+# A blank BATCHLANE_CALIBRATION_DATA hides run.py's calibration file: ONNX Runtime's int8 is then dynamic.
+NO_CALIBRATION = {"BATCHLANE_CALIBRATION_DATA": ""}
+
 VARIANTS = {
     v.name: v
     for v in (
@@ -64,9 +67,16 @@ VARIANTS = {
         Variant("onnx-fp32", "batchlane handler, --runtime onnx (fp32)", "handler", {"BATCHLANE_RUNTIME": "onnx"}, test_split=True),
         Variant(
             "onnx-int8",
-            "batchlane handler, --runtime onnx --quantize int8",
+            "batchlane handler, --runtime onnx --quantize int8 (static, calibrated)",
             "handler",
             {"BATCHLANE_RUNTIME": "onnx", "BATCHLANE_QUANTIZE": "int8"},
+            test_split=True,
+        ),
+        Variant(
+            "onnx-int8-dynamic",
+            "batchlane handler, --runtime onnx --quantize int8, no calibration texts (dynamic)",
+            "handler",
+            {"BATCHLANE_RUNTIME": "onnx", "BATCHLANE_QUANTIZE": "int8", **NO_CALIBRATION},
             test_split=True,
         ),
         Variant("transform", "batchlane transform end-to-end (defaults: auto runtime)", "transform"),
@@ -556,15 +566,20 @@ def prepare_openvino(model_dir: str) -> dict[str, Any]:
 
 
 def prepare_onnx(model_dir: str) -> dict[str, Any]:
-    """Build the fp32 and int8 ONNX graphs into the cache, so the timed variants only load them."""
+    """Build the fp32, static int8 and dynamic int8 ONNX graphs into the cache, so the timed variants only load
+    them."""
     from batchlane.serving.classifier import ClassifierOptions, SequenceClassifier
     from batchlane.settings import ServeSettings
 
     paths = {}
-    for quantize in ("", "int8"):
-        env = {**os.environ, "BATCHLANE_RUNTIME": "onnx", "BATCHLANE_QUANTIZE": quantize}
+    for name, quantize, extra in (
+        ("fp32", "", {}),
+        ("int8", "int8", {}),
+        ("int8-dynamic", "int8", NO_CALIBRATION),
+    ):
+        env = {**os.environ, "BATCHLANE_RUNTIME": "onnx", "BATCHLANE_QUANTIZE": quantize, **extra}
         classifier = SequenceClassifier.load(
             model_dir, ClassifierOptions.from_settings(ServeSettings.from_env(env))
         )
-        paths[quantize or "fp32"] = str(classifier.model.path)
+        paths[name] = str(classifier.model.path)
     return paths

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_gpu_benchmark_runs_on_cpu(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench/gpu.py"), "--device", "cpu", "--tiny", "--docs", "24", "--no-write",
-         "--cache", str(tmp_path / "cache")],
+         "--cache", str(tmp_path / "cache"), "--roofline-size", "64", "--roofline-seconds", "0.1"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -87,16 +87,17 @@ def register(app: typer.Typer) -> None:
         quantize: str = typer.Option(
             None,
             "--quantize",
-            help="int8: with OpenVINO (and auto), static int8 calibrated on --calibration-data; with --runtime onnx, "
-            "dynamic int8 (env BATCHLANE_QUANTIZE; default none).",
+            help="int8: static int8 calibrated on --calibration-data (or the model's calibration.jsonl), with OpenVINO "
+            "(auto) or ONNX Runtime (--runtime onnx, or auto without OpenVINO); ONNX Runtime without calibration "
+            "texts falls back to dynamic int8 (env BATCHLANE_QUANTIZE; default none).",
             show_default=False,
         ),
         calibration_data: Path = typer.Option(
             None,
             "--calibration-data",
-            help="Texts --quantize int8 calibrates OpenVINO's int8 on: a few hundred like those you will classify, "
-            "one per line or JSON Lines with a 'text' field (env BATCHLANE_CALIBRATION_DATA; default "
-            "calibration.jsonl in the model folder).",
+            help="Texts --quantize int8 calibrates on: a few hundred like those you will classify, one per line or "
+            "JSON Lines with a 'text' field (env BATCHLANE_CALIBRATION_DATA; default calibration.jsonl in the model "
+            "folder, which batchlane train writes).",
             show_default=False,
         ),
         install_requirements: bool = typer.Option(

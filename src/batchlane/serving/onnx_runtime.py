@@ -1,13 +1,14 @@
 """ONNX Runtime for the default classifier (``--runtime onnx``, optionally ``--quantize int8``).
 
 The model folder's PyTorch weights are exported once with ``torch.onnx.export``, fused with ONNX Runtime's
-transformer optimizer where it knows the architecture (attention, GELU, skip-LayerNorm), optionally quantised with
-dynamic int8 (weights int8, activations quantised per batch; fast on CPUs with VNNI), and cached:
+transformer optimizer where it knows the architecture (attention, GELU, skip-LayerNorm), optionally quantised to int8
+(``batchlane.serving.onnx_quantize``: static, calibrated on texts from ``--calibration-data`` or the model's own
+``calibration.jsonl``; dynamic when there are none, with a logged warning), and cached:
 
 * a ``model.onnx`` (or ``model-int8.onnx``) shipped in the model folder itself is used as is;
 * otherwise ``<cache>/<key>/model.onnx`` and ``model-int8.onnx``, where ``<cache>`` is ``BATCHLANE_ONNX_CACHE`` or
-  ``<BATCHLANE_HOME>/onnx`` and ``<key>`` hashes the config and weight files with the export recipe, so a changed
-  model or recipe never reuses a stale graph. Files appear by atomic rename: a concurrent start never reads half
+  ``<BATCHLANE_HOME>/onnx`` and ``<key>`` hashes the config and weight files with the export recipe (and, for
+  static int8, the calibration texts), so a changed model, recipe or calibration set never reuses a stale graph. Files appear by atomic rename: a concurrent start never reads half
   of one.
 
 A fresh export is checked against PyTorch on sample inputs before it is cached: fp32 must give the same labels and
@@ -24,16 +25,19 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from batchlane.errors import ModelLoadError
+from batchlane.serving import calibration as calibration_mod
+from batchlane.serving import onnx_quantize
 
 logger = logging.getLogger(__name__)
 
-EXPORT_RECIPE = 1  # bump when the export, optimisation or quantisation steps change
+EXPORT_RECIPE = 3  # bump when the export, optimisation or quantisation steps change
 OPSET = 17
 QUANTIZE = ("int8",)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -52,12 +56,22 @@ def file_name(quantize: str | None) -> str:
     return "model-int8.onnx" if quantize == "int8" else "model.onnx"
 
 
-def model_key(model_dir: Path, quantize: str | None = None) -> str:
-    """A hash of the model's config and weight files plus the export recipe (not of the path: copies share it)."""
+def model_key(model_dir: Path, quantize: str | None = None, calibration: Sequence[str] = ()) -> str:
+    """A hash of the model's config and weight files plus the export recipe and, for static int8, the calibration
+    texts (``quantize`` with no texts is dynamic int8). Not of the path: copies share it."""
     import torch
 
+    mode = (
+        None
+        if not quantize
+        else ("static", calibration_mod.digest(calibration))
+        if calibration
+        else "dynamic"
+    )
     digest = hashlib.sha256()
-    digest.update(json.dumps([EXPORT_RECIPE, OPSET, torch.__version__.split("+")[0], quantize]).encode())
+    digest.update(
+        json.dumps([EXPORT_RECIPE, OPSET, torch.__version__.split("+")[0], quantize, mode]).encode()
+    )
     for path in sorted(model_dir.iterdir()):
         if path.is_file() and (path.name == "config.json" or path.suffix in _WEIGHT_SUFFIXES):
             digest.update(path.name.encode() + b"\0")
@@ -138,37 +152,22 @@ def _optimize(source: Path, target: Path, config: Any) -> bool:
     return True
 
 
-def _quantize(source: Path, target: Path) -> None:
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))  # the quantizer logs every skipped tensor on the root logger
-    try:
-        quantize_dynamic(
-            str(source),
-            str(target),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            # Fused graphs hold contrib ops whose output types shape inference cannot tell.
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-    finally:
-        root.setLevel(level)
-
-
-def _check(model: Any, session: Any, quantized: bool) -> str:
-    """Compare the new graph with PyTorch on sample inputs; a wrong fp32 export is a ``ModelLoadError``."""
+def _check(model: Any, session: Any, quantized: bool, checks: list[dict[str, np.ndarray]]) -> str:
+    """Compare the new graph with PyTorch on ``checks`` (sample inputs, or calibration batches); a wrong fp32 export
+    is a ``ModelLoadError``."""
     import torch
 
-    inputs = _sample_inputs(model.config)
-    with torch.inference_mode():
-        expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.float().numpy()
-    got = session.run([session.get_outputs()[0].name], _feed(session, inputs))[0]
-    difference = float(np.abs(got - expected).max())
-    agree = float((got.argmax(-1) == expected.argmax(-1)).mean())
-    summary = f"max |logit difference| {difference:.2e}, labels agree on {agree:.0%} of the sample"
+    same = total = 0
+    difference = 0.0
+    for inputs in checks:
+        with torch.inference_mode():
+            expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.float().numpy()
+        got = session.run([session.get_outputs()[0].name], _feed(session, inputs))[0]
+        difference = max(difference, float(np.abs(got - expected).max()))
+        same += int((got.argmax(-1) == expected.argmax(-1)).sum())
+        total += len(expected)
+    agree = same / total
+    summary = f"max |logit difference| {difference:.2e}, labels agree on {same}/{total} check inputs"
     if not quantized and (difference > _FP32_TOLERANCE or agree < 1.0):
         raise ModelLoadError(f"the ONNX export does not match PyTorch: {summary}; serve with --runtime torch")
     return summary
@@ -200,8 +199,15 @@ def _session(path: Path, threads: int) -> Any:
     return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
 
 
-def build(model_dir: Path, target_dir: Path, quantize: str | None, threads: int) -> Path:
-    """Export (and quantise) ``model_dir`` into ``target_dir``; returns the graph path. Checked before renaming."""
+def build(
+    model_dir: Path,
+    target_dir: Path,
+    quantize: str | None,
+    threads: int,
+    calibration: list[dict[str, np.ndarray]] | None = None,
+) -> Path:
+    """Export (and quantise: static int8 with ``calibration`` batches, else dynamic) ``model_dir`` into
+    ``target_dir``; returns the graph path. Checked against PyTorch before renaming."""
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / file_name(quantize)
     model = _load_torch_model(model_dir)
@@ -215,10 +221,14 @@ def build(model_dir: Path, target_dir: Path, quantize: str | None, threads: int)
                 "serve it with --runtime torch"
             ) from exc
         graph = fused if _optimize(raw, fused, model.config) else raw
-        if quantize == "int8":
-            _quantize(graph, Path(scratch) / "int8.onnx")
+        if quantize == "int8" and calibration:
+            onnx_quantize.quantize_static(graph, Path(scratch) / "int8.onnx", calibration)
             graph = Path(scratch) / "int8.onnx"
-        summary = _check(model, _session(graph, threads), quantized=quantize is not None)
+        elif quantize == "int8":
+            onnx_quantize.quantize_dynamic(graph, Path(scratch) / "int8.onnx")
+            graph = Path(scratch) / "int8.onnx"
+        checks = calibration[:8] if calibration else [_sample_inputs(model.config)]
+        summary = _check(model, _session(graph, threads), quantize is not None, checks)
         partial = Path(scratch) / "final.onnx"
         shutil.copyfile(graph, partial)
         os.replace(partial, target)
@@ -226,34 +236,63 @@ def build(model_dir: Path, target_dir: Path, quantize: str | None, threads: int)
     return target
 
 
-def resolve(model_dir: Path, cache_dir: Path, quantize: str | None, threads: int) -> Path:
-    """The ONNX graph to serve: shipped in the model folder, else cached, else built now."""
+def resolve(
+    model_dir: Path,
+    cache_dir: Path,
+    quantize: str | None,
+    threads: int,
+    *,
+    tokenizer: Any = None,
+    calibration_texts: Sequence[str] = (),
+    max_length: int = 512,
+) -> Path:
+    """The ONNX graph to serve: shipped in the model folder, else cached, else built now (int8: static when
+    ``calibration_texts`` are given, tokenised with ``tokenizer`` as the server does, else dynamic)."""
     shipped = model_dir / file_name(quantize)
     if shipped.is_file():
         logger.info("using the ONNX graph shipped with the model: %s", shipped)
         return shipped
-    cached = cache_dir / model_key(model_dir, quantize) / file_name(quantize)
+    texts = calibration_texts if quantize else ()
+    cached = cache_dir / model_key(model_dir, quantize, texts) / file_name(quantize)
     if cached.is_file():
         logger.info("using the cached ONNX graph %s", cached)
         return cached
-    return build(model_dir, cached.parent, quantize, threads)
+    batches = calibration_mod.batches(tokenizer, texts, max_length) if texts else None
+    return build(model_dir, cached.parent, quantize, threads, batches)
 
 
 class OnnxModel:
     """An ONNX Runtime session with the call shape of the PyTorch path: int64 arrays in, fp32 logits out."""
 
-    def __init__(self, path: Path, config: Any, threads: int, quantize: str | None = None) -> None:
+    def __init__(
+        self, path: Path, config: Any, threads: int, quantize: str | None = None, mode: str | None = None
+    ) -> None:
         self.path = path
         self.config = config
         self.quantize = quantize
+        self.mode = mode  # static or dynamic int8; None for fp32 (or a graph shipped with the model)
         self.session = _session(path, threads)
         self.dtype = "int8" if quantize else "fp32"
         self._output = [self.session.get_outputs()[0].name]
 
     @classmethod
     def load(
-        cls, model_dir: Path, config: Any, *, cache_dir: Path, quantize: str | None, threads: int
+        cls,
+        model_dir: Path,
+        config: Any,
+        *,
+        cache_dir: Path,
+        quantize: str | None,
+        threads: int,
+        tokenizer: Any = None,
+        calibration_data: Path | None = None,
+        max_length: int = 512,
     ) -> OnnxModel:
+        """Export, quantise or reuse the graph of ``model_dir``; ``ModelLoadError`` says why it cannot be used.
+
+        int8 is static when calibration texts are found (``calibration.find``: ``calibration_data``, else the
+        model's ``calibration.jsonl``), else dynamic, with a warning that says how to get static.
+        """
         if quantize is not None and quantize not in QUANTIZE:
             raise ModelLoadError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
         try:
@@ -262,7 +301,31 @@ class OnnxModel:
             raise ModelLoadError(
                 "--runtime onnx needs onnxruntime; install batchlane[onnx] or serve with --runtime torch"
             ) from exc
-        return cls(resolve(model_dir, cache_dir, quantize, threads), config, threads, quantize)
+        texts: list[str] = []
+        mode = None
+        if quantize and not (model_dir / file_name(quantize)).is_file():
+            found = calibration_mod.find(model_dir, calibration_data)
+            if found is not None:
+                texts, mode = found.texts, "static"
+                logger.info("int8 (static): calibrating on %d texts from %s", len(texts), found.source)
+            else:
+                mode = "dynamic"
+                logger.warning(
+                    "int8 (dynamic): no calibration texts (%s has no %s and no --calibration-data was given), so "
+                    "activations are quantised per batch, which changes more labels than static int8",
+                    model_dir,
+                    calibration_mod.CALIBRATION_FILE,
+                )
+        path = resolve(
+            model_dir,
+            cache_dir,
+            quantize,
+            threads,
+            tokenizer=tokenizer,
+            calibration_texts=texts,
+            max_length=max_length,
+        )
+        return cls(path, config, threads, quantize, mode)
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feed = _feed(self.session, {"input_ids": input_ids, "attention_mask": attention_mask})

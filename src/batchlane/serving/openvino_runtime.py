@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from batchlane.errors import ModelLoadError
+from batchlane.serving import calibration as calibration_mod
 from batchlane.serving.onnx_runtime import _sample_inputs
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ QUANTIZE = ("int8",)
 MODES = ("throughput", "latency")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _FP32_TOLERANCE = 1e-3
-# Texts NNCF calibrates on: a few hundred cover the activation ranges of a text classifier (more changes nothing
-# measurable and costs minutes on a small CPU).
-CALIBRATION_TEXTS = 300
-_CALIBRATION_BATCH = 8
 # Node names of the pooler and the classification head in graphs converted from transformers' classifiers.
 _HEAD_NODES = r".*(pooler|classifier|score|pre_classifier|head)\b.*"
 
@@ -81,38 +78,6 @@ def model_key(model_dir: Path, quantize: str | None = None, calibration: Sequenc
     for text in calibration if quantize else ():
         digest.update(text.encode("utf-8", "replace") + b"\0")
     return digest.hexdigest()[:24]
-
-
-def read_calibration(path: Path, limit: int = CALIBRATION_TEXTS) -> list[str]:
-    """Up to ``limit`` texts from ``path``: one per line, or JSON Lines records with a ``text``/``inputs`` field."""
-    texts: list[str] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(f"--calibration-data {path}: cannot read it ({exc})") from None
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("{"):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ModelLoadError(
-                    f"--calibration-data {path} line {number}: invalid JSON ({exc.msg})"
-                ) from None
-            text = next((record[k] for k in ("text", "inputs") if isinstance(record.get(k), str)), None)
-            if text is None:
-                raise ModelLoadError(f"--calibration-data {path} line {number}: no string 'text' field")
-            line = text
-        texts.append(line)
-        if len(texts) >= limit:
-            break
-    if len(texts) < 10:
-        raise ModelLoadError(
-            f"--calibration-data {path} holds {len(texts)} texts; give it at least 10 (300 is best)"
-        )
-    return texts
 
 
 def _load_torch_model(model_dir: Path) -> Any:
@@ -149,22 +114,6 @@ def _quantize(ov_model: Any, batches: list[dict[str, np.ndarray]]) -> Any:
         subset_size=len(batches),
         ignored_scope=nncf.IgnoredScope(patterns=[_HEAD_NODES], validate=False),
     )
-
-
-def _calibration_batches(
-    tokenizer: Any, texts: Sequence[str], max_length: int
-) -> list[dict[str, np.ndarray]]:
-    batches = []
-    for start in range(0, len(texts), _CALIBRATION_BATCH):
-        encoded = tokenizer(
-            list(texts[start : start + _CALIBRATION_BATCH]),
-            truncation=True,
-            max_length=max_length,
-            padding=True,
-            return_tensors="np",
-        )
-        batches.append({k: encoded[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
-    return batches
 
 
 def _check(model: Any, compiled: Any, batches: list[dict[str, np.ndarray]], quantized: bool) -> str:
@@ -307,11 +256,10 @@ def resolve(
         logger.info("using the cached OpenVINO IR %s", cached)
         return cached
     if quantize and not calibration_texts:
-        raise ModelLoadError(
-            "--quantize int8 with OpenVINO calibrates on real texts: give --calibration-data FILE "
-            "(a few hundred texts like the ones you will classify, one per line or JSON Lines with 'text')"
-        )
-    calibration = _calibration_batches(tokenizer, calibration_texts, max_length) if calibration_texts else []
+        raise ModelLoadError(calibration_mod.missing_message(model_dir))
+    calibration = (
+        calibration_mod.batches(tokenizer, calibration_texts, max_length) if calibration_texts else []
+    )
     return build(model_dir, cached, quantize, calibration)
 
 
@@ -335,10 +283,11 @@ def load(
     if quantize is not None and quantize not in QUANTIZE:
         raise ModelLoadError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
     texts: list[str] = []
-    if quantize and calibration_data is not None:
-        texts = read_calibration(calibration_data)
-    elif quantize and (model_dir / "calibration.jsonl").is_file():
-        texts = read_calibration(model_dir / "calibration.jsonl")
+    if quantize:
+        found = calibration_mod.find(model_dir, calibration_data)
+        if found is not None:
+            texts = found.texts
+            logger.info("int8 calibration: %d texts from %s", len(texts), found.source)
     path = resolve(
         model_dir, cache_dir, quantize, tokenizer=tokenizer, calibration_texts=texts, max_length=max_length
     )

@@ -1,8 +1,9 @@
 """The fine-tuning recipe: a local base encoder plus a new classification head, trained with transformers' Trainer.
 
 :func:`train_classifier` writes a ready-to-serve model directory (safetensors weights, tokenizer files whose
-``model_max_length`` is the training length, config with ``id2label``/``label2id``) and ``metrics.json`` computed on
-a held-out split. The directory appears atomically: it is built beside the target and renamed into place, so a
+``model_max_length`` is the training length, config with ``id2label``/``label2id``), ``metrics.json`` computed on
+a held-out split, and ``calibration.jsonl``: 300 of the training texts (seeded sample), which ``--quantize int8``
+calibrates on. The directory appears atomically: it is built beside the target and renamed into place, so a
 crash leaves no half-written model where a server or cache would pick it up.
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from batchlane import truncation as truncation_mod
 from batchlane.errors import BadInput, Conflict, ModelLoadError, NotFound, ValidationError
+from batchlane.serving.calibration import CALIBRATION_FILE, write_sample
 from batchlane.training.data import LabelledData, check_labels_known, load_labelled, stratified_split
 from batchlane.training.device import PRECISIONS, resolve_device, resolve_precision
 from batchlane.training.encoding import TRUNCATIONS, PaddingCollator, encode_texts, pad_token_id
@@ -237,6 +239,8 @@ def train_classifier(
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
             }
         )
+        # A sample of the training texts: `batchlane serve --quantize int8` calibrates on it without a flag.
+        write_sample(train_set.texts, build / CALIBRATION_FILE, seed=recipe.seed)
         _save(model, tokenizer, recipe, build)
         write_json(build / METRICS_FILE, metrics)
         _swap_into_place(build, output)

@@ -15,7 +15,7 @@ pytest.importorskip("openvino")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from batchlane.errors import ModelLoadError  # noqa: E402
-from batchlane.serving import openvino_runtime  # noqa: E402
+from batchlane.serving import calibration, openvino_runtime  # noqa: E402
 from batchlane.serving.app import create_app  # noqa: E402
 from batchlane.serving.classifier import ClassifierOptions, SequenceClassifier  # noqa: E402
 from batchlane.settings import ServeSettings  # noqa: E402
@@ -112,7 +112,7 @@ def test_calibration_file_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "calibration.jsonl"
     path.write_text('{"text": "fine"}\n{"body": "no text"}\n')
     with pytest.raises(ModelLoadError, match=r"calibration.jsonl line 2: no string 'text' field"):
-        openvino_runtime.read_calibration(path)
+        calibration.read_calibration(path)
 
 
 def test_served_through_the_app_by_default(tiny_bert_dir: Path, tmp_path: Path) -> None:
