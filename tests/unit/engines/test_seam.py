@@ -114,7 +114,9 @@ try:
 except ValidationError as exc:
     print(exc.field, exc)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert "engine engine 'ray' needs the 'ray' extra: pip install 'batchlane[ray]'" in out.stdout, out.stderr
     assert "ray" in ENGINE_NAMES
 
