@@ -25,12 +25,14 @@ from typing import Any
 import numpy as np
 
 from batchlane import truncation as truncation_mod
-from batchlane.errors import BadInput, Conflict, ModelLoadError, NotFound, ValidationError
+from batchlane.errors import BadInput, Conflict, NotFound, ValidationError
 from batchlane.serving.calibration import CALIBRATION_FILE, write_sample
+from batchlane.training.base_model import freeze_lower_layers, load_base
 from batchlane.training.data import LabelledData, check_labels_known, load_labelled, stratified_split
 from batchlane.training.device import PRECISIONS, resolve_device, resolve_precision
-from batchlane.training.encoding import TRUNCATIONS, PaddingCollator, encode_texts, pad_token_id
+from batchlane.training.encoding import TRUNCATIONS, encode_texts
 from batchlane.training.evaluate import evaluate_loaded, write_json
+from batchlane.training.hf_loop import run_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +179,7 @@ def train_classifier(
 
     device = resolve_device()
     precision = resolve_precision(recipe.precision, device)
-    model, tokenizer = _load_base(base, labels, recipe.seed, recipe.dropout)
+    model, tokenizer = load_base(base, labels, recipe.seed, recipe.dropout)
     positions = int(getattr(model.config, "max_position_embeddings", recipe.max_length) or recipe.max_length)
     if recipe.max_length > positions:
         raise ValidationError(
@@ -209,7 +211,7 @@ def train_classifier(
     build = output.parent / f".{output.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     build.mkdir()
     try:
-        train_seconds = _run_trainer(
+        train_seconds = run_trainer(
             model, tokenizer, features, weights, recipe, precision, device, build / "trainer"
         )
         shutil.rmtree(build / "trainer", ignore_errors=True)
@@ -280,85 +282,6 @@ def _load_splits(
     return stratified_split(records, recipe.eval_fraction, recipe.seed)
 
 
-def _load_base(base: Path, labels: list[str], seed: int, dropout: float | None) -> tuple[Any, Any]:
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, set_seed
-
-    # The new head's initial weights come from the global RNG: seed it so a recipe gives the same model every time.
-    set_seed(seed)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-        overrides: dict[str, Any] = {}
-        if dropout is not None:
-            # Every dropout probability of the architecture (BERT's hidden/attention, ModernBERT's mlp/attention/
-            # embedding …), whatever it is called.
-            config = AutoConfig.from_pretrained(base, local_files_only=True)
-            overrides = {
-                key: dropout
-                for key, value in config.to_dict().items()
-                if "dropout" in key and isinstance(value, int | float) and not isinstance(value, bool)
-            }
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base,
-            local_files_only=True,
-            **overrides,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            problem_type="single_label_classification",
-            # A base that is already a classifier (other labels) gets a fresh head of the right size.
-            ignore_mismatched_sizes=True,
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"{base}: cannot load as a base encoder ({exc})", field="base_model") from exc
-    return model, tokenizer
-
-
-def encoder_layers(model: Any) -> list[Any]:
-    """The transformer layers of a classifier's encoder, bottom first (BERT's ``encoder.layer``, ModernBERT's
-    ``layers`` …): the ModuleList as long as ``config.num_hidden_layers``."""
-    import torch
-
-    wanted = int(model.config.num_hidden_layers)
-    candidates = [
-        (name, module)
-        for name, module in model.base_model.named_modules()
-        if isinstance(module, torch.nn.ModuleList) and len(module) == wanted
-    ]
-    for name, module in candidates:
-        if name.split(".")[-1] in ("layer", "layers"):
-            return list(module)
-    if candidates:
-        return list(candidates[0][1])
-    raise ValidationError(
-        f"cannot find the encoder layers of {type(model).__name__} to freeze", field="freeze_layers"
-    )
-
-
-def freeze_lower_layers(model: Any, n: int) -> int:
-    """Freeze the embeddings and the lowest ``n`` encoder layers (no-op for 0); return the frozen parameter count.
-
-    Frozen layers need no weight gradients and no optimizer state, which makes each step cheaper; the upper layers
-    and the head still adapt to the task.
-    """
-    if n <= 0:
-        return 0
-    layers = encoder_layers(model)
-    if n > len(layers):
-        raise ValidationError(
-            f"freeze_layers {n} exceeds the model's {len(layers)} layers", field="freeze_layers"
-        )
-    modules = [getattr(model.base_model, "embeddings", None), *layers[:n]]
-    frozen = 0
-    for module in modules:
-        if module is None:
-            continue
-        for param in module.parameters():
-            if param.requires_grad:
-                param.requires_grad_(False)
-                frozen += param.numel()
-    return frozen
-
-
 def class_weights(label_ids: list[int], n_labels: int, weighting: str) -> list[float] | None:
     """Per-label loss weights for ``weighting`` (None for ``none``); labels absent from the data get weight 0."""
     power = CLASS_WEIGHTINGS[weighting]
@@ -369,111 +292,6 @@ def class_weights(label_ids: list[int], n_labels: int, weighting: str) -> list[f
     weights = np.zeros(n_labels)
     weights[present] = (counts.sum() / (present.sum() * counts[present])) ** power
     return weights.tolist()
-
-
-def _run_trainer(
-    model: Any,
-    tokenizer: Any,
-    features: list[dict[str, Any]],
-    weights: list[float] | None,
-    recipe: TrainRecipe,
-    precision: str,
-    device: str,
-    scratch: Path,
-) -> float:
-    from transformers import TrainingArguments
-    from transformers.trainer_callback import PrinterCallback
-
-    steps = int(np.ceil(len(features) / recipe.batch_size) * recipe.epochs)
-    args = TrainingArguments(
-        output_dir=str(scratch),
-        per_device_train_batch_size=recipe.batch_size,
-        num_train_epochs=recipe.epochs,
-        learning_rate=recipe.learning_rate,
-        weight_decay=recipe.weight_decay,
-        warmup_steps=recipe.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        lr_scheduler_type="linear",
-        bf16=precision == "bf16",
-        use_cpu=device == "cpu",
-        # Batches of similar length (dynamic padding) cut the padded tokens roughly in half on long-tailed texts.
-        train_sampling_strategy="group_by_length",
-        save_strategy="no",
-        eval_strategy="no",
-        report_to="none",
-        logging_strategy="steps",
-        logging_steps=max(1, steps // 20),
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        remove_unused_columns=False,
-        seed=recipe.seed,
-        data_seed=recipe.seed,
-    )
-    trainer = _trainer_class(weights)(
-        model=model,
-        args=args,
-        train_dataset=features,
-        data_collator=PaddingCollator(pad_token_id(tokenizer)),
-        callbacks=[_progress_callback(steps)],
-    )
-    trainer.remove_callback(PrinterCallback)  # it print()s raw dicts; the progress callback logs instead
-    started = time.perf_counter()
-    trainer.train()
-    return time.perf_counter() - started
-
-
-def _trainer_class(weights: list[float] | None) -> type:
-    """transformers' Trainer, or a subclass whose loss is cross-entropy with per-label ``weights``."""
-    from transformers import Trainer
-
-    if weights is None:
-        return Trainer
-
-    import torch
-
-    weight = torch.tensor(weights, dtype=torch.float32)
-
-    class WeightedLossTrainer(Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            # fp32 loss: bf16 autocast logits are too coarse for a weighted log-softmax.
-            loss = torch.nn.functional.cross_entropy(
-                outputs.logits.float(), labels, weight=weight.to(outputs.logits.device)
-            )
-            return (loss, outputs) if return_outputs else loss
-
-    return WeightedLossTrainer
-
-
-def _progress_callback(steps: int) -> Any:
-    """A TrainerCallback that logs step, loss and an ETA through ``logging`` (library code does not print)."""
-    from transformers import TrainerCallback
-
-    class LogProgress(TrainerCallback):
-        def __init__(self) -> None:
-            self.started = time.perf_counter()
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.started = time.perf_counter()
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs:
-                return
-            elapsed = time.perf_counter() - self.started
-            total = state.max_steps or steps
-            eta = elapsed / max(state.global_step, 1) * (total - state.global_step)
-            logger.info(
-                "step %d/%d  loss %.4f  lr %.2e  %.0fs elapsed, ~%.0fs left",
-                state.global_step,
-                total,
-                logs["loss"],
-                logs.get("learning_rate", 0.0),
-                elapsed,
-                eta,
-            )
-
-    return LogProgress()
 
 
 def _save(model: Any, tokenizer: Any, recipe: TrainRecipe, target: Path) -> None:

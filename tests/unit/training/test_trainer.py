@@ -9,15 +9,10 @@ import pytest
 
 from batchlane.errors import ValidationError
 from batchlane.examples.tiny_models import build_tiny_classifier
+from batchlane.training.base_model import encoder_layers, freeze_lower_layers
 from batchlane.training.device import resolve_precision
 from batchlane.training.encoding import PaddingCollator, encode_texts
-from batchlane.training.trainer import (
-    TrainRecipe,
-    class_weights,
-    default_base_model,
-    encoder_layers,
-    freeze_lower_layers,
-)
+from batchlane.training.trainer import TrainRecipe, class_weights, default_base_model
 
 
 @pytest.mark.parametrize(
