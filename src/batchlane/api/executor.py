@@ -118,6 +118,8 @@ class JobExecutor:
         queued = []
         grace_s = self.unclaimed_grace_s if grace else 0.0
         for record in find_orphans(self.store, unclaimed_grace_s=grace_s):
+            if record.engine != "local":
+                continue  # a job of another engine (`transform --engine ray` on this store): its own sweep resumes it
             if self.submit(record.name):
                 queued.append(record.name)
         if queued:

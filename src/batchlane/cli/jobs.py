@@ -148,12 +148,17 @@ def resume(
     if all_jobs == (name is not None):
         raise ValidationError("give a job name or --all", field="name")
     if all_jobs:
-        for record in get_engine("local", store).recover():
-            typer.echo(f"{record.name}: {record.status.value}")
+        from batchlane.jobs.lease import find_orphans
+
+        # Each orphan runs on its own engine again: one sweep per engine that has orphans, local first.
+        engines = sorted({record.engine for record in find_orphans(store)}, key=lambda e: (e != "local", e))
+        for engine_name in engines:
+            for record in get_engine(engine_name, store).recover():
+                typer.echo(f"{record.name}: {record.status.value}")
         return
     before = store.get_job(name)  # type: ignore[arg-type]
     # The job runs on its own engine again (the job option `engine`, `transform --engine`).
-    engine = get_engine((before.options.get("job") or {}).get("engine", "local"), store)
+    engine = get_engine(before.engine, store)
     if before.status is JobStatus.COMPLETED:
         typer.echo(f"{before.name}: Completed; nothing to resume (`batchlane jobs results {before.name}`)")
         return

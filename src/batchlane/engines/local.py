@@ -173,10 +173,13 @@ class LocalEngine:
     def recover(
         self, *, detach: bool = False, should_stop: Callable[[], bool] | None = None
     ) -> list[JobRecord]:
-        """Resume every orphan (``find_orphans``) to its end here, oldest first; ``detach``: each in a background
-        process instead (the records are then as found)."""
+        """Resume every orphan (``find_orphans``) of this engine to its end here, oldest first; ``detach``: each in a
+        background process instead (the records are then as found). Another engine's orphans are left to its own
+        sweep (``jobs resume --all`` sweeps every engine)."""
         finished = []
         for record in find_orphans(self.store):
+            if record.engine != self.name:
+                continue
             if should_stop is not None and should_stop():
                 break
             log.info("resuming job %s (status %s), whose runner is gone", record.name, record.status.value)

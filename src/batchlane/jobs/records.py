@@ -49,6 +49,12 @@ class JobRecord:
         return self.request.get("ModelName")
 
     @property
+    def engine(self) -> str:
+        """The engine the job runs on (its job option ``engine``; ``local`` when unset): orphan sweeps resume a job
+        only on its own engine."""
+        return str((self.options.get("job") or {}).get("engine", "local"))
+
+    @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
 

@@ -374,7 +374,7 @@ class Worker(MessageEndings):
         here and now, else in background processes. Returns their names."""
         resumed = []
         for record in find_orphans(self.store):
-            if (record.options.get("job") or {}).get("engine", "local") != self.engine.name:
+            if record.engine != self.engine.name:
                 continue  # another engine's job: its own sweep resumes it
             name = record.name
             if self._stop.is_set():

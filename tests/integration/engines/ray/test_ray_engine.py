@@ -282,3 +282,32 @@ def test_a_bad_record_in_a_late_part_fails_its_file_as_on_the_local_engine(
     assert tree(tmp_path / "out-ray") == tree(tmp_path / "out-local") and list(
         tree(tmp_path / "out-ray")
     ) == ["a.txt.out"]
+
+
+def test_orphan_sweeps_resume_each_job_on_its_own_engine(ray_session: Any, tmp_path: Path) -> None:
+    """A local sweep (the local engine's ``recover``, which the worker and the control plane run) leaves a Ray job
+    alone; ``jobs resume --all`` resumes the local orphan on the local engine and the Ray orphan on Ray."""
+    store = JobStore(tmp_path / "jobs.db")
+    register_echo(store)
+    folder = write_lines(tmp_path, {"a.txt": 4})
+    local = get_engine("local", store)
+    local.submit(
+        transform_request("on-local", f"{folder}/", f"{tmp_path}/out-local/"), {"startup_timeout_s": 120}
+    )
+    ray_engine = get_engine("ray", store)
+    ray_engine.submit(
+        transform_request("on-ray", f"{folder}/", f"{tmp_path}/out-ray/"),
+        {"startup_timeout_s": 120, "engine": "ray"},
+    )
+    # Neither was ever claimed: both are orphans. The local sweep takes only its own.
+    assert [record.name for record in local.recover()] == ["on-local"]
+    assert store.get_job("on-local").status is JobStatus.COMPLETED
+    assert store.get_job("on-ray").status is JobStatus.IN_PROGRESS
+
+    with pytest.raises(SystemExit) as ended:
+        main(["jobs", "resume", "--all", "--db", str(tmp_path / "jobs.db")])
+    assert ended.value.code == 0
+    assert store.get_job("on-ray").status is JobStatus.COMPLETED
+    assert "[batchlane]: ray:" in job_log(store, "on-ray")
+    assert "[batchlane]: ray:" not in job_log(store, "on-local")
+    assert tree(tmp_path / "out-ray") == tree(tmp_path / "out-local")
