@@ -11,10 +11,8 @@ once and its temp output is discarded.
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ from batchlane.transform.invoke import Invoker, ModelServer
 from batchlane.transform.model_data import materialize_model
 from batchlane.transform.options import JobOptions
 from batchlane.transform.params import container_environment
-from batchlane.transform.part_work import PartJob, PartWork, transform_part
+from batchlane.transform.part_work import CollectingContext, PartJob, PartWork, transform_part
 from batchlane.transform.spec import validate_request
 
 
@@ -52,37 +50,6 @@ class ReplicaSpec:
     log_base: str
 
 
-class _Lines(logging.Handler):
-    """Collects a unit's job-log lines, which the driver writes to the job's log."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-class _UnitContext:
-    """The ``context.FileContext`` of a whole-file unit on a replica: nothing is written but the consolidated lines
-    (to a temp folder, sent back); ``check`` raises ``Interrupted`` once the driver stopped the job. Counts and
-    warnings come back in the unit's ``FileOutcome``."""
-
-    def __init__(self, log: logging.Logger, folder: Path, check: Callable[[], None]) -> None:
-        self.log = log
-        self.folder = folder
-        self.check_interrupt = check
-
-    def progress(self, input_key: str, *, records: int, failed: int, bytes_read: int) -> None:
-        return None
-
-    def warnings(self, input_key: str, count: int, message: str) -> None:
-        return None
-
-    def consolidated_path(self, input_key: str) -> Path:
-        return self.folder / "consolidated.jsonl"
-
-
 class Replica:
     """One model replica (``index`` of the pool) of the job ``spec`` describes; the model starts in ``__init__``."""
 
@@ -93,9 +60,6 @@ class Replica:
         self.server = _model_server(spec, self.request, self.options, ModelSpec.parse(spec.model), index)
         self.server.__enter__()
         self._interrupted = False
-        self.log = logging.getLogger(f"batchlane.ray.{spec.job}.{index}")
-        self.log.propagate = False
-        self.log.setLevel(logging.INFO)
 
     async def interrupt(self) -> None:
         """The driver stops the job: the unit in flight is abandoned at its next mini-batch (nothing published)."""
@@ -132,38 +96,33 @@ class Replica:
         self, job: PartJob, unit: WorkUnit, invoker: Invoker, stores: tuple[ObjectStore, ObjectStore]
     ) -> UnitResult:
         """A file of one part, straight into its ``.out`` as the local engine writes it."""
-        handler = _Lines()
-        self.log.addHandler(handler)
-        try:
-            with tempfile.TemporaryDirectory(prefix="batchlane-unit-") as folder:
-                context = _UnitContext(self.log, Path(folder), self._check)
-                work = FileTransform(
-                    context,
-                    unit.checkpoint,
-                    job.params,
-                    job.options,
-                    DataProcessor.from_params(job.params, job.options),
-                    Assembler(job.params.assemble_with, job.params.result_type),
-                    invoker,
-                )
-                try:
-                    outcome = await work.run(*stores)
-                except FILE_ERRORS as exc:
-                    return UnitResult(
-                        error=str(exc),
-                        kind=getattr(exc, "kind", None),
-                        log_lines=handler.lines,
-                        replica=self.name,
-                    )
-                part = context.consolidated_path(unit.checkpoint.input_key)
+        with tempfile.TemporaryDirectory(prefix="batchlane-unit-") as folder:
+            context = CollectingContext(self._check, consolidated_folder=Path(folder))
+            work = FileTransform(
+                context,
+                unit.checkpoint,
+                job.params,
+                job.options,
+                DataProcessor.from_params(job.params, job.options),
+                Assembler(job.params.assemble_with, job.params.result_type),
+                invoker,
+            )
+            try:
+                outcome = await work.run(*stores)
+            except FILE_ERRORS as exc:
                 return UnitResult(
-                    outcome=outcome,
-                    log_lines=handler.lines,
-                    consolidated=part.read_bytes() if job.options.consolidate and part.exists() else None,
+                    error=str(exc),
+                    kind=getattr(exc, "kind", None),
+                    log_lines=context.lines,
                     replica=self.name,
                 )
-        finally:
-            self.log.removeHandler(handler)
+            part = context.consolidated_path(unit.checkpoint.input_key)
+            return UnitResult(
+                outcome=outcome,
+                log_lines=context.lines,
+                consolidated=part.read_bytes() if job.options.consolidate and part.exists() else None,
+                replica=self.name,
+            )
 
     async def close(self) -> None:
         """Stop the model (its ``batchlane serve`` process, if any) before the actor is killed."""

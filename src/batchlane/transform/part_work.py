@@ -67,6 +67,8 @@ class PartReport:
 
 
 class _Lines(logging.Handler):
+    """Collects the job-log lines of a unit run away from the job store; the driver writes them to the job's log."""
+
     def __init__(self) -> None:
         super().__init__()
         self.lines: list[str] = []
@@ -76,9 +78,14 @@ class _Lines(logging.Handler):
 
 
 class CollectingContext:
-    """A ``FileContext`` that writes nothing: log lines and progress are kept for the ``PartReport``."""
+    """A ``FileContext`` that writes nothing: log lines and progress are kept for the ``PartReport`` (or a Ray
+    replica's unit result). ``consolidated_folder``: where an unstaged unit's consolidated lines go (else a temp
+    path)."""
 
-    def __init__(self, check: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, check: Callable[[], None] | None = None, *, consolidated_folder: Path | None = None
+    ) -> None:
+        self._consolidated_folder = consolidated_folder
         self._handler = _Lines()
         self.log = logging.Logger(f"batchlane.part.{id(self)}")
         self.log.addHandler(self._handler)
@@ -104,6 +111,8 @@ class CollectingContext:
 
     def consolidated_path(self, input_key: str) -> Path:
         # Only reached for an unstaged part; a staged part writes its consolidated results to the output store.
+        if self._consolidated_folder is not None:
+            return self._consolidated_folder / "consolidated.jsonl"
         return Path(tempfile.gettempdir()) / "batchlane-consolidated" / f"{abs(hash(input_key))}.jsonl"
 
 
